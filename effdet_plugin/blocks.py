@@ -1,0 +1,147 @@
+"""EfficientNet / EfficientNetV2 layers built from Ultralytics' ``Conv`` so ``model.fuse()`` folds every BatchNorm.
+
+Each block maps ``c1`` input channels to ``c2`` output channels, as every row in an Ultralytics YAML does. Arguments
+are checked here and reported as ``ValueError`` naming the argument; the parser hook adds the YAML row.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from ultralytics.nn.modules import Conv
+
+__all__ = ("DropPath", "FusedMBConv", "MBConv", "SqueezeExcite", "Stem", "set_drop_path")
+
+DEFAULT_DROP_PATH = 0.2  # torchvision's efficientnet_v2_s stochastic_depth_prob; a YAML's `drop_path:` overrides it
+
+
+def _check_kernel_stride(k, s) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0:
+        raise ValueError(f"kernel must be a positive odd integer, got {k!r}")
+    if isinstance(s, bool) or s not in (1, 2):
+        raise ValueError(f"stride must be 1 or 2, got {s!r}")
+
+
+def _check_ratio(name: str, value, low: float, high: float | None, high_open: bool = True) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    if value < low or (high is not None and (value >= high if high_open else value > high)):
+        bound = f"[{low}, {high})" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be in {bound}, got {value!r}")
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the residual branch per sample with probability ``p`` while training."""
+
+    def __init__(self, p: float = 0.0):
+        """Initialize with drop probability ``p`` in [0, 1)."""
+        super().__init__()
+        _check_ratio("drop_path", p, 0.0, 1.0)
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return ``x`` unchanged in eval mode, else zero whole samples and rescale the survivors."""
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask.div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p:.4f}"
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-excitation: global mean, 1x1 reduce + SiLU, 1x1 expand + sigmoid, channel-wise scale."""
+
+    def __init__(self, c: int, c_squeeze: int):
+        """Initialize for ``c`` channels squeezed to ``c_squeeze``."""
+        super().__init__()
+        self.reduce = nn.Conv2d(c, c_squeeze, 1)
+        self.act = nn.SiLU()
+        self.expand = nn.Conv2d(c_squeeze, c, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scale each channel of ``x`` by its learned gate (keepdim mean: no reshapes, exports as plain ops)."""
+        return x * self.expand(self.act(self.reduce(x.mean((2, 3), keepdim=True)))).sigmoid()
+
+
+class Stem(Conv):
+    """Stem: k x k conv + BN + SiLU (YAML name ``stem``, args ``[c_out, kernel, stride]``)."""
+
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 2):
+        """Initialize a ``k`` x ``k`` stride-``s`` stem from ``c1`` to ``c2`` channels."""
+        _check_kernel_stride(k, s)
+        super().__init__(c1, c2, k, s)
+
+
+class _MBBlock(nn.Module):
+    """Shared argument checks and residual rule of the two inverted-residual blocks."""
+
+    def __init__(self, c1: int, c2: int, k: int, s: int, e: float, se: float):
+        super().__init__()
+        _check_kernel_stride(k, s)
+        _check_ratio("expansion", e, 1.0, None)
+        _check_ratio("se_ratio", se, 0.0, 1.0)
+        self.shortcut = s == 1 and c1 == c2  # residual only where shapes match, as in the paper
+        self.drop_path = DropPath()  # rate set per model by set_drop_path(), from the block's global index
+
+
+class FusedMBConv(_MBBlock):
+    """Fused-MBConv: k x k expansion conv + BN + SiLU, then 1x1 projection + BN (single k x k conv when e == 1).
+
+    YAML args ``[c_out, kernel, stride, expansion, se_ratio]``; ``se_ratio`` must be 0 (EfficientNetV2 has no SE here).
+    """
+
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, e: float = 1.0, se: float = 0.0):
+        """Initialize a Fused-MBConv block from ``c1`` to ``c2`` channels."""
+        super().__init__(c1, c2, k, s, e, se)
+        if se:
+            raise ValueError(f"FusedMBConv has no squeeze-excitation: se_ratio must be 0, got {se!r}")
+        c_mid = int(c1 * e)
+        if c_mid == c1:
+            self.expand = Conv(c1, c2, k, s)
+            self.project = nn.Identity()
+        else:
+            self.expand = Conv(c1, c_mid, k, s)
+            self.project = Conv(c_mid, c2, 1, act=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the block, adding the (drop-path) residual when shapes match."""
+        y = self.project(self.expand(x))
+        return x + self.drop_path(y) if self.shortcut else y
+
+
+class MBConv(_MBBlock):
+    """MBConv: 1x1 expansion (omitted when e == 1), depthwise k x k, squeeze-excitation, 1x1 projection + BN.
+
+    YAML args ``[c_out, kernel, stride, expansion, se_ratio]``; the SE squeeze width is ``int(c1 * se_ratio)``, from the
+    block's input channels as in the EfficientNet papers and torchvision.
+    """
+
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, e: float = 4.0, se: float = 0.25):
+        """Initialize an MBConv block from ``c1`` to ``c2`` channels."""
+        super().__init__(c1, c2, k, s, e, se)
+        c_mid = int(c1 * e)
+        self.expand = Conv(c1, c_mid, 1) if c_mid != c1 else nn.Identity()
+        self.dw = Conv(c_mid, c_mid, k, s, g=c_mid)
+        self.se = SqueezeExcite(c_mid, max(1, int(c1 * se))) if se > 0 else nn.Identity()
+        self.project = Conv(c_mid, c2, 1, act=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the block, adding the (drop-path) residual when shapes match."""
+        y = self.project(self.se(self.dw(self.expand(x))))
+        return x + self.drop_path(y) if self.shortcut else y
+
+
+def set_drop_path(model: nn.Module, rate: float) -> int:
+    """Give every FusedMBConv/MBConv in ``model`` the drop-path rate ``rate * index / count`` and return the count.
+
+    ``index`` is the block's global position in module order (0 for the first), as torchvision does; only blocks with
+    a shortcut ever drop anything.
+    """
+    _check_ratio("drop_path", rate, 0.0, 1.0)
+    blocks = [m for m in model.modules() if isinstance(m, _MBBlock)]
+    for i, block in enumerate(blocks):
+        block.drop_path.p = rate * i / len(blocks)
+    return len(blocks)

@@ -1,0 +1,260 @@
+"""Hook plugin blocks into Ultralytics' YAML model parser without editing or copying it.
+
+``ultralytics.nn.tasks.parse_model`` resolves a row's module name in its own globals and keeps its channel-scaling
+rules in locals. We therefore wrap the module-level function: each plugin row is handed to the original parser as a
+stand-in ``Conv`` row with the same ``c_out`` and repeats, so Ultralytics itself scales width (``min(c, max_channels) *
+width`` to a multiple of 8) and depth exactly as for its own rows; the stand-in is then replaced by the real block
+built with the resolved input width, output width and repeats. Rows without plugin modules never reach this code.
+
+``yaml_model_load`` is wrapped as well so bare names such as ``yolov5s_effv2.yaml`` resolve to the YAMLs shipped
+with this package from any working directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from effdet_plugin import blocks
+
+SUPPORTED_ULTRALYTICS = ">=8.4.0,<8.5.0"
+
+
+class UnsupportedUltralyticsError(RuntimeError):
+    """The installed ultralytics is outside the range this plugin's parser hook was tested on."""
+
+
+class ModelRowError(ValueError):
+    """A YAML row that uses a plugin module is malformed."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    module: type[nn.Module]
+    stride_arg: int | None  # index into the row's args after c_out; repeats get stride 1 there
+
+
+_REGISTRY: dict[str, _Entry] = {}
+_ORIGINALS: dict[str, Callable] = {}  # the Ultralytics functions we wrapped, by attribute name
+_STANDIN = "Conv"  # a built-in row whose width and repeats are scaled the way plugin rows must be
+
+
+def register_module(module: type[nn.Module], name: str | None = None, *, stride_arg: int | None = None) -> None:
+    """Make ``module`` usable in Ultralytics model YAMLs under ``name`` (default: the class name).
+
+    A row ``[from, n, name, [c_out, *args]]`` is scaled like a built-in ``Conv``/``C3`` row (``c_out`` by the width
+    multiplier and ``max_channels``, ``n`` by the depth multiplier) and builds ``module(c1, c2, *args)``, followed for
+    ``n > 1`` by ``n - 1`` copies ``module(c2, c2, *args)`` in an ``nn.Sequential``. If ``stride_arg`` is given,
+    ``args[stride_arg]`` is set to 1 for those copies, so one row can hold a whole downsampling stage. The module
+    should raise ``ValueError``/``TypeError`` on bad arguments; the parser reports it with the YAML row.
+
+    Examples:
+        >>> class MyBlock(nn.Module):
+        ...     def __init__(self, c1, c2, k=3): ...
+        >>> register_module(MyBlock)  # YAML row: [-1, 2, MyBlock, [128, 3]]
+    """
+    if not (isinstance(module, type) and issubclass(module, nn.Module)):
+        raise TypeError(f"register_module expects an nn.Module subclass, got {module!r}")
+    _REGISTRY[name or module.__name__] = _Entry(module, stride_arg)
+    with contextlib.suppress(AttributeError):  # torch<2.4: ULTRALYTICS_SAFE_LOAD checkpoints then need the full load
+        torch.serialization.add_safe_globals([module])
+
+
+def registered_modules() -> dict[str, type[nn.Module]]:
+    """Return the YAML names the parser hook knows, with their classes."""
+    return {name: entry.module for name, entry in _REGISTRY.items()}
+
+
+def model_yaml_dir() -> Path:
+    """Return the folder of the shipped model YAMLs (inside the package when installed from a wheel)."""
+    here = Path(__file__).resolve().parent
+    installed = here / "models_yaml"
+    return installed if installed.is_dir() else here.parent / "models_yaml"
+
+
+def _check_ultralytics() -> None:
+    import ultralytics
+    from ultralytics.utils.checks import check_version
+
+    if not check_version(ultralytics.__version__, SUPPORTED_ULTRALYTICS, hard=False):
+        raise UnsupportedUltralyticsError(
+            f"effdet-plugin supports ultralytics {SUPPORTED_ULTRALYTICS}, found {ultralytics.__version__}; "
+            f"install a supported version, e.g. pip install 'ultralytics{SUPPORTED_ULTRALYTICS}'"
+        )
+
+
+def register(*, auto: bool = False) -> None:
+    """Register the EfficientNet blocks with Ultralytics' model parser; safe to call any number of times.
+
+    Raises ``UnsupportedUltralyticsError`` for an untested ultralytics version. Under auto-activation (``auto=True``)
+    the check is deferred instead: built-in models keep working and only YAMLs that use plugin rows get the error.
+    """
+
+    from ultralytics.nn import tasks
+
+    for module, name in ((blocks.Stem, "stem"), (blocks.FusedMBConv, None), (blocks.MBConv, None)):
+        if (name or module.__name__) not in _REGISTRY:
+            register_module(module, name, stride_arg=1 if module is not blocks.Stem else None)
+    try:
+        _check_ultralytics()
+        supported = True
+    except UnsupportedUltralyticsError:
+        if not auto:
+            raise
+        supported = False
+
+    wrappers = {"yaml_model_load": _yaml_model_load}
+    if supported:
+        wrappers["parse_model"] = _parse_model
+    for attr, wrapper in wrappers.items():
+        current = getattr(tasks, attr)
+        if current is wrapper:
+            continue
+        _ORIGINALS[attr] = current
+        # Modules that imported the function by name hold their own reference; rebind those already loaded (the
+        # rest bind the wrapper when they import). Importing them here could re-enter a half-done ultralytics import.
+        for name in ("ultralytics.nn.tasks", "ultralytics.nn", "ultralytics.engine.model"):
+            mod = sys.modules.get(name)
+            if getattr(mod, attr, None) is current:
+                setattr(mod, attr, wrapper)
+
+
+# --------------------------------------------------------------------------------------------------------- YAML names
+def _yaml_model_load(path):
+    """Resolve shipped YAMLs by bare name, then load exactly as Ultralytics does."""
+    original = _ORIGINALS["yaml_model_load"]
+    p = Path(path)
+    if not p.exists() and p.parent == Path("."):
+        shipped = model_yaml_dir()
+        unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", p.stem) + p.suffix  # Ultralytics' own scale-letter rule
+        if (shipped / p.name).is_file() or (shipped / unified).is_file():
+            d = original(shipped / p.name)  # the original falls back to the unified file and reads the scale letter
+            d["yaml_file"] = str(path)
+            return d
+    d = original(path)
+    if "parse_model" not in _ORIGINALS and _plugin_rows(d):
+        _check_ultralytics()  # auto-activated on an unsupported version: fail clearly instead of KeyError('MBConv')
+    return d
+
+
+# ------------------------------------------------------------------------------------------------------- parse_model
+def _plugin_rows(d: dict) -> dict[int, list]:
+    rows = list(d.get("backbone") or []) + list(d.get("head") or [])
+    return {
+        i: row
+        for i, row in enumerate(rows)
+        if isinstance(row, (list, tuple)) and len(row) == 4 and isinstance(row[2], str) and row[2] in _REGISTRY
+    }
+
+
+def _row_error(d: dict, i: int, row, problem: str) -> ModelRowError:
+    source = d.get("yaml_file") or "model YAML"
+    f, n, m, args = row
+    return ModelRowError(f"{source}: row {i} [{f}, {n}, {m}, {args}]: {problem}")
+
+
+def _check_row(d: dict, i: int, row) -> None:
+    f, n, m, args = row
+    if isinstance(f, bool) or not isinstance(f, int):
+        raise _row_error(d, i, row, f"'from' must be a single layer index for {m}, got {f!r}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise _row_error(d, i, row, f"repeats must be a positive integer, got {n!r}")
+    if not isinstance(args, (list, tuple)) or not args:
+        raise _row_error(d, i, row, f"args must be a list starting with c_out, got {args!r}")
+    c = args[0]
+    if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+        raise _row_error(d, i, row, f"c_out must be a positive integer, got {c!r}")
+
+
+@contextlib.contextmanager
+def _held_log(verbose: bool) -> Iterator[list[logging.LogRecord]]:
+    """Hold back Ultralytics' model-table lines so plugin rows can be shown with their real module and arguments."""
+    from ultralytics.utils import LOGGER
+
+    held: list[logging.LogRecord] = []
+    if not verbose:
+        yield held
+        return
+
+    def hold(record: logging.LogRecord) -> bool:
+        held.append(record)
+        return False
+
+    LOGGER.addFilter(hold)
+    try:
+        yield held
+    finally:
+        LOGGER.removeFilter(hold)
+
+
+def _build(entry: _Entry, c1: int, c2: int, n: int, args: list) -> nn.Module:
+    first = entry.module(c1, c2, *args)
+    if n == 1:
+        return first
+    rest = list(args)
+    if entry.stride_arg is not None and entry.stride_arg < len(rest):
+        rest[entry.stride_arg] = 1
+    return nn.Sequential(first, *(entry.module(c2, c2, *rest) for _ in range(n - 1)))
+
+
+def _parse_model(d, ch, verbose=True):
+    """Parse a model dict with Ultralytics' own parser, building plugin rows as described in the module docstring."""
+    original = _ORIGINALS["parse_model"]
+    ours = _plugin_rows(d)
+    if not ours:
+        return original(d, ch, verbose)
+    for i, row in ours.items():
+        _check_row(d, i, row)
+
+    n_backbone = len(d.get("backbone") or [])
+    standin = dict(d)
+    rows = list(d.get("backbone") or []) + list(d.get("head") or [])
+    for i, (f, n, _, args) in ours.items():
+        rows[i] = [f, n, _STANDIN, [args[0], 1, 1]]
+    standin["backbone"], standin["head"] = rows[:n_backbone], rows[n_backbone:]
+
+    with _held_log(verbose) as held:
+        model, save = original(standin, ch, verbose)
+
+    lines = {}
+    for i, row in ours.items():
+        f, _, m, args = row
+        placeholder = model[i]
+        convs = list(placeholder) if isinstance(placeholder, nn.Sequential) else [placeholder]
+        c1, c2, n = convs[0].conv.in_channels, convs[0].conv.out_channels, len(convs)
+        entry = _REGISTRY[m]
+        try:
+            layer = _build(entry, c1, c2, n, list(args[1:]))
+        except (TypeError, ValueError) as e:
+            raise _row_error(d, i, row, str(e)) from None
+        layer.np = sum(x.numel() for x in layer.parameters())
+        layer.i, layer.f = i, f
+        layer.type = f"{entry.module.__module__}.{entry.module.__qualname__}"
+        model[i] = layer
+        lines[f"{i:>3}{f!s:>20}"] = f"{i:>3}{f!s:>20}{n:>3}{layer.np:10.0f}  {layer.type:<45}{[c1, c2, *args[1:]]!s:<30}"
+
+    rate = d.get("drop_path", blocks.DEFAULT_DROP_PATH)
+    try:
+        blocks.set_drop_path(model, rate)
+    except ValueError as e:
+        raise ModelRowError(f"{d.get('yaml_file') or 'model YAML'}: top-level 'drop_path': {e}") from None
+
+    if held:
+        from ultralytics.utils import LOGGER
+
+        for record in held:
+            msg = record.getMessage()
+            key = msg[:23]
+            if key in lines:
+                record.msg, record.args = lines[key], ()
+            LOGGER.handle(record)
+    return model, save
+
