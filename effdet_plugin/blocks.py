@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from ultralytics.nn.modules import Conv
 
-__all__ = ("DropPath", "FusedMBConv", "MBConv", "SqueezeExcite", "Stem", "set_drop_path")
+__all__ = ("DropPath", "FusedMBConv", "KeepEpsBatchNorm2d", "MBConv", "SqueezeExcite", "Stem", "set_bn_eps", "set_drop_path")
 
 DEFAULT_DROP_PATH = 0.2  # torchvision's efficientnet_v2_s stochastic_depth_prob; a YAML's `drop_path:` overrides it
 
@@ -145,3 +145,23 @@ def set_drop_path(model: nn.Module, rate: float) -> int:
     for i, block in enumerate(blocks):
         block.drop_path.p = rate * i / len(blocks)
     return len(blocks)
+
+
+class KeepEpsBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that keeps its own eps: Ultralytics' ``initialize_weights`` resets only exact ``nn.BatchNorm2d``."""
+
+
+def set_bn_eps(model: nn.Module, eps: float) -> int:
+    """Give every ``Conv`` BatchNorm inside ``model`` epsilon ``eps`` (kept through model construction); return the count.
+
+    Needed to match source models numerically (torchvision's EfficientNet-B0..B4 use 1e-5). Momentum is set to 0.03,
+    the value Ultralytics gives its own BatchNorms for training.
+    """
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
+        raise ValueError(f"bn_eps must be a number in (0, 1), got {eps!r}")
+    convs = [m for m in model.modules() if isinstance(m, Conv) and isinstance(getattr(m, "bn", None), nn.BatchNorm2d)]
+    for conv in convs:
+        bn = KeepEpsBatchNorm2d(conv.bn.num_features, eps=float(eps), momentum=0.03)
+        bn.load_state_dict(conv.bn.state_dict())
+        conv.bn = bn
+    return len(convs)

@@ -6,6 +6,11 @@ stand-in ``Conv`` row with the same ``c_out`` and repeats, so Ultralytics itself
 width`` to a multiple of 8) and depth exactly as for its own rows; the stand-in is then replaced by the real block
 built with the resolved input width, output width and repeats. Rows without plugin modules never reach this code.
 
+Two optional top-level YAML keys act on plugin rows only: ``scale_backbone: false`` keeps the widths and repeats of
+plugin rows in ``backbone:`` as written (exact pretrained architectures; the stand-in is then ``HGStem``, whose output
+width Ultralytics does not scale), and ``bn_eps`` sets their BatchNorm epsilon (see ``blocks.set_bn_eps``).
+``drop_path`` sets the maximum stochastic-depth rate (``blocks.set_drop_path``).
+
 ``yaml_model_load`` is wrapped as well so bare names such as ``yolov5s_effv2.yaml`` resolve to the YAMLs shipped
 with this package from any working directory.
 """
@@ -45,6 +50,7 @@ class _Entry:
 _REGISTRY: dict[str, _Entry] = {}
 _ORIGINALS: dict[str, Callable] = {}  # the Ultralytics functions we wrapped, by attribute name
 _STANDIN = "Conv"  # a built-in row whose width and repeats are scaled the way plugin rows must be
+_STANDIN_UNSCALED = "HGStem"  # a built-in row whose output width Ultralytics takes as written (args [cm, c2])
 
 
 def register_module(module: type[nn.Module], name: str | None = None, *, stride_arg: int | None = None) -> None:
@@ -215,10 +221,14 @@ def _parse_model(d, ch, verbose=True):
         _check_row(d, i, row)
 
     n_backbone = len(d.get("backbone") or [])
+    scale_backbone = d.get("scale_backbone", True)
+    if not isinstance(scale_backbone, bool):
+        raise ModelRowError(f"{d.get('yaml_file') or 'model YAML'}: top-level 'scale_backbone' must be true or false")
+    unscaled = {i for i in ours if i < n_backbone and not scale_backbone}
     standin = dict(d)
     rows = list(d.get("backbone") or []) + list(d.get("head") or [])
     for i, (f, n, _, args) in ours.items():
-        rows[i] = [f, n, _STANDIN, [args[0], 1, 1]]
+        rows[i] = [f, 1, _STANDIN_UNSCALED, [args[0], args[0]]] if i in unscaled else [f, n, _STANDIN, [args[0], 1, 1]]
     standin["backbone"], standin["head"] = rows[:n_backbone], rows[n_backbone:]
 
     with _held_log(verbose) as held:
@@ -228,13 +238,21 @@ def _parse_model(d, ch, verbose=True):
     for i, row in ours.items():
         f, _, m, args = row
         placeholder = model[i]
-        convs = list(placeholder) if isinstance(placeholder, nn.Sequential) else [placeholder]
-        c1, c2, n = convs[0].conv.in_channels, convs[0].conv.out_channels, len(convs)
+        if i in unscaled:
+            c1, c2, n = placeholder.stem1.conv.in_channels, args[0], row[1]
+        else:
+            convs = list(placeholder) if isinstance(placeholder, nn.Sequential) else [placeholder]
+            c1, c2, n = convs[0].conv.in_channels, convs[0].conv.out_channels, len(convs)
         entry = _REGISTRY[m]
         try:
             layer = _build(entry, c1, c2, n, list(args[1:]))
         except (TypeError, ValueError) as e:
             raise _row_error(d, i, row, str(e)) from None
+        if "bn_eps" in d:
+            try:
+                blocks.set_bn_eps(layer, d["bn_eps"])
+            except ValueError as e:
+                raise ModelRowError(f"{d.get('yaml_file') or 'model YAML'}: top-level 'bn_eps': {e}") from None
         layer.np = sum(x.numel() for x in layer.parameters())
         layer.i, layer.f = i, f
         layer.type = f"{entry.module.__module__}.{entry.module.__qualname__}"

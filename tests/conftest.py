@@ -1,0 +1,38 @@
+"""Shared fixtures: offline Ultralytics, a small generated dataset, a subprocess runner in a temp folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["YOLO_OFFLINE"] = "1"  # never download (set before ultralytics is imported by any test)
+os.environ.setdefault("YOLO_VERBOSE", "False")
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> Path:
+    """A tiny generated YOLO dataset (24 train / 8 val / 8 test images, 96 px); returns the data YAML path."""
+    from effdet_plugin.demo import make_demo_dataset
+
+    return make_demo_dataset(tmp_path_factory.mktemp("demo"), n_train=24, n_val=8, n_test=8, imgsz=96, seed=0)
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a command in a fresh process (so auto-activation is exercised) and fail with its output if it fails."""
+    full_env = {**os.environ, "YOLO_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+PYTHON = sys.executable
