@@ -1,4 +1,4 @@
-"""Auto-activation: run from ``effdet_plugin.pth`` at interpreter start.
+"""Auto-activation: run from ``effdet_plugin.pth`` at interpreter start (installed as ``_effdet_plugin_autoload``).
 
 It only puts a finder on ``sys.meta_path`` that waits for ``ultralytics.nn.tasks``; when that module has executed,
 the plugin registers itself. Processes that never import ultralytics import nothing else. Set
