@@ -1,12 +1,15 @@
 """EfficientNet / EfficientNetV2 backbones and a BiFPN neck for Ultralytics YOLO.
 
-Importing the package is cheap: heavy modules (torch, ultralytics) load on first use of a public name, so the
-auto-activation hook that every Python process runs at start-up costs nothing until ultralytics is imported.
+Public names load their module on first use. The package imports ``ultralytics.nn.tasks`` first: if user code
+imports a submodule (say ``effdet_plugin.blocks``) before ultralytics, the auto-activation hook would otherwise fire
+in the middle of that submodule's own import and find it half-initialized.
 """
 
 from __future__ import annotations
 
 import importlib
+
+import ultralytics.nn.tasks  # noqa: F401  (see the module docstring)
 
 __version__ = "0.1.0"
 
@@ -25,6 +28,9 @@ _EXPORTS = {
     "DropPath": "effdet_plugin.blocks",
     "set_drop_path": "effdet_plugin.blocks",
     "make_demo_dataset": "effdet_plugin.demo",
+    "swap_backbone": "effdet_plugin.swap",
+    "swap_checkpoint": "effdet_plugin.swap",
+    "load_pretrained_backbone": "effdet_plugin.weights",
 }
 
 __all__ = sorted(_EXPORTS)
