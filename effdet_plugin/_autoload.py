@@ -14,13 +14,14 @@ import sys
 import warnings
 
 TARGET = "ultralytics.nn.tasks"
+CONFIG = "ultralytics.cfg"  # `yolo` checks its k=v arguments here, before it imports ultralytics.nn.tasks
 
 
 class _TasksFinder(importlib.abc.MetaPathFinder):
-    """Find ``ultralytics.nn.tasks`` through the normal path finder and register the plugin after it executes."""
+    """Find ``ultralytics.nn.tasks`` / ``ultralytics.cfg`` normally and act on them once they have executed."""
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != TARGET:
+        if fullname not in (TARGET, CONFIG):
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
@@ -29,7 +30,7 @@ class _TasksFinder(importlib.abc.MetaPathFinder):
 
         def exec_then_register(module):
             exec_module(module)
-            _register()
+            _register() if fullname == TARGET else _add_config_keys()
 
         spec.loader.exec_module = exec_then_register  # a loader object is made per spec, so this touches only this import
         return spec
@@ -45,10 +46,21 @@ def _register() -> None:
                       f"call effdet_plugin.register() to see the full error", stacklevel=2)
 
 
+def _add_config_keys() -> None:
+    try:  # cheap: the progressive-learning keys and callbacks touch only ultralytics.utils
+        from effdet_plugin.progressive import install as install_progressive
+
+        install_progressive()
+    except Exception as e:
+        warnings.warn(f"effdet-plugin: adding config keys failed ({type(e).__name__}: {e})", stacklevel=2)
+
+
 def install() -> None:
     """Install the finder once, unless disabled; register at once if ultralytics is already imported."""
     if os.environ.get("EFFDET_PLUGIN_DISABLE", "").strip().lower() in {"1", "true", "yes", "on"}:
         return
+    if CONFIG in sys.modules:
+        _add_config_keys()
     if TARGET in sys.modules:
         _register()
     elif not any(isinstance(f, _TasksFinder) for f in sys.meta_path):

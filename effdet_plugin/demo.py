@@ -42,10 +42,10 @@ def _image(rng: np.random.Generator, width: int, height: int, max_objects: int):
 
 def make_demo_dataset(
     root: str | Path,
-    n_train: int = 64,
-    n_val: int = 16,
+    n_train: int = 256,
+    n_val: int = 32,
     n_test: int = 0,
-    imgsz: int | tuple[int, int] = 160,
+    imgsz: int | tuple[int, int] = 128,
     max_objects: int = 3,
     seed: int = 0,
 ) -> Path:
@@ -76,10 +76,10 @@ def make_demo_dataset(
 # ------------------------------------------------------------------------------- effdet-plugin demo-data DIR
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", help="output folder (created)")
-    p.add_argument("--train", type=int, default=64, help="training images (default 64)")
-    p.add_argument("--val", type=int, default=16, help="validation images (default 16)")
+    p.add_argument("--train", type=int, default=256, help="training images (default 256)")
+    p.add_argument("--val", type=int, default=32, help="validation images (default 32)")
     p.add_argument("--test", type=int, default=0, help="test images (default 0)")
-    p.add_argument("--imgsz", type=int, default=160, help="image side in pixels (default 160)")
+    p.add_argument("--imgsz", type=int, default=128, help="image side in pixels (default 128)")
     p.add_argument("--seed", type=int, default=0)
 
 
