@@ -1,0 +1,482 @@
+"""Swap the backbone of an Ultralytics detection model (YAML or trained checkpoint) for an EfficientNet one.
+
+The source and the EfficientNet YAML are both built, and a forward pass reads the stride of every backbone layer; the
+head's references into the source backbone are then re-pointed by stride (P3/8, P4/16, P5/32) to the EfficientNet
+layers at the same strides, and every other ``from`` index is shifted by the change in backbone length. Nothing about
+row positions is assumed, so user YAMLs work as well as the built-ins. With a checkpoint source, every neck/head tensor
+whose shape still matches keeps its trained value.
+
+Examples:
+    >>> from effdet_plugin import swap_backbone
+    >>> d = swap_backbone("yolov8s.yaml", "effv2")  # YAML dict; DetectionModel(d) builds it
+    >>> d, model, report = swap_checkpoint("runs/detect/train/weights/best.pt", "effb0")
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import tempfile
+from copy import deepcopy
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import yaml
+
+# --backbone -> shipped YAML whose backbone section (rows up to and including SPPF) is grafted in
+BACKBONES = {
+    "effv2": "yolov5_effv2.yaml",  # EfficientNetV2-S stage table, scaled by the source's width/depth
+    **{f"effv2-{v}": f"yolov5_effv2-{v}.yaml" for v in "sml"},  # exact torchvision backbones
+    **{f"effb{i}": f"yolov5_effb{i}.yaml" for i in range(8)},
+}
+# --neck -> suffix of the shipped YAMLs whose head rows (minus Detect) are the neck; any one of them serves, as its rows
+# are re-pointed by stride, but the one made for the chosen backbone is preferred
+NECKS = {"keep": None, "bifpn": "_bifpn"}
+HEADS = ("Detect", "v10Detect")  # last head row modules of plain P3/P4/P5 detection models
+STRIDES = (8, 16, 32)
+_PLUGIN_KEYS = ("drop_path", "bn_eps", "scale_backbone")  # top-level keys that act on the backbone rows
+_NEW_LAYER = "new neck layer, no source counterpart"
+_PROBE = 256  # input size of the stride probe; large enough to see a stride-64 (P6) layer
+_SUPPORTED = (
+    "supported: detection models whose head ends in Detect on P3/P4/P5 (stride 8/16/32) backbone outputs, such as "
+    "yolov3u, yolov5u, yolov8, yolov9, yolov10, yolo11, yolo12, yolo26 and YAMLs like them"
+)
+
+
+class SwapError(ValueError):
+    """The source cannot have its backbone swapped (one message says why and what is supported)."""
+
+
+@dataclass
+class Transfer:
+    """What ``swap_checkpoint`` carried over: tensor counts, and each head tensor that was not transferred and why."""
+
+    transferred: int = 0
+    total: int = 0  # neck/head tensors of the new model
+    skipped: dict[str, str] = field(default_factory=dict)  # new state_dict key -> reason
+
+    def __str__(self) -> str:
+        lines = [f"transferred {self.transferred}/{self.total} neck/head tensors from the source checkpoint"]
+        new_layers: dict[str, int] = {}  # a new neck layer is one line, not one per tensor
+        for k, why in self.skipped.items():
+            if why == _NEW_LAYER:
+                layer = ".".join(k.split(".")[:2])
+                new_layers[layer] = new_layers.get(layer, 0) + 1
+            else:
+                lines.append(f"  not transferred {k}: {why}")
+        lines += [f"  not transferred {layer}.* ({n} tensors): {_NEW_LAYER}" for layer, n in new_layers.items()]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------------- probing
+def _load_source(source) -> dict:
+    from ultralytics.nn import tasks
+
+    from effdet_plugin.registry import register
+
+    register()
+    if isinstance(source, dict):
+        return deepcopy(source)
+    return tasks.yaml_model_load(source)  # the module attribute: the plugin's wrapper resolves shipped names
+
+
+def _name(d: dict) -> str:
+    return str(d.get("yaml_file") or "model YAML")
+
+
+def _probe_strides(d: dict) -> list[int | None]:
+    """Build the backbone rows of ``d`` and return each row's output stride (None where it is not one feature map)."""
+    from ultralytics.nn import tasks
+
+    probe = {**deepcopy(d), "head": []}
+    if probe.get("scales") and not probe.get("scale"):
+        probe["scale"] = next(iter(probe["scales"]))  # strides do not depend on the scale; skip Ultralytics' warning
+    try:
+        layers, _ = tasks.parse_model(probe, ch=3, verbose=False)
+    except Exception as e:  # the source's own YAML error, reported with its file
+        raise SwapError(f"{_name(d)}: the backbone does not build: {e}") from None
+    y, x, strides = [], torch.zeros(1, 3, _PROBE, _PROBE), []
+    with torch.no_grad():
+        for m in layers.eval():
+            if m.f != -1:
+                x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
+            x = m(x)
+            y.append(x)
+            ok = isinstance(x, torch.Tensor) and x.dim() == 4 and _PROBE % x.shape[-1] == 0
+            strides.append(_PROBE // x.shape[-1] if ok else None)
+    return strides
+
+
+def _backbone_refs(d: dict) -> dict[int, list[int]]:
+    """Map each backbone row the head reads to the head rows that read it (absolute indices)."""
+    n = len(d["backbone"])
+    refs: dict[int, list[int]] = {}
+    for k, row in enumerate(d["head"]):
+        i = n + k
+        for j in [row[0]] if isinstance(row[0], int) else row[0]:
+            a = i + j if j < 0 else j
+            if a < n:
+                refs.setdefault(a, []).append(i)
+    return refs
+
+
+def _check_source(d: dict) -> None:
+    name = _name(d)
+    backbone, head = d.get("backbone"), d.get("head")
+    if not isinstance(backbone, list) or not isinstance(head, list) or not backbone or not head:
+        raise SwapError(f"{name}: needs non-empty 'backbone' and 'head' row lists; {_SUPPORTED}")
+    for i, row in enumerate(backbone + head):
+        f = row[0] if isinstance(row, (list, tuple)) and len(row) == 4 else None
+        if not (isinstance(f, int) or (isinstance(f, list) and f and all(isinstance(j, int) for j in f))):
+            raise SwapError(f"{name}: row {i} {row!r} is not [from, repeats, module, args] with integer 'from'")
+    last = head[-1]
+    module = last[2]
+    if module not in HEADS:
+        raise SwapError(f"{name}: the head ends in {module!r}, not a plain detection head; {_SUPPORTED}")
+    if isinstance(last[0], int) or len(last[0]) != len(STRIDES):
+        raise SwapError(f"{name}: {module} reads {last[0]!r}, not three levels P3/P4/P5; {_SUPPORTED}")
+
+
+def _taps(d: dict, strides: list[int | None], rows: list[int]) -> dict[int, int]:
+    """Check that backbone ``rows`` of ``d`` are at strides 8/16/32 and map each to its stride."""
+    name = _name(d)
+    out = {}
+    for a in rows:
+        s = strides[a]
+        if s not in STRIDES:
+            kind = {4: " (a P2 head)", 64: " (a P6 head)", 128: " (a P7 head)"}.get(s, "")
+            at = f"stride {s}" if s else "no single feature map"
+            raise SwapError(f"{name}: the head reads backbone layer {a} at {at}{kind}; {_SUPPORTED}")
+        out[a] = s
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ the new backbone
+@dataclass
+class _Backbone:
+    name: str
+    rows: list
+    keys: dict  # top-level plugin keys carried into the output
+    taps: dict[int, int]  # stride -> row index (last row at that stride; the final row for stride 32)
+
+
+def _new_backbone(backbone: str) -> _Backbone:
+    from effdet_plugin.registry import model_yaml_dir
+
+    if backbone not in BACKBONES:
+        raise SwapError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    path = model_yaml_dir() / BACKBONES[backbone]
+    if not path.is_file():
+        raise SwapError(f"backbone {backbone!r} is not available: {path} is not shipped with this installation")
+    d = _load_source(path)
+    rows = list(d["backbone"])
+    sppf = [i for i, r in enumerate(rows) if r[2] == "SPPF"]
+    rows = rows[: sppf[-1] + 1] if sppf else rows
+    strides = _probe_strides({**d, "backbone": rows})
+    taps = {s: max(i for i, v in enumerate(strides) if v == s) for s in STRIDES if s in strides}
+    if strides[-1] != 32 or len(taps) != len(STRIDES):
+        raise SwapError(f"{path}: backbone strides {strides} do not end in a P3/P4/P5 pyramid")
+    taps[32] = len(rows) - 1
+    return _Backbone(backbone, rows, {k: d[k] for k in _PLUGIN_KEYS if k in d}, taps)
+
+
+def _reindex(head: list, n_old: int, n_new: int, tap_of: dict[int, int]) -> list:
+    """Re-point ``head`` rows from a backbone of ``n_old`` rows to one of ``n_new``; ``tap_of``: old row -> new row."""
+
+    def one(j: int, i_old: int, i_new: int) -> int:
+        a = i_old + j if j < 0 else j
+        new = a - n_old + n_new if a >= n_old else tap_of[a]
+        return j if j < 0 and new - i_new == j else new  # relative references stay relative where they still fit
+
+    out = []
+    for k, (f, n, m, args) in enumerate(head):
+        i_old, i_new = n_old + k, n_new + k
+        f = one(f, i_old, i_new) if isinstance(f, int) else [one(j, i_old, i_new) for j in f]
+        out.append([f, n, m, deepcopy(args)])
+    return out
+
+
+def _neck(neck: str, bb: _Backbone) -> tuple[list, dict, list]:
+    """Return (neck rows, extra top-level keys, the Detect inputs) of a replacement neck on backbone ``bb``."""
+    from effdet_plugin.registry import model_yaml_dir
+
+    if neck not in NECKS:
+        raise SwapError(f"unknown neck {neck!r}; choose one of {', '.join(NECKS)}")
+    root, suffix = model_yaml_dir(), NECKS[neck]
+    own = root / (Path(BACKBONES[bb.name]).stem + suffix + ".yaml")
+    found = [own] if own.is_file() else sorted(root.glob(f"*{suffix}.yaml"))
+    if not found:
+        raise SwapError(f"--neck {neck} is not available: no {root}/*{suffix}.yaml is shipped with this installation")
+    path = found[0]
+    d = _load_source(path)
+    _check_source(d)
+    n_old = len(d["backbone"])
+    strides = _probe_strides(d)
+    tap_of = {a: bb.taps[s] for a, s in _taps(d, strides, sorted(_backbone_refs(d))).items()}
+    rows = _reindex(d["head"], n_old, len(bb.rows), tap_of)
+    own = {"nc", "scales", "scale", "yaml_file", "backbone", "head", *_PLUGIN_KEYS}
+    keys = {k: v for k, v in d.items() if k not in own}  # e.g. bifpn_phi
+    return rows[:-1], keys, rows[-1][0]
+
+
+# --------------------------------------------------------------------------------------------------------- the swap
+def _scale_of(d: dict, scale: str | None) -> str | None:
+    scales = d.get("scales")
+    if scale is None:
+        return (d.get("scale") or None) if scales else None
+    if not scales:
+        raise SwapError(f"{_name(d)}: --scale {scale} given but the source has no 'scales:' table")
+    if scale not in scales:
+        raise SwapError(f"{_name(d)}: scale {scale!r} is not one of its scales {', '.join(scales)}")
+    return scale
+
+
+def _swap(d: dict, backbone: str, neck: str, scale: str | None) -> tuple[dict, dict[int, int]]:
+    """Return the swapped dict and the map old head row -> new head row (for weight transfer)."""
+    _check_source(d)
+    scale = _scale_of(d, scale)
+    bb = _new_backbone(backbone)
+    n_old, n_new = len(d["backbone"]), len(bb.rows)
+    if d.get("scales") and not d.get("scale"):
+        d["scale"] = scale or next(iter(d["scales"]))
+    tap_of = {a: bb.taps[s] for a, s in _taps(d, _probe_strides(d), sorted(_backbone_refs(d))).items()}
+    if neck == "keep":
+        head, extra = _reindex(d["head"], n_old, n_new, tap_of), {}
+        moved = {n_old + k: n_new + k for k in range(len(head))}
+    else:
+        rows, extra, detect_from = _neck(neck, bb)
+        detect = d["head"][-1]
+        head = [*rows, [detect_from, detect[1], detect[2], deepcopy(detect[3])]]
+        moved = {n_old + len(d["head"]) - 1: n_new + len(head) - 1}  # only Detect survives
+    out = {}
+    for k, v in d.items():  # the source's keys in its order; the backbone's plugin keys replace any of its own
+        if k in ("yaml_file", "scale", "backbone", "head", *_PLUGIN_KEYS):
+            continue
+        out[k] = deepcopy(v)
+    out.update(bb.keys)
+    out.update(extra)
+    if scale:
+        out["scale"] = scale
+    out["backbone"], out["head"] = deepcopy(bb.rows), head
+    return out, moved
+
+
+def _build(d: dict, nc: int | None = None):
+    """Build ``d`` as a DetectionModel and check it is a P3/P4/P5 detector."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    try:
+        model = DetectionModel(deepcopy(d), ch=3, nc=nc, verbose=False)
+    except Exception as e:
+        raise SwapError(f"the swapped model does not build: {e}") from None
+    strides = [int(s) for s in model.stride.tolist()]
+    if strides != list(STRIDES):
+        raise SwapError(f"the swapped model has strides {strides}, expected {list(STRIDES)}")
+    return model
+
+
+def swap_backbone(source, backbone: str = "effv2", neck: str = "keep", scale: str | None = None) -> dict:
+    """Return the model YAML dict of ``source`` with its backbone replaced by the EfficientNet ``backbone``.
+
+    Args:
+        source (str | Path | dict): detection model YAML (a built-in name such as ``yolov8s.yaml``, a file, a dict).
+        backbone (str): one of ``BACKBONES``.
+        neck (str): ``"keep"`` (the source's neck and head) or ``"bifpn"`` (BiFPN neck, the source's Detect row).
+        scale (str, optional): scale letter for a source with ``scales:``; default the source's own.
+
+    Returns:
+        (dict): the swapped model dict (with a ``scale`` key when the source has ``scales:``); it is checked to build
+            with strides [8, 16, 32].
+    """
+    d, _ = _swap(_load_source(source), backbone, neck, scale)
+    _build(d)
+    return d
+
+
+def swap_checkpoint(source, backbone: str = "effv2", neck: str = "keep", scale: str | None = None):
+    """Swap the backbone of a trained checkpoint and carry over every neck/head tensor whose shape still matches.
+
+    Returns:
+        (tuple[dict, DetectionModel, Transfer]): the swapped YAML dict, the new FP32 model (source names and nc)
+            and what was transferred.
+    """
+    from ultralytics.nn.tasks import DetectionModel, load_checkpoint
+
+    from effdet_plugin.registry import register
+
+    register()
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {source} not found")
+    try:
+        src, ckpt = load_checkpoint(path)
+    except Exception as e:
+        raise SwapError(f"{source}: not a loadable Ultralytics checkpoint: {e}") from None
+    if not isinstance(src, DetectionModel) or not isinstance(getattr(src, "yaml", None), dict):
+        kind = type(src).__name__
+        raise SwapError(f"{source}: holds a {kind}, not a detection model built from a YAML; {_SUPPORTED}")
+    d = deepcopy(src.yaml)
+    d["yaml_file"] = str(source)
+    out, moved = _swap(d, backbone, neck, scale)
+    model = _build(out, nc=out.get("nc"))
+    model.names = dict(src.names)
+    report = _transfer(src, model, moved)
+    model.args = {**(getattr(src, "args", None) or {})}
+    return out, model, report
+
+
+def _transfer(src, dst, moved: dict[int, int]) -> Transfer:
+    """Copy tensors of moved layers (old index -> new index) from ``src`` into ``dst`` where shapes match."""
+    back = {new: old for old, new in moved.items()}
+    first = len(dst.yaml["backbone"])
+    ssd, dsd = src.state_dict(), dst.state_dict()
+    report, load = Transfer(), {}
+    for key, t in dsd.items():
+        _, idx, rest = key.split(".", 2)  # model.<layer>.<name>
+        if int(idx) < first:
+            continue  # the new backbone
+        report.total += 1
+        old = f"model.{back[int(idx)]}.{rest}" if int(idx) in back else None
+        if old is None:
+            report.skipped[key] = _NEW_LAYER
+        elif old not in ssd:
+            report.skipped[key] = f"source has no {old}"
+        elif ssd[old].shape != t.shape:
+            report.skipped[key] = f"shape {tuple(t.shape)} here vs {tuple(ssd[old].shape)} in source {old}"
+        else:
+            load[key] = ssd[old]
+    dst.load_state_dict(load, strict=False)
+    report.transferred = len(load)
+    return report
+
+
+# ----------------------------------------------------------------------------------------------------------- saving
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _flow(v) -> str:
+    return yaml.safe_dump(v, default_flow_style=True, width=10**9, sort_keys=False).strip().removesuffix("\n...")
+
+
+def dump_yaml(d: dict, header: str = "") -> str:
+    """Return ``d`` as model-YAML text: one flow-style line per row, scales and other mappings one entry per line."""
+    lines = [f"# {h}" if h else "#" for h in header.splitlines()]
+    for k, v in d.items():
+        if k in ("backbone", "head"):
+            first = len(d["backbone"]) if k == "head" else 0  # rows are numbered across backbone and head
+            lines += ["", f"{k}:"] + [f"  - {_flow(list(r))} # {first + i}" for i, r in enumerate(v)]
+        elif isinstance(v, dict) and k == "scales":
+            lines += [f"{k}:"] + [f"  {s}: {_flow(list(x))}" for s, x in v.items()]
+        else:
+            lines.append(f"{k}: {_flow(v)}")
+    return "\n".join(lines) + "\n"
+
+
+def _file_scale(d: dict, out: Path) -> dict:
+    """Make the scale survive Ultralytics' loader, which takes it from the file name (``guess_model_scale``) only."""
+    from ultralytics.nn.tasks import guess_model_scale
+
+    scale, named = d.get("scale"), guess_model_scale(out)
+    if not scale or named == scale:
+        return d
+    if named:
+        fixed = re.sub(r"(yolo(e-)?v?\d+)[nslmx]", lambda m: m.group(1) + scale, out.stem, count=1) + out.suffix
+        raise SwapError(
+            f"{out.name}: Ultralytics reads scale {named!r} from this file name but the model is scale {scale!r}; "
+            f"name it {fixed} or pass --scale {named}"
+        )
+    # No letter in the name: the loader falls back to the first scale, so list the chosen one first.
+    d = dict(d)
+    d["scales"] = {scale: d["scales"][scale], **{k: v for k, v in d["scales"].items() if k != scale}}
+    return d
+
+
+def _checkpoint_bytes(model, ckpt_args: dict, info: dict) -> bytes:
+    from ultralytics import __version__
+    from ultralytics.utils import DEFAULT_CFG_DICT, DEFAULT_CFG_KEYS
+
+    model = deepcopy(model).half()  # as Ultralytics' own final checkpoints (strip_optimizer)
+    for p in model.parameters():
+        p.requires_grad = False
+    args = {**DEFAULT_CFG_DICT, **ckpt_args}
+    buffer = io.BytesIO()
+    torch.save(
+        {
+            "date": datetime.now().astimezone().isoformat(),
+            "version": __version__,
+            "license": "AGPL-3.0 License (https://ultralytics.com/license)",
+            "docs": "https://docs.ultralytics.com",
+            "epoch": -1,
+            "model": model,
+            "ema": None,
+            "train_args": {k: v for k, v in args.items() if k in DEFAULT_CFG_KEYS},
+            "effdet_swap": info,
+        },
+        buffer,
+    )
+    return buffer.getvalue()
+
+
+def swap_to_files(source, out, backbone: str = "effv2", neck: str = "keep", scale: str | None = None) -> dict:
+    """Write the swapped ``out`` YAML (and ``out`` with suffix .pt for a checkpoint source); nothing on error.
+
+    Returns:
+        (dict): ``{"yaml": Path, "pt": Path | None, "transfer": Transfer | None, "model": DetectionModel}``.
+    """
+    out = Path(out)
+    if out.suffix not in (".yaml", ".yml"):
+        raise SwapError(f"output {out} must end in .yaml")
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"output folder {out.parent} does not exist")
+    is_pt = Path(str(source)).suffix == ".pt"
+    header = f"effdet-plugin swap: {Path(str(source)).name} with backbone {backbone}, neck {neck}"
+    if is_pt:
+        d, model, report = swap_checkpoint(source, backbone, neck, scale)
+    else:
+        d = swap_backbone(source, backbone, neck, scale)
+        model, report = None, None
+    d = _file_scale(d, out)
+    text = dump_yaml(d, header + "\nUse: yolo train model=" + out.name + " data=...")
+    blob = None
+    if is_pt:
+        info = {"source": str(source), "backbone": backbone, "neck": neck, "transferred": report.transferred}
+        blob = _checkpoint_bytes(model, dict(model.args), info)
+    _atomic_write(out, text.encode())
+    pt = None
+    if blob is not None:
+        pt = out.with_suffix(".pt")
+        _atomic_write(pt, blob)
+    return {"yaml": out, "pt": pt, "transfer": report, "model": model}
+
+
+# -------------------------------------------------------------------------------------------------------------- CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``effdet-plugin swap`` arguments."""
+    p = parser
+    p.add_argument("source", help="detection model YAML (built-in name such as yolov8s.yaml, or a file) or a .pt")
+    p.add_argument("--backbone", required=True, choices=list(BACKBONES), help="EfficientNet backbone to graft in")
+    p.add_argument("--neck", default="keep", choices=list(NECKS), help="keep the source neck (default) or use BiFPN")
+    p.add_argument("--scale", choices=list("nsmlx"), help="scale letter for a source with scales: (default: its own)")
+    p.add_argument("-o", "--output", required=True, help="output YAML (a .pt source also writes it with suffix .pt)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``effdet-plugin swap``."""
+    res = swap_to_files(args.source, args.output, args.backbone, args.neck, args.scale)
+    print(f"wrote {res['yaml']}")
+    if res["pt"] is not None:
+        print(res["transfer"])
+        print(f"wrote {res['pt']}")
+    return 0

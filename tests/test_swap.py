@@ -1,0 +1,229 @@
+"""``effdet-plugin swap`` / ``swap_backbone``: built-in sources, exact backbones, BiFPN, checkpoints, refusals."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from ultralytics.nn import tasks
+
+from effdet_plugin import swap
+from effdet_plugin.cli import main
+from effdet_plugin.registry import model_yaml_dir
+
+SOURCES = [
+    pytest.param("yolov3u.yaml", marks=pytest.mark.slow),  # a 60M-parameter source: ~5 s to build twice
+    *("yolov5su.yaml", "yolov8s.yaml", "yolo11s.yaml", "yolo12s.yaml", "yolo26s.yaml"),
+]
+
+
+def _model(d: dict):
+    from copy import deepcopy
+
+    from ultralytics.nn.tasks import DetectionModel
+
+    return DetectionModel(deepcopy(d), ch=3, verbose=False)
+
+
+def _head_inputs(model, n_backbone: int) -> list[list[tuple[str, int]]]:
+    """For each head row, what each input is: ('head', row offset) or ('stride', s) of the backbone layer it reads.
+
+    Strides come from a forward pass of the built model, independently of how swap found them.
+    """
+    sizes = {}
+    hooks = [
+        m.register_forward_hook(lambda m, i, o, k=k: sizes.__setitem__(k, o.shape[-1]))
+        for k, m in enumerate(list(model.model)[:n_backbone])
+    ]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, 128, 128))
+    for h in hooks:
+        h.remove()
+    out = []
+    for m in list(model.model)[n_backbone:]:
+        refs = [m.f] if isinstance(m.f, int) else m.f
+        absolute = [m.i + j if j < 0 else j for j in refs]
+        out.append([("head", a - n_backbone) if a >= n_backbone else ("stride", 128 // sizes[a]) for a in absolute])
+    return out
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_swap_builtin(source):
+    """The swapped model builds with strides 8/16/32, runs, and its head is the source's re-pointed by stride."""
+    src = tasks.yaml_model_load(source)
+    d = swap.swap_backbone(source, "effv2")
+    assert d["backbone"] == tasks.yaml_model_load("yolov5s_effv2.yaml")["backbone"]
+    assert d["nc"] == src["nc"] and d.get("scales") == src.get("scales") and d.get("scale") == (src["scale"] or None)
+    assert len(d["head"]) == len(src["head"])
+    for new, old in zip(d["head"], src["head"]):
+        assert new[1:] == old[1:]  # repeats, module, args unchanged
+
+    model, src_model = _model(d), _model(src)
+    assert model.stride.tolist() == [8, 16, 32]
+    assert _head_inputs(model, len(d["backbone"])) == _head_inputs(src_model, len(src["backbone"]))
+    with torch.no_grad():
+        y = model.eval()(torch.zeros(1, 3, 64, 64))
+    y = y[0] if isinstance(y, (tuple, list)) else y
+    assert y.shape[0] == 1 and torch.isfinite(y).all()
+
+
+@pytest.mark.slow
+def test_exact_backbone_keys_carried(tmp_path):
+    """An exact torchvision backbone keeps its rows and top-level scale_backbone / bn_eps, so ImageNet weights load."""
+    path = model_yaml_dir() / swap.BACKBONES["effb0"]
+    if not path.is_file():
+        pytest.skip(f"{path.name} is not generated yet")
+    shipped = yaml.safe_load(path.read_text())
+    d = swap.swap_backbone("yolov8s.yaml", "effb0")
+    sppf = next(i for i, r in enumerate(shipped["backbone"]) if r[2] == "SPPF")
+    assert d["backbone"] == shipped["backbone"][: sppf + 1]
+    assert d["scale_backbone"] is False and d["bn_eps"] == shipped["bn_eps"]
+    model = _model(d)
+    assert model.stride.tolist() == [8, 16, 32]
+    n = len(d["backbone"])
+    assert _head_inputs(model, n) == _head_inputs(_model(tasks.yaml_model_load("yolov8s.yaml")), 10)
+
+    import torchvision
+
+    from effdet_plugin import load_pretrained_backbone
+
+    tv = torchvision.models.efficientnet_b0(weights=None)  # architecture only: the test never downloads
+    torch.save(tv.state_dict(), tmp_path / "b0.pth")
+    assert load_pretrained_backbone(model, tmp_path / "b0.pth", verbose=False) > 0
+    assert torch.equal(next(model.model[0].parameters()), tv.features[0][0].weight)
+
+
+def test_bifpn_neck():
+    """--neck bifpn takes the BiFPN rows and keeps the source's Detect row."""
+    if not list(model_yaml_dir().glob(f"*{swap.NECKS['bifpn']}.yaml")):
+        pytest.skip("no BiFPN YAML is shipped yet")
+    d = swap.swap_backbone("yolov8s.yaml", "effb0", neck="bifpn")
+    modules = [r[2] for r in d["head"]]
+    assert modules[0] == "BiFPN" and d["head"][0][0] == [3, 5, 8]  # effb0 taps: P3 row 3, P4 row 5, P5 SPPF row 8
+    assert d["head"][-1][1:] == [1, "Detect", ["nc"]] and "bifpn_phi" in d
+    assert _model(d).stride.tolist() == [8, 16, 32]
+
+
+def test_bifpn_missing_is_clear(monkeypatch):
+    monkeypatch.setitem(swap.NECKS, "bifpn", "_no_such_neck")
+    with pytest.raises(swap.SwapError, match="--neck bifpn is not available"):
+        swap.swap_backbone("yolov8s.yaml", "effv2", neck="bifpn")
+
+
+@pytest.mark.parametrize(
+    "source, why",
+    [
+        ("yolov8-p2.yaml", "not three levels P3/P4/P5"),
+        ("yolov8-p6.yaml", "not three levels P3/P4/P5"),
+        ("rtdetr-l.yaml", "RTDETRDecoder"),
+        ("yolov8s-world.yaml", "WorldDetect"),
+        ("yolov8s-cls.yaml", "Classify"),
+        ("yolov8s-seg.yaml", "Segment"),
+    ],
+)
+def test_refused_sources_write_nothing(source, why, tmp_path, capsys):
+    with pytest.raises(swap.SwapError, match=re.escape(why)):
+        swap.swap_backbone(source, "effv2")
+    assert main(["swap", source, "--backbone", "effv2", "-o", str(tmp_path / "out.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "supported: detection models" in err[0] and source in err[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_head_reading_p2_is_refused(tmp_path):
+    """A user's YAML whose three-level Detect reads a stride-4 backbone layer is refused by its measured stride."""
+    d = yaml.safe_load((model_yaml_dir() / "yolov5_effv2.yaml").read_text())
+    d["head"][2][0] = [-1, 2]  # the P4 concat now reads row 2, at stride 4
+    f = tmp_path / "mine.yaml"
+    f.write_text(yaml.safe_dump(d))
+    with pytest.raises(swap.SwapError, match=r"mine.yaml: the head reads backbone layer 2 at stride 4 \(a P2 head\)"):
+        swap.swap_backbone(str(f), "effv2")
+
+
+@pytest.mark.slow
+def test_scale_and_file_name(tmp_path):
+    """--scale picks the scale; the file name must not contradict it, and a name without a letter still gets it."""
+    d = swap.swap_backbone("yolov8s.yaml", "effv2", scale="m")
+    assert d["scale"] == "m"
+    params = sum(p.numel() for p in _model(d).parameters())
+
+    with pytest.raises(swap.SwapError, match="reads scale 's' from this file name.*name it yolov8m-effv2.yaml"):
+        swap.swap_to_files("yolov8s.yaml", tmp_path / "yolov8s-effv2.yaml", "effv2", scale="m")
+    assert not list(tmp_path.iterdir())
+
+    from ultralytics import YOLO
+
+    for name in ("yolov8m-effv2.yaml", "custom.yaml"):
+        swap.swap_to_files("yolov8s.yaml", tmp_path / name, "effv2", scale="m")
+        loaded = YOLO(tmp_path / name).model  # Ultralytics' own loader: scale from the name, else the first scale
+        assert sum(p.numel() for p in loaded.parameters()) == params
+
+    with pytest.raises(swap.SwapError, match="no 'scales:' table"):
+        swap.swap_backbone("yolov3u.yaml", "effv2", scale="s")
+
+
+def _source_checkpoint(path: Path) -> None:
+    """Save a yolov8n detector (3 classes, non-default BN statistics) the way Ultralytics' final checkpoints are."""
+    from ultralytics.nn.tasks import DetectionModel
+    from ultralytics.utils import DEFAULT_CFG_DICT
+
+    torch.manual_seed(0)
+    model = DetectionModel("yolov8n.yaml", nc=3, verbose=False)
+    for m in model.modules():  # make every transferred tensor distinguishable from a fresh initialization
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5)
+    model.names = {0: "circle", 1: "square", 2: "triangle"}
+    torch.save({"model": model.half(), "train_args": {**DEFAULT_CFG_DICT, "imgsz": 64}, "epoch": -1}, path)
+
+
+@pytest.mark.slow
+def test_checkpoint_transfer_and_train(tmp_path, demo_data, cli):
+    """A .pt source: head tensors transfer where shapes match, an unchanged layer computes the same, OUT.pt trains."""
+    from ultralytics import YOLO
+
+    src = tmp_path / "src.pt"
+    _source_checkpoint(src)
+    out = tmp_path / "v8n_effv2.yaml"
+    proc = cli(["effdet-plugin", "swap", str(src), "--backbone", "effv2", "-o", str(out)], cwd=tmp_path)
+
+    a, b = YOLO(src).model, YOLO(out.with_suffix(".pt")).model
+    assert b.names == a.names and b.stride.tolist() == [8, 16, 32] and b.yaml["nc"] == 3
+    shift = len(b.yaml["backbone"]) - len(a.yaml["backbone"])  # 8 EfficientNet rows replace 10 yolov8 rows
+    head = [k for k in b.state_dict() if int(k.split(".")[1]) >= len(b.yaml["backbone"])]
+    # yolov8 rows 12 and 15 read the backbone's P4/P3 through a Concat, whose width changes with the backbone;
+    # only their first conv sees that width. Everything else in the neck and head keeps its shape.
+    skipped = {f"model.{12 + shift}.cv1.conv.weight", f"model.{15 + shift}.cv1.conv.weight"}
+    m = re.search(r"transferred (\d+)/(\d+) neck/head tensors", proc.stdout)
+    assert m and (int(m[1]), int(m[2])) == (len(head) - 2, len(head)), proc.stdout
+    assert set(re.findall(r"not transferred (\S+):", proc.stdout)) == skipped
+
+    sa, sb = a.state_dict(), b.state_dict()
+    for k in head:
+        if k not in skipped:
+            old = f"model.{int(k.split('.')[1]) - shift}.{k.split('.', 2)[2]}"
+            assert torch.equal(sa[old], sb[k]), k
+    # Row 18 (C2f on the head's own P4 path) gets the same input in both models and must give the same output.
+    x = torch.randn(1, a.model[18].cv1.conv.in_channels, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(a.model[18].eval()(x), b.model[18 + shift].eval()(x))
+
+    cli(["yolo", "train", f"model={out.with_suffix('.pt')}", f"data={demo_data}", "epochs=1", "imgsz=64", "batch=8",
+         "workers=0", "plots=False", "device=cpu", f"project={tmp_path / 'runs'}", "name=pt", "exist_ok=True"],
+        cwd=tmp_path)
+    assert (tmp_path / "runs" / "pt" / "weights" / "last.pt").is_file()
+
+
+@pytest.mark.slow
+def test_cli_yaml_trains(tmp_path, demo_data, cli):
+    """The swapped YAML of a built-in trains with `yolo train model=OUT.yaml` in a fresh process."""
+    out = tmp_path / "yolo11n-effv2.yaml"
+    cli(["effdet-plugin", "swap", "yolo11s.yaml", "--backbone", "effv2", "--scale", "n", "-o", str(out)], cwd=tmp_path)
+    assert yaml.safe_load(out.read_text())["scale"] == "n"
+    proc = cli(["yolo", "train", f"model={out}", f"data={demo_data}", "epochs=1", "imgsz=64", "batch=8", "workers=0",
+                "plots=False", "device=cpu", f"project={tmp_path / 'runs'}", "name=y", "exist_ok=True"], cwd=tmp_path)
+    assert (tmp_path / "runs" / "y" / "weights" / "last.pt").is_file(), proc.stdout[-2000:]
