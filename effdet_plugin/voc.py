@@ -1,0 +1,184 @@
+"""Pascal VOC xml -> Ultralytics YOLO dataset, with a deterministic train/val/test split.
+
+Layout read (raccoon_dataset, labelImg, VOCdevkit): ``SRC/**/*.xml`` and the images they name, looked up in
+``SRC/images``, ``SRC/JPEGImages``, beside the xml, then in ``SRC`` itself. Box corners are taken as written (no
+1-pixel VOC offset) and clipped to the image, as Ultralytics' ``xyxy2xywhn(clip=True)`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shutil
+import tempfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+from ultralytics.data.utils import IMG_FORMATS
+from ultralytics.utils.ops import xyxy2xywhn
+
+SPLITS = ("train", "val", "test")
+IMAGE_DIRS = ("images", "JPEGImages")
+
+
+def _text(obj: ET.Element, tag: str, xml: Path) -> str:
+    node = obj.find(tag)
+    if node is None or node.text is None or not node.text.strip():
+        raise ValueError(f"{xml}: <{obj.tag}> has no <{tag}>")
+    return node.text.strip()
+
+
+def _number(obj: ET.Element, tag: str, xml: Path) -> float:
+    value = _text(obj, tag, xml)
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{xml}: <{tag}> is {value!r}, not a number") from None
+
+
+def _find_image(src: Path, xml: Path, filename: str | None) -> Path:
+    """Return the image an annotation refers to: its <filename>, else the xml's stem with any image suffix."""
+    folders = [src / d for d in IMAGE_DIRS] + [xml.parent, src]
+    if filename:
+        for folder in folders:
+            if (folder / filename).is_file():
+                return folder / filename
+    for folder in folders:
+        for suffix in IMG_FORMATS:
+            if (folder / f"{xml.stem}.{suffix}").is_file():
+                return folder / f"{xml.stem}.{suffix}"
+    raise FileNotFoundError(f"{xml}: image {filename or xml.stem + '.*'} not found in {', '.join(map(str, folders))}")
+
+
+def read_voc(xml: str | Path, src: str | Path | None = None, keep_difficult: bool = False) -> dict:
+    """Parse one VOC annotation; return ``{"image": Path, "width", "height", "names": [...], "xyxy": (n, 4) array}``.
+
+    Objects marked ``<difficult>1</difficult>`` are skipped unless ``keep_difficult`` (as Ultralytics' VOC.yaml does).
+    """
+    xml = Path(xml)
+    try:
+        root = ET.parse(xml).getroot()
+    except ET.ParseError as e:
+        raise ValueError(f"{xml}: malformed xml ({e})") from None
+    if root.tag != "annotation":
+        raise ValueError(f"{xml}: root element is <{root.tag}>, expected <annotation> (Pascal VOC)")
+    filename = root.findtext("filename")
+    image = _find_image(Path(src) if src else xml.parent, xml, filename.strip() if filename else None)
+    size = root.find("size")
+    w = h = 0.0
+    if size is not None and size.findtext("width") and size.findtext("height"):
+        w, h = _number(size, "width", xml), _number(size, "height", xml)
+    if w <= 0 or h <= 0:  # some tools write 0x0 sizes: read the image instead
+        with Image.open(image) as im:
+            w, h = im.size
+    names, boxes = [], []
+    for obj in root.iter("object"):
+        if not keep_difficult and (obj.findtext("difficult") or "0").strip() == "1":
+            continue
+        bnd = obj.find("bndbox")
+        if bnd is None:
+            raise ValueError(f"{xml}: <object> {obj.findtext('name')!r} has no <bndbox>")
+        box = [_number(bnd, k, xml) for k in ("xmin", "ymin", "xmax", "ymax")]
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise ValueError(f"{xml}: box {box} of {obj.findtext('name')!r} has xmax <= xmin or ymax <= ymin")
+        names.append(_text(obj, "name", xml))
+        boxes.append(box)
+    return {"image": image, "width": w, "height": h, "names": names, "xyxy": np.array(boxes, np.float64).reshape(-1, 4)}
+
+
+def split_counts(n: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:
+    """Images per train/val/test for ``n`` images: val and test rounded, train takes the rest."""
+    if len(fractions) != 3 or min(fractions) < 0 or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
+        raise ValueError(f"split {list(fractions)} must be three non-negative fractions summing to 1")
+    n_val, n_test = round(fractions[1] * n), round(fractions[2] * n)
+    n_train = n - n_val - n_test
+    if n_train < 1 or n_val < 1:
+        raise ValueError(f"split {list(fractions)} of {n} images leaves {n_train} train / {n_val} val; need >= 1 each")
+    return n_train, n_val, n_test
+
+
+def _place(image: Path, target: Path) -> None:
+    try:
+        os.link(image, target)  # hard link: no copy of the data when on one file system
+    except OSError:
+        shutil.copy2(image, target)
+
+
+def voc_to_yolo(
+    src: str | Path,
+    dst: str | Path,
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+    names: list[str] | None = None,
+    keep_difficult: bool = False,
+) -> Path:
+    """Convert every VOC xml under ``src`` into a YOLO dataset at ``dst``; return ``dst/data.yaml``.
+
+    Writes ``dst/images/{train,val[,test]}`` (hard links, else copies), matching ``labels/`` (an empty file for an image
+    without objects) and ``data.yaml``. The split is a seeded permutation of the xml files sorted by path, so one seed
+    gives one split. Class ids follow ``names`` when given, else the sorted class names found.
+    """
+    src, dst = Path(src).resolve(), Path(dst).resolve()
+    if not src.is_dir():
+        raise FileNotFoundError(f"VOC source folder {src} not found")
+    xmls = sorted(src.rglob("*.xml"))
+    if not xmls:
+        raise FileNotFoundError(f"no Pascal VOC .xml files under {src}")
+    if dst.exists() and any(dst.iterdir()):
+        raise ValueError(f"output folder {dst} is not empty")
+    records = [read_voc(x, src, keep_difficult) for x in xmls]
+    seen: dict[str, Path] = {}
+    for xml, r in zip(xmls, records):
+        if r["image"].name in seen:
+            raise ValueError(f"{xml} and {seen[r['image'].name]} both use image {r['image'].name}")
+        seen[r["image"].name] = xml
+    found = sorted({n for r in records for n in r["names"]})
+    names = list(names) if names else found
+    if len(set(names)) != len(names):
+        raise ValueError(f"class names {names} repeat a name")
+    if unknown := [(x, n) for x, r in zip(xmls, records) for n in r["names"] if n not in names]:
+        raise ValueError(f"{unknown[0][0]}: class {unknown[0][1]!r} is not in names {names}")
+
+    counts = split_counts(len(records), split)
+    order = np.random.default_rng(seed).permutation(len(records))
+    bounds = np.cumsum((0, *counts))
+    splits = {s: order[bounds[i] : bounds[i + 1]] for i, s in enumerate(SPLITS) if counts[i]}
+    for s, idx in splits.items():
+        (dst / "images" / s).mkdir(parents=True, exist_ok=True)
+        (dst / "labels" / s).mkdir(parents=True, exist_ok=True)
+        for i in sorted(idx):
+            r = records[i]
+            _place(r["image"], dst / "images" / s / r["image"].name)
+            xywhn = xyxy2xywhn(r["xyxy"].copy(), w=r["width"], h=r["height"], clip=True)
+            rows = "".join(
+                f"{names.index(n)} " + " ".join(f"{v:.10f}" for v in b) + "\n" for n, b in zip(r["names"], xywhn)
+            )
+            (dst / "labels" / s / f"{r['image'].stem}.txt").write_text(rows)
+    data = {"path": str(dst), **{s: f"images/{s}" for s in splits}, "names": dict(enumerate(names))}
+    path = dst / "data.yaml"
+    with tempfile.NamedTemporaryFile("w", dir=dst, suffix=".tmp", delete=False) as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+    os.replace(f.name, path)
+    return path
+
+
+# ------------------------------------------------------------------------------- effdet-plugin voc2yolo SRC DST
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("src", help="folder holding Pascal VOC .xml files and their images (searched recursively)")
+    p.add_argument("dst", help="output folder for the YOLO dataset (created; must be empty)")
+    p.add_argument("--split", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST"))
+    p.add_argument("--seed", type=int, default=0, help="seed of the split permutation (default 0)")
+    p.add_argument("--names", nargs="+", help="class names in id order (default: sorted names found)")
+    p.add_argument("--keep-difficult", action="store_true", help="keep objects marked <difficult>1</difficult>")
+
+
+def run(args: argparse.Namespace) -> int:
+    path = voc_to_yolo(args.src, args.dst, tuple(args.split), args.seed, args.names, args.keep_difficult)
+    data = yaml.safe_load(path.read_text())
+    sizes = ", ".join(f"{s} {len(list((path.parent / 'labels' / s).iterdir()))}" for s in SPLITS if s in data)
+    print(f"{path}  ({sizes} images; classes {list(data['names'].values())})")
+    return 0

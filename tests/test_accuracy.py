@@ -1,0 +1,102 @@
+"""tools/accuracy.py: end to end on tiny generated data, the COCO ground truth it scores against, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import PYTHON
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+sys.path.insert(0, str(TOOLS))
+
+from accuracy import ROW_KEYS, AccuracyError, coco_ground_truth, eval_split  # noqa: E402
+
+
+@pytest.mark.slow
+def test_end_to_end_json(demo_data, tmp_path, cli):
+    out = tmp_path / "acc.json"
+    args = ["--models", "yolov5n_effv2.yaml", "yolov5nu.yaml", "--data", str(demo_data), "--epochs", "1"]
+    args += ["--imgsz", "64", "--seeds", "0", "--device", "cpu", "--batch", "8", "--workers", "0", "--repeats", "2"]
+    args += ["--json", str(out), "--plot", "p.png"]
+    proc = cli([PYTHON, str(TOOLS / "accuracy.py"), *args], tmp_path, env={"OMP_NUM_THREADS": "1"})
+    assert "running on CPU at reduced settings" in proc.stdout
+    rows = json.loads(out.read_text())
+    assert [r["model"] for r in rows] == ["yolov5n_effv2.yaml", "yolov5nu.yaml"]
+    for r in rows:
+        assert set(ROW_KEYS) <= set(r)
+        assert r["eval_split"] == "test" and r["epochs"] == 1 and r["imgsz"] == 64 and r["reduced"] is True
+        assert 0 <= r["map50_95"] <= r["map50"] <= 1 and r["map50_95_spread"] is None  # one seed: no spread
+        assert r["params"] > 0 and r["gflops"] > 0 and r["latency_ms"] > 0 and r["train_s"] > 0
+        assert len(r["runs"]) == 1 and Path(r["runs"][0]["weights"]).is_file() and r["runs"][0]["best_epoch"] == 1
+    assert rows[0]["latency_ratio"] == 1.0
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert rows[0]["params"] != rows[1]["params"]
+    table = proc.stdout.split("mAP as mean")[-1]
+    assert "yolov5n_effv2.yaml" in table and "yolov5nu.yaml" in table and "mAP50-95" in table
+
+
+def test_ground_truth_matches_labels(demo_data, tmp_path):
+    from coco_eval import image_files, load_annotations
+    from pycocotools.coco import COCO
+
+    ann, images = coco_ground_truth(demo_data, "test", tmp_path / "gt.json")
+    assert images == demo_data.parent / "images" / "test"
+    assert len(image_files(load_annotations(ann), images, ann)) == 8  # coco_eval finds every image it lists
+    gt = COCO(str(ann))
+    labels = sorted((demo_data.parent / "labels" / "test").glob("*.txt"))
+    assert len(gt.getImgIds()) == len(labels) == 8
+    assert [c["name"] for c in gt.loadCats(gt.getCatIds())] == ["circle", "square", "triangle"]
+    for img in gt.loadImgs(gt.getImgIds()):
+        rows = [list(map(float, r.split())) for r in (demo_data.parent / "labels" / "test").joinpath(
+            Path(img["file_name"]).stem + ".txt").read_text().splitlines()]  # fmt: skip
+        anns = gt.loadAnns(gt.getAnnIds(imgIds=img["id"]))
+        assert len(anns) == len(rows)
+        for a, (c, xc, yc, w, h) in zip(anns, rows):
+            x, y, bw, bh = a["bbox"]
+            assert a["category_id"] == c + 1
+            assert abs((x + bw / 2) / img["width"] - xc) < 1e-9 and abs(bw / img["width"] - w) < 1e-9
+            assert abs((y + bh / 2) / img["height"] - yc) < 1e-9 and abs(bh / img["height"] - h) < 1e-9
+
+
+def test_eval_split_fallback_and_errors(demo_data, tmp_path):
+    data = yaml.safe_load(demo_data.read_text())
+    assert eval_split(demo_data) == "test"
+    no_test = tmp_path / "no_test.yaml"
+    no_test.write_text(yaml.safe_dump({k: v for k, v in data.items() if k != "test"}))
+    assert eval_split(no_test) == "val"
+    neither = tmp_path / "neither.yaml"
+    neither.write_text(yaml.safe_dump({k: v for k, v in data.items() if k not in ("test", "val")}))
+    with pytest.raises(AccuracyError, match=r"neither\.yaml has no 'test' or 'val' split"):
+        eval_split(neither)
+    with pytest.raises(AccuracyError, match=r"missing\.yaml not found"):
+        eval_split(tmp_path / "missing.yaml")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case, match",
+    [
+        ("no_split", r"^accuracy: error: data YAML .*bad\.yaml has no 'test' or 'val' split to score on"),
+        ("unknown_model", r"^accuracy: error: unknown model 'yolov5q_nonexistent\.yaml'"),
+    ],
+)
+def test_bad_input_one_line(demo_data, tmp_path, case, match):
+    data = demo_data
+    if case == "no_split":
+        d = yaml.safe_load(demo_data.read_text())
+        data = tmp_path / "bad.yaml"
+        data.write_text(yaml.safe_dump({k: v for k, v in d.items() if k not in ("test", "val")}))
+    models = ["yolov5nu.yaml", "yolov5q_nonexistent.yaml" if case == "unknown_model" else "yolov5n_effv2.yaml"]
+    cmd = [PYTHON, str(TOOLS / "accuracy.py"), "--models", *models, "--data", str(data), "--device", "cpu"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # one line, no traceback
+    assert re.search(match, proc.stderr.strip()), proc.stderr
+    assert not (tmp_path / "runs").exists()  # nothing trained

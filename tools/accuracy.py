@@ -1,0 +1,343 @@
+"""Accuracy per cost: train detectors with one recipe, score them on held-out data with pycocotools, one table.
+
+    python tools/accuracy.py --models yolov5s_effv2.yaml yolov5su.yaml --data DATA.yaml --epochs 60 --imgsz 640 \
+        --seeds 0 1 --device 0 --json out.json [--batch 16] [--workers 4] [--pretrained] [--project runs/accuracy]
+
+Every model is trained by Ultralytics' trainer with the same data, epochs, image size, batch, seeds and default
+hyperparameters, from scratch (``--pretrained``: ``.pt`` models start from their weights). The best checkpoint of each
+run is scored on the dataset's ``test`` split (``val`` when there is none) by ``coco_eval`` (pycocotools). Params,
+GFLOPs and fused CPU latency (relative to the first model) come from ``benchmark``, all models timed in one process.
+Without a GPU the defaults drop to imgsz 320, 10 epochs and one seed, and the output says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling tools, also when imported from elsewhere
+
+from benchmark import BenchmarkError, benchmark, load_model, resolve_device, write_json  # noqa: E402
+from coco_eval import CocoEvalError, evaluate  # noqa: E402
+
+GPU_RECIPE = {"imgsz": 640, "epochs": 60, "seeds": [0, 1]}  # what a conclusive comparison needs
+CPU_RECIPE = {"imgsz": 320, "epochs": 10, "seeds": [0]}  # default when no GPU: indicative only
+ROW_KEYS = (
+    "model", "params", "gflops", "latency_ms", "latency_ratio", "train_s", "map50_95", "map50_95_spread", "map50",
+    "map50_spread", "runs", "eval_split", "imgsz", "epochs", "batch", "seeds", "device", "pretrained", "reduced",
+    "date",
+)  # fmt: skip
+
+
+class AccuracyError(ValueError):
+    """Bad accuracy-run input (dataset without a held-out split, unknown model): reported as one line."""
+
+
+def eval_split(data_yaml: str | Path) -> str:
+    """Return the split to score on: ``test`` if the data YAML has one, else ``val``; raise if it has neither."""
+    path = Path(data_yaml)
+    if not path.is_file():
+        raise AccuracyError(f"data YAML {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise AccuracyError(f"data YAML {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise AccuracyError(f"data YAML {path} is not a mapping of keys (path, train, val, test, names)")
+    for split in ("test", "val"):
+        if data.get(split):
+            return split
+    raise AccuracyError(f"data YAML {path} has no 'test' or 'val' split to score on (keys: {', '.join(data)})")
+
+
+def dataset(data_yaml: str | Path) -> dict:
+    """Return Ultralytics' checked dataset dict (resolved paths, names, nc), its failure as one ``AccuracyError``."""
+    from ultralytics.data.utils import check_det_dataset
+
+    try:
+        return check_det_dataset(str(data_yaml))
+    except Exception as e:  # SyntaxError/FileNotFoundError/TypeError... with multi-line, emoji-laden text
+        first = next((x.strip() for x in str(e).splitlines() if x.strip()), type(e).__name__)
+        raise AccuracyError(f"data YAML {data_yaml}: {first}") from None
+
+
+def split_images(data_yaml: str | Path, split: str) -> list[Path]:
+    """Return the image files of ``split`` as Ultralytics lists them (folders searched recursively, or .txt lists)."""
+    from ultralytics.data.utils import IMG_FORMATS
+
+    data = dataset(data_yaml)  # paths resolved against 'path:' exactly as training does
+    entries = data[split] if isinstance(data[split], list) else [data[split]]
+    files = []
+    for entry in map(Path, entries):
+        if entry.is_dir():
+            files += [f for f in entry.rglob("*") if f.suffix[1:].lower() in IMG_FORMATS]
+        elif entry.is_file():  # a .txt list; './' lines are relative to the list's folder
+            lines = [x.strip() for x in entry.read_text().splitlines() if x.strip()]
+            files += [entry.parent / x[2:] if x.startswith("./") else Path(x) for x in lines]
+        else:
+            raise AccuracyError(f"{data_yaml}: '{split}' path {entry} not found")
+    if not files:
+        raise AccuracyError(f"{data_yaml}: '{split}' split has no images")
+    return sorted(files)
+
+
+def coco_ground_truth(data_yaml: str | Path, split: str, out: str | Path) -> tuple[Path, Path]:
+    """Write the YOLO labels of ``split`` as a COCO annotation JSON; return (JSON path, folder its file_names are in).
+
+    Ids count from 1, boxes are pixel [x, y, w, h], ``file_name`` is relative to the images' common folder and
+    categories carry the dataset's class names (``coco_eval`` matches model classes to them by name).
+    """
+    from PIL import Image
+    from ultralytics.data.utils import exif_size, img2label_paths
+
+    names = dataset(data_yaml)["names"]
+    files = split_images(data_yaml, split)
+    root = Path(os.path.commonpath([f.parent for f in files]))
+    images, annotations = [], []
+    for img_id, (img, lbl) in enumerate(zip(files, img2label_paths([str(f) for f in files])), 1):
+        with Image.open(img) as im:
+            w, h = exif_size(im)  # EXIF-rotated size, as Ultralytics' loader sees the image
+        images.append({"id": img_id, "file_name": img.relative_to(root).as_posix(), "width": w, "height": h})
+        rows = Path(lbl).read_text().split("\n") if Path(lbl).is_file() else []
+        for row in filter(None, (r.split() for r in rows)):
+            c, xc, yc, bw, bh = int(row[0]), *(float(v) for v in row[1:5])  # detection labels: first 5 columns
+            box = [(xc - bw / 2) * w, (yc - bh / 2) * h, bw * w, bh * h]
+            annotations.append(
+                {"id": len(annotations) + 1, "image_id": img_id, "category_id": c + 1, "bbox": box,
+                 "area": box[2] * box[3], "iscrowd": 0}
+            )  # fmt: skip
+    categories = [{"id": i + 1, "name": n} for i, n in names.items()]
+    return write_json({"images": images, "annotations": annotations, "categories": categories}, out), root
+
+
+def cost_models(models: list[str], data_yaml: str | Path) -> list:
+    """Return each model as it will be trained (the dataset's class count, fresh weights), for params/GFLOPs/latency."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    nc = dataset(data_yaml)["nc"]
+    # load_model raises one-line errors for unknown names; a .pt contributes its architecture (its YAML dict)
+    return [DetectionModel(m if m.endswith((".yaml", ".yml")) else load_model(m).yaml, nc=nc, verbose=False)
+            for m in models]  # fmt: skip
+
+
+def spread(values: list[float]) -> float | None:
+    """Return the sample standard deviation of ``values`` (None for a single value)."""
+    return statistics.stdev(values) if len(values) > 1 else None
+
+
+def train_once(model: str, seed: int, args: argparse.Namespace) -> tuple[Path, float, int]:
+    """Train ``model`` once with the shared recipe and ``seed``; return (best checkpoint, wall seconds, best epoch)."""
+    from ultralytics import YOLO
+
+    yolo = YOLO(model)
+    t = time.perf_counter()
+    yolo.train(
+        data=str(args.data),
+        epochs=args.epochs,
+        imgsz=args.imgsz,
+        batch=args.batch,
+        device=args.device,
+        workers=args.workers,
+        seed=seed,
+        deterministic=True,
+        pretrained=args.pretrained,  # False: a .pt model is rebuilt from its YAML with fresh weights
+        project=str(Path(args.project).resolve()),
+        name=f"{Path(model).stem}_seed{seed}",
+        exist_ok=True,
+        plots=False,
+    )
+    seconds = time.perf_counter() - t
+    trainer = yolo.trainer
+    best_epoch = int(trainer.stopper.best_epoch)  # 1-based epoch of the best val fitness (Ultralytics' EarlyStopping)
+    return (trainer.best if trainer.best.exists() else trainer.last), seconds, best_epoch
+
+
+def score(weights: Path, ann: Path, images: Path, args: argparse.Namespace, out: Path) -> tuple[float, float]:
+    """Return (mAP50-95, mAP50) of ``weights`` on the held-out images, by pycocotools through ``coco_eval``."""
+    stats = evaluate(weights, ann, images, out, imgsz=args.imgsz, batch=args.batch, device=args.device)
+    return stats["AP"], stats["AP50"]
+
+
+def make_rows(cost: list[dict], runs: dict[str, list[dict]], args: argparse.Namespace, split: str) -> list[dict]:
+    """Combine cost rows and per-seed runs into one row per model (``ROW_KEYS``), in ``args.models`` order."""
+    rows = []
+    for model, c in zip(args.models, cost):
+        r = runs.get(model, [])
+        maps, map50s = [x["map50_95"] for x in r], [x["map50"] for x in r]
+        rows.append(
+            {
+                "model": model,
+                "params": c["params"],
+                "gflops": c["gflops"],
+                "latency_ms": c["latency_ms"],
+                "latency_ratio": c["latency_ms_ratio"],
+                "train_s": statistics.fmean(x["train_s"] for x in r) if r else None,
+                "map50_95": statistics.fmean(maps) if r else None,
+                "map50_95_spread": spread(maps),
+                "map50": statistics.fmean(map50s) if r else None,
+                "map50_spread": spread(map50s),
+                "runs": r,
+                "eval_split": split,
+                "imgsz": args.imgsz,
+                "epochs": args.epochs,
+                "batch": args.batch,
+                "seeds": args.seeds,
+                "device": args.device_name,
+                "pretrained": args.pretrained,
+                "reduced": args.reduced,
+                "date": date.today().isoformat(),
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """Return ``rows`` as an aligned text table: cost columns, then accuracy as mean ± sample std over seeds."""
+
+    def pm(mean, sd):
+        return "-" if mean is None else f"{mean:.3f}" + ("" if sd is None else f" ± {sd:.3f}")
+
+    header = ["model", "params(M)", "GFLOPs", "CPU latency(ms)", "x first", "train(min)", "mAP50-95", "mAP50"]
+    cells = [
+        [
+            r["model"],
+            f"{r['params'] / 1e6:.2f}",
+            f"{r['gflops']:.2f}",
+            f"{r['latency_ms']:.1f}",
+            f"{r['latency_ratio']:.2f}",
+            "-" if r["train_s"] is None else f"{r['train_s'] / 60:.1f}",
+            pm(r["map50_95"], r["map50_95_spread"]),
+            pm(r["map50"], r["map50_spread"]),
+        ]
+        for r in rows
+    ]
+    widths = [max(len(x) for x in col) for col in zip(header, *cells)]
+    line = lambda xs: "  ".join(x.rjust(w) if i else x.ljust(w) for i, (x, w) in enumerate(zip(xs, widths)))  # noqa
+    return "\n".join([line(header)] + [line(c) for c in cells])
+
+
+def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
+    """Save mAP50-95 (mean, error bar = sample std) against fused CPU latency for every scored row as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=150)
+    for r in (r for r in rows if r["map50_95"] is not None):
+        ax.errorbar(r["latency_ms"], r["map50_95"], yerr=r["map50_95_spread"] or 0, fmt="o", capsize=3)
+        ax.annotate(Path(r["model"]).stem, (r["latency_ms"], r["map50_95"]), textcoords="offset points", xytext=(5, 5))
+    ax.set_xlabel(f"fused CPU latency (ms, batch 1, imgsz {rows[0]['imgsz']})")
+    ax.set_ylabel(f"mAP50-95 on '{rows[0]['eval_split']}' (pycocotools)")
+    ax.set_title(title or f"{rows[0]['epochs']} epochs, seeds {rows[0]['seeds']}, {rows[0]['device']}", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # same folder, then os.replace: never a half-written PNG
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", required=True, help="model YAML names/paths or .pt files; first = reference")
+    p.add_argument("--data", required=True, help="dataset YAML with train, val and (preferably) test splits")
+    p.add_argument("--epochs", type=int, help="training epochs (default 60 on GPU, 10 on CPU)")
+    p.add_argument("--imgsz", type=int, help="train/eval/latency image size (default 640 on GPU, 320 on CPU)")
+    p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default 0 1 on GPU, 0 on CPU)")
+    p.add_argument("--device", default=None, help="training device: cpu or a CUDA index (default 0 if CUDA, else cpu)")
+    p.add_argument("--batch", type=int, default=16, help="training batch size (default 16)")
+    p.add_argument("--workers", type=int, default=2, help="dataloader workers (default 2)")
+    p.add_argument("--pretrained", action="store_true", help="start .pt models from their weights (YAMLs: scratch)")
+    p.add_argument("--project", default="runs/accuracy", help="folder for the training runs (default runs/accuracy)")
+    p.add_argument("--repeats", type=int, default=20, help="timed rounds of the latency measurement (default 20)")
+    p.add_argument("--json", default=None, help="write the rows to this JSON file (rewritten after every run)")
+    p.add_argument("--plot", default=None, help="save mAP50-95 against CPU latency to this PNG (needs matplotlib)")
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    """Measure cost, train and score every model for every seed; return the rows (also written to ``--json``)."""
+    split = eval_split(args.data)
+    dataset(args.data)  # train/val present, paths exist: fail before any work
+    if len(set(args.models)) != len(args.models):
+        raise AccuracyError(f"--models lists a model twice: {args.models}")
+    for m in args.models:  # every name must resolve before hours of training start
+        load_model(m)
+    args.data = str(Path(args.data).resolve())
+    if args.device is None:
+        args.device = "0" if torch.cuda.is_available() else "cpu"
+    dev = resolve_device(args.device)
+    args.device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    recipe = GPU_RECIPE if dev.type == "cuda" else CPU_RECIPE
+    for k, v in recipe.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    for k in ("epochs", "imgsz", "batch", "repeats"):
+        if getattr(args, k) < 1:
+            raise AccuracyError(f"--{k} must be a positive integer, got {getattr(args, k)}")
+    args.reduced = dev.type != "cuda" or (args.imgsz, args.epochs, len(args.seeds)) < (
+        GPU_RECIPE["imgsz"], GPU_RECIPE["epochs"], len(GPU_RECIPE["seeds"]))  # fmt: skip
+    if args.reduced:
+        where = "on CPU" if dev.type != "cuda" else "on GPU"
+        print(
+            f"accuracy: running {where} at reduced settings (imgsz {args.imgsz}, {args.epochs} epochs, "
+            f"{len(args.seeds)} seed(s)); figures are indicative only, a conclusive comparison needs imgsz "
+            f"{GPU_RECIPE['imgsz']}, {GPU_RECIPE['epochs']}+ epochs and {len(GPU_RECIPE['seeds'])}+ seeds on a GPU"
+        )
+
+    out = Path(args.project).resolve()
+    ann, images = coco_ground_truth(args.data, split, out / f"{split}_ground_truth.json")
+    print(f"accuracy: fused CPU latency of {len(args.models)} models at {args.imgsz}, timed interleaved")
+    cost = benchmark(cost_models(args.models, args.data), [args.imgsz], [1], "cpu", repeats=args.repeats, warmup=3)
+    runs: dict[str, list[dict]] = {}
+    for seed in args.seeds:  # seed-major: an interrupted run still compares every model on the first seed
+        for model in args.models:
+            weights, seconds, best_epoch = train_once(model, seed, args)
+            m, m50 = score(weights, ann, images, args, out / f"{Path(model).stem}_seed{seed}" / "coco_eval")
+            runs.setdefault(model, []).append(
+                {"seed": seed, "map50_95": m, "map50": m50, "train_s": seconds, "best_epoch": best_epoch,
+                 "weights": str(weights)}
+            )  # fmt: skip
+            if best_epoch == 1 < args.epochs:  # seen on 140 raccoon images, 10 epochs from scratch
+                print(
+                    f"accuracy: WARNING {model} seed {seed}: val fitness never beat epoch 1 of {args.epochs}, so the "
+                    "scored checkpoint is barely trained and its mAP says little about the model; train longer"
+                )
+            rows = make_rows(cost, runs, args, split)
+            if args.json:
+                write_json(rows, args.json)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run from the command line; return the exit status (2 for bad input)."""
+    args = parse_args(argv)
+    try:
+        rows = run(args)
+    except (AccuracyError, BenchmarkError, CocoEvalError) as e:
+        print(f"accuracy: error: {e}", file=sys.stderr)
+        return 2
+    print(f"\nscored on the '{rows[0]['eval_split']}' split; mAP as mean ± sample std over seeds {args.seeds}")
+    print(format_table(rows))
+    if args.json:
+        print(f"wrote {args.json}")
+    if args.plot:
+        print(f"wrote {plot(rows, args.plot)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
