@@ -92,7 +92,7 @@ def test_register_idempotent_and_user_block():
 @pytest.mark.parametrize(
     "row,message",
     [
-        ([-1, 1, "MBConv", [64, 4, 2, 4, 0.25]], "row 1 [-1, 1, MBConv, [64, 4, 2, 4, 0.25]]: kernel must be a positive odd"),
+        ([-1, 1, "MBConv", [64, 4, 2, 4, 0.25]], r"row 1 \[-1, 1, MBConv, \[64, 4, 2, 4, 0.25\]\]: kernel must be a positive odd"),
         ([-1, 1, "MBConv", [64, 3, 3, 4, 0.25]], "row 1 .*stride must be 1 or 2, got 3"),
         ([-1, 1, "MBConv", [64, -3, 1, 4, 0.25]], "row 1 .*kernel must be a positive odd integer, got -3"),
         ([-1, 1, "MBConv", [64, 3, 1, 0.5, 0.25]], "row 1 .*expansion must be in"),
