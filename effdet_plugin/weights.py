@@ -1,0 +1,319 @@
+"""Load torchvision EfficientNet / EfficientNetV2 ImageNet weights into the exact backbones of ``backbones.py``.
+
+Backbone row ``i`` of a model built from ``yolov5*_eff*.yaml`` is torchvision's ``features[i]``, so every tensor has
+one torchvision name: ``model.i[.j].expand.conv.weight`` <-> ``features.i.j.block.k.0.weight`` and so on, where
+``k`` counts the sub-layers torchvision actually built (no expansion conv when the expansion is 1). The map is derived
+from the model's own modules and every name and shape is checked before any tensor is copied.
+
+``yolo train model=yolov5s_effv2-s.yaml pretrained=efficientnet_v2_s-dd5fe13b.pth`` works through two runtime hooks
+(``install_pretrained_hook``): a default ``on_pretrain_routine_start`` callback notes which model the trainer builds,
+and ``load_checkpoint`` (a module-level name in ``ultralytics.nn.tasks`` and the engine modules that import it) turns a
+non-``.pt`` ``pretrained=`` file into a backbone-only module that Ultralytics' own ``DetectionModel.load`` transfers.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+import sys
+import tempfile
+import zipfile
+from collections.abc import Mapping
+from copy import deepcopy
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from effdet_plugin.blocks import FusedMBConv, MBConv, SqueezeExcite, Stem
+
+_BLOCK = re.compile(r"features\.(\d+)\.(\d+)\.block\.(\d+)\.")
+_CONV_NAMES = {"conv.": "0.", "bn.": "1."}  # Ultralytics Conv -> torchvision Conv2dNormActivation
+_SE_NAMES = {"reduce.": "fc1.", "expand.": "fc2."}  # our SqueezeExcite -> torchvision SqueezeExcitation
+_LIST = 12  # keys listed in an error message before "... and N more"
+
+
+class PretrainedWeightsError(ValueError):
+    """A weights file or state dict does not fit the model's EfficientNet backbone."""
+
+
+# ------------------------------------------------------------------------------------------------------- key mapping
+def _detection_model(model) -> nn.Module:
+    inner = getattr(model, "model", None)
+    if isinstance(model, nn.Module) and isinstance(inner, nn.Sequential):
+        return model  # DetectionModel (or any Ultralytics BaseModel)
+    if isinstance(inner, nn.Module) and isinstance(getattr(inner, "model", None), nn.Sequential):
+        return inner  # YOLO wrapper
+    raise TypeError(f"expected an Ultralytics YOLO or DetectionModel, got {type(model).__name__}")
+
+
+def backbone_rows(model) -> list[nn.Module]:
+    """Return the rows that mirror torchvision's ``features[:-1]``: a ``Stem`` row 0 and the block rows after it."""
+    rows = list(_detection_model(model).model)
+    if not rows or not isinstance(rows[0], Stem):
+        raise PretrainedWeightsError(
+            "model has no EfficientNet backbone: row 0 must be a plugin 'stem' row (build it from a yolov5*_eff*.yaml)"
+        )
+    out = [rows[0]]
+    for row in rows[1:]:
+        blocks = list(row) if isinstance(row, nn.Sequential) else [row]
+        if not blocks or not all(isinstance(b, (MBConv, FusedMBConv)) for b in blocks):
+            break
+        out.append(row)
+    return out
+
+
+def _sub_layers(block: nn.Module) -> list[tuple[str, nn.Module]]:
+    """A block's sub-layers in torchvision's order, skipping those torchvision does not build."""
+    names = ("expand", "dw", "se", "project") if isinstance(block, MBConv) else ("expand", "project")
+    return [(n, getattr(block, n)) for n in names if not isinstance(getattr(block, n), nn.Identity)]
+
+
+def torchvision_key_map(model) -> dict[str, str]:
+    """Return ``{our state-dict key: torchvision state-dict key}`` for every backbone tensor of ``model``."""
+    out = {}
+    for i, row in enumerate(backbone_rows(model)):
+        if isinstance(row, Stem):
+            parts = [(f"model.{i}.", f"features.{i}.", row)]
+        else:
+            single = not isinstance(row, nn.Sequential)
+            parts = [
+                (f"model.{i}.{name}." if single else f"model.{i}.{j}.{name}.", f"features.{i}.{j}.block.{k}.", sub)
+                for j, block in enumerate([row] if single else row)
+                for k, (name, sub) in enumerate(_sub_layers(block))
+            ]
+        for ours, theirs, sub in parts:
+            rename = _SE_NAMES if isinstance(sub, SqueezeExcite) else _CONV_NAMES
+            for key in sub.state_dict():
+                head = next(p for p in rename if key.startswith(p))
+                out[ours + key] = theirs + rename[head] + key[len(head):]
+    return out
+
+
+def _signature(shapes: Mapping[str, torch.Size]) -> tuple:
+    """Stem width and (blocks, c_out) per stage of a torchvision-named state dict (see ``Backbone.signature``)."""
+    stem = shapes.get("features.0.0.weight")
+    blocks: dict[int, dict[int, int]] = {}  # stage -> block -> last conv index
+    for key in shapes:
+        m = _BLOCK.match(key)
+        if m and key.endswith(".0.weight") and key.count(".") == 6:  # a Conv2dNormActivation's conv
+            i, j, k = map(int, m.groups())
+            blocks.setdefault(i, {})[j] = max(k, blocks.get(i, {}).get(j, -1))
+    stages = []
+    for i in sorted(blocks):
+        last = max(blocks[i])
+        w = shapes.get(f"features.{i}.{last}.block.{blocks[i][last]}.0.weight")
+        stages.append((len(blocks[i]), int(w[0]) if w is not None else 0))
+    return (int(stem[0]) if stem is not None else 0), tuple(stages)
+
+
+def _describe(sig: tuple) -> str:
+    from effdet_plugin import backbones  # lazily: registration imports this module, not the YAML generator
+
+    bb = backbones.find_backbone(sig)
+    stages = " ".join(f"{n}x{c}" for n, c in sig[1])
+    return f"{bb.torchvision if bb else 'an unknown architecture'} (stem {sig[0]}, stages {stages})"
+
+
+def _listing(keys, shown: Mapping[str, str] | None = None) -> str:
+    """Up to ``_LIST`` keys in natural order (or their ``shown`` text), then how many more."""
+    keys = sorted(keys, key=lambda k: [int(t) if t.isdigit() else t for t in k.split(".")])
+    more = f" ... and {len(keys) - _LIST} more" if len(keys) > _LIST else ""
+    return ", ".join(shown[k] if shown else k for k in keys[:_LIST]) + more
+
+
+# ------------------------------------------------------------------------------------------------------- reading
+def read_state_dict(weights, source: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
+    """Return a torchvision state dict (from a path or mapping) and its name for messages; one error if unusable."""
+    if isinstance(weights, (str, Path)):
+        path = Path(weights)
+        source = source or str(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained weights not found: {path}")
+        try:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise PretrainedWeightsError(
+                f"{source}: not a readable torch state dict (truncated, or not a torch file?): {reason[:200]}"
+            ) from None
+    elif isinstance(weights, Mapping):
+        sd, source = weights, source or "state dict"
+    else:
+        raise TypeError(f"weights must be a path or a state dict, got {type(weights).__name__}")
+    named_tensors = isinstance(sd, Mapping) and all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items())
+    if not named_tensors:
+        ultralytics_ckpt = isinstance(sd, Mapping) and "model" in sd
+        hint = " (an Ultralytics checkpoint? pass it as model=... instead)" if ultralytics_ckpt else ""
+        raise PretrainedWeightsError(f"{source}: expected a torchvision state dict of named tensors{hint}")
+    return dict(sd), source
+
+
+# ------------------------------------------------------------------------------------------------------- loading
+def load_pretrained_backbone(model, weights, *, verbose: bool = True) -> int:
+    """Load torchvision EfficientNet/EfficientNetV2 ImageNet weights into ``model``'s backbone; return the tensor count.
+
+    Args:
+        model: a ``YOLO`` or ``DetectionModel`` built from a ``yolov5*_eff*.yaml`` (exact torchvision backbone).
+        weights: path to a state dict as torchvision saves it (e.g. ``efficientnet_v2_s-dd5fe13b.pth``) or that dict.
+        verbose: log what was loaded.
+
+    Every backbone tensor (BatchNorm buffers included) is mapped and shape-checked first; on any problem the model is
+    left untouched and a ``PretrainedWeightsError`` names the architecture expected and found, or lists the missing,
+    unexpected or mis-shaped keys. The classifier (``features[-1]``, ``classifier.*``) is ignored.
+
+    Examples:
+        >>> from ultralytics import YOLO
+        >>> model = YOLO("yolov5s_effv2-s.yaml")
+        >>> load_pretrained_backbone(model, "efficientnet_v2_s-dd5fe13b.pth")
+    """
+    key_map = torchvision_key_map(model)
+    ours = _detection_model(model).state_dict()
+    sd, source = read_state_dict(weights)
+
+    if "features.0.0.weight" not in sd:
+        raise PretrainedWeightsError(
+            f"{source}: not a torchvision EfficientNet state dict (no 'features.0.0.weight'; keys: {_listing(sd)})"
+        )
+    expected = {theirs: ours[k].shape for k, theirs in key_map.items()}
+    want, found = _signature(expected), _signature({k: v.shape for k, v in sd.items()})
+    n_rows = len(want[1]) + 1
+    if found != want:
+        raise PretrainedWeightsError(f"{source}: expected torchvision {_describe(want)}, found {_describe(found)}")
+
+    head = re.compile(rf"features\.{n_rows}\.|classifier\.")  # torchvision's final 1x1 conv and classifier
+    present = {k for k in sd if not head.match(k)}
+    missing, unexpected = set(expected) - present, present - set(expected)
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_listing(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_listing(unexpected)}")
+    wrong = {k: f"{k} {tuple(sd[k].shape)} (expected {tuple(s)})" for k, s in expected.items()
+             if k in sd and sd[k].shape != s}
+    if wrong:
+        problems.append(f"shape mismatches: {_listing(wrong, wrong)}")
+    if problems:
+        raise PretrainedWeightsError(f"{source}: does not fit the {_describe(want)} backbone; " + "; ".join(problems))
+
+    with torch.no_grad():
+        for k, theirs in key_map.items():
+            ours[k].copy_(sd[theirs])
+    if verbose:
+        from ultralytics.utils import LOGGER
+
+        n_params = sum(p.numel() for row in backbone_rows(model) for p in row.parameters())
+        LOGGER.info(f"Loaded {len(key_map)} backbone tensors ({n_params:,} parameters) of torchvision "
+                    f"{_describe(want).split(' (')[0]} from {source}")
+    return len(key_map)
+
+
+# ------------------------------------------------------------------------------------------------------- checkpoints
+def save_checkpoint(model, path: str | Path) -> Path:
+    """Write ``model`` atomically as an FP32 Ultralytics checkpoint (``YOLO(path)``, ``yolo train model=path``)."""
+    from datetime import datetime
+
+    from ultralytics import __version__
+
+    det = _detection_model(model)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = {
+        "date": datetime.now().astimezone().isoformat(),
+        "version": __version__,
+        "license": "AGPL-3.0 License (https://ultralytics.com/license)",
+        "docs": "https://docs.ultralytics.com",
+        "ema": None,
+        "model": deepcopy(det).float(),  # FP32 keeps the ImageNet weights exact (Ultralytics' own saves are FP16)
+        "train_args": {},
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(ckpt, f)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def convert(cfg: str | Path, weights, out: str | Path, nc: int = 80) -> Path:
+    """Build ``cfg`` with ``nc`` classes, load ``weights`` into its backbone, save it as an Ultralytics checkpoint."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = DetectionModel(str(cfg), nc=nc, verbose=False)
+    load_pretrained_backbone(model, weights)
+    return save_checkpoint(model, out)
+
+
+# ------------------------------------------------------------------------------------------------------- trainer hook
+_TARGETS: dict[str, str] = {}  # pretrained= value -> model= value of the trainer that will load it
+_ORIGINAL_LOAD = None
+
+
+def _is_torchvision_file(weight) -> bool:
+    # Ultralytics' loader accepts only .pt files, so any other suffix is free for torchvision's .pth state dicts
+    return isinstance(weight, (str, Path)) and Path(weight).suffix.lower() not in ("", ".pt")
+
+
+def _note_target(trainer) -> None:
+    """``on_pretrain_routine_start``: remember which model a torchvision ``pretrained=`` file is meant for."""
+    if _is_torchvision_file(trainer.args.pretrained) and not trainer.args.resume:
+        _TARGETS[str(trainer.args.pretrained)] = str(trainer.args.model)
+
+
+def _load_checkpoint(weight, *args, **kwargs):
+    """Ultralytics' ``load_checkpoint``, except that a torchvision state dict yields its backbone as the weights."""
+    if _is_torchvision_file(weight):
+        return _backbone_donor(weight), None
+    return _ORIGINAL_LOAD(weight, *args, **kwargs)
+
+
+def install_pretrained_hook() -> None:
+    """Let ``pretrained=<torchvision .pth>`` seed the backbone in Ultralytics training; safe to call repeatedly."""
+    global _ORIGINAL_LOAD
+    from ultralytics.nn import tasks
+    from ultralytics.utils.callbacks import base
+
+    if _note_target not in base.default_callbacks["on_pretrain_routine_start"]:
+        base.default_callbacks["on_pretrain_routine_start"].append(_note_target)
+    current = tasks.load_checkpoint
+    if current is _load_checkpoint:
+        return
+    _ORIGINAL_LOAD = current
+    # the engine modules import the function by name; rebind those already loaded, later imports bind the wrapper
+    for name in ("ultralytics.nn.tasks", "ultralytics.engine.model", "ultralytics.engine.trainer"):
+        mod = sys.modules.get(name)
+        if getattr(mod, "load_checkpoint", None) is current:
+            mod.load_checkpoint = _load_checkpoint
+
+
+def _backbone_donor(weight) -> nn.Module:
+    """Build the trainer's model (or the architecture the file holds), load the file into it, keep the backbone."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    from effdet_plugin import backbones
+
+    target = _TARGETS.pop(str(weight), None)
+    if target and target.lower().endswith(".pt"):
+        target = _ORIGINAL_LOAD(target)[0].yaml
+    if target is None:  # no trainer noted it (e.g. a DDP worker): build the architecture the file itself holds
+        sd, _ = read_state_dict(weight)
+        bb = backbones.find_backbone(_signature({k: v.shape for k, v in sd.items()}))
+        if bb is None:
+            raise PretrainedWeightsError(f"{weight}: expected a torchvision EfficientNet/EfficientNetV2 state dict")
+        target, weight = f"yolov5n_{bb.name}.yaml", sd
+    model = DetectionModel(target, verbose=False)  # the head is dropped: any class count will do
+    load_pretrained_backbone(model, weight)
+    donor = nn.Module()
+    donor.model = nn.Sequential(*backbone_rows(model))  # same "model.i." keys as the trainer's model
+    return donor

@@ -1,0 +1,196 @@
+"""load_pretrained_backbone and its errors, `pretrained=<torchvision .pth>` in training, freeze, the converter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from ultralytics import YOLO
+from ultralytics.nn.tasks import DetectionModel, load_checkpoint
+
+from conftest import PYTHON, run_cli  # noqa: E402  (tests/ is on sys.path under pytest)
+from effdet_plugin import load_pretrained_backbone
+from effdet_plugin.weights import PretrainedWeightsError, backbone_rows, torchvision_key_map
+
+ROOT = Path(__file__).resolve().parents[1]
+B0_FREEZE = 8  # yolov5*_effb0.yaml: rows 0-7 are the backbone, SPPF is row 8
+
+
+@pytest.fixture(scope="module")
+def b0(tmp_path_factory) -> tuple[dict, Path]:
+    """torchvision efficientnet_b0 with random weights and BN statistics: its state dict and the file it is saved in."""
+    torch.manual_seed(0)
+    tv = torchvision.models.efficientnet_b0(weights=None)
+    for m in tv.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.2)
+            m.running_var.uniform_(0.05, 1.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    sd = tv.state_dict()
+    path = tmp_path_factory.mktemp("tv") / "efficientnet_b0_rwightman-7f5810bc.pth"
+    torch.save(sd, path)
+    return sd, path
+
+
+def b0_model() -> DetectionModel:
+    return DetectionModel("yolov5n_effb0.yaml", nc=3, verbose=False)
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def assert_untouched(model, before: dict[str, torch.Tensor]) -> None:
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items()), "a failed load changed the model"
+
+
+def assert_backbone_equals(model, sd: dict, atol: float = 0.0) -> None:
+    ours = model.state_dict()
+    for k, theirs in torchvision_key_map(model).items():
+        torch.testing.assert_close(ours[k].float(), sd[theirs].float(), atol=atol, rtol=atol, msg=lambda m: f"{k}: {m}")
+
+
+def test_load_from_file_and_dict(b0):
+    sd, path = b0
+    model = b0_model()
+    n = load_pretrained_backbone(model, path)
+    assert n == len([k for k in sd if not k.startswith(("features.8.", "classifier."))]) == 352
+    assert_backbone_equals(model, sd)
+
+    yolo = YOLO("yolov5n_effb0.yaml")  # the YOLO wrapper and an in-memory state dict work too
+    assert load_pretrained_backbone(yolo, dict(sd), verbose=False) == n
+    assert_backbone_equals(yolo.model, sd)
+
+
+def test_another_architecture_says_expected_and_found(b0):
+    _, path = b0
+    model = DetectionModel("yolov5n_effv2-s.yaml", nc=3, verbose=False)
+    before = snapshot(model)
+    with pytest.raises(PretrainedWeightsError) as e:
+        load_pretrained_backbone(model, path)
+    msg = str(e.value)
+    assert str(path) in msg and "expected torchvision efficientnet_v2_s" in msg and "found efficientnet_b0" in msg
+    assert_untouched(model, before)
+
+    b1 = torchvision.models.efficientnet_b1(weights=None).state_dict()  # same widths as B0, deeper
+    with pytest.raises(PretrainedWeightsError, match=r"expected torchvision efficientnet_b0 .* found efficientnet_b1"):
+        load_pretrained_backbone(b0_model(), b1)
+
+
+def test_missing_unexpected_and_misshaped_keys_are_listed(b0):
+    sd = dict(b0[0])
+    del sd["features.4.2.block.1.1.running_var"], sd["features.6.0.block.2.fc2.bias"]
+    sd["features.3.1.block.0.2.weight"] = torch.zeros(3)
+    sd["features.5.0.block.2.fc1.weight"] = torch.zeros(7, 480, 1, 1)  # SE squeeze width 20 in B0
+    model = b0_model()
+    before = snapshot(model)
+    with pytest.raises(PretrainedWeightsError) as e:
+        load_pretrained_backbone(model, sd)
+    msg = str(e.value)
+    assert "missing keys: features.4.2.block.1.1.running_var, features.6.0.block.2.fc2.bias" in msg
+    assert "unexpected keys: features.3.1.block.0.2.weight" in msg
+    assert "features.5.0.block.2.fc1.weight (7, 480, 1, 1) (expected (20, 480, 1, 1))" in msg
+    assert_untouched(model, before)
+
+
+def test_classifier_is_ignored_and_backbone_only_dict_loads(b0):
+    sd = {k: v for k, v in b0[0].items() if not k.startswith(("features.8.", "classifier."))}
+    assert load_pretrained_backbone(b0_model(), sd, verbose=False) == 352
+
+
+@pytest.mark.parametrize("content", [None, b"", b"not a checkpoint, just text\n"], ids=["truncated", "empty", "text"])
+def test_unreadable_file(b0, tmp_path, content):
+    path = tmp_path / "broken.pth"
+    path.write_bytes(b0[1].read_bytes()[: b0[1].stat().st_size // 2] if content is None else content)
+    model = b0_model()
+    before = snapshot(model)
+    with pytest.raises(PretrainedWeightsError, match=r"broken\.pth: not a readable torch state dict \(truncated"):
+        load_pretrained_backbone(model, path)
+    assert_untouched(model, before)
+
+
+def test_missing_path_and_wrong_inputs(tmp_path, b0):
+    with pytest.raises(FileNotFoundError, match="pretrained weights not found: .*nope.pth"):
+        load_pretrained_backbone(b0_model(), tmp_path / "nope.pth")
+    with pytest.raises(PretrainedWeightsError, match=r"not a torchvision EfficientNet state dict .*conv1.weight"):
+        load_pretrained_backbone(b0_model(), torchvision.models.resnet18(weights=None).state_dict())
+    with pytest.raises(TypeError, match="expected an Ultralytics YOLO or DetectionModel"):
+        load_pretrained_backbone(torchvision.models.efficientnet_b0(weights=None), b0[0])
+    with pytest.raises(PretrainedWeightsError, match="row 0 must be a plugin 'stem' row"):
+        load_pretrained_backbone(DetectionModel("yolov5nu.yaml", nc=3, verbose=False), b0[0])
+
+
+def test_trainer_rejects_weights_of_another_architecture(b0, demo_data, tmp_path):
+    """`pretrained=<.pth>` of the wrong architecture fails at model setup with the same message."""
+    model = YOLO("yolov5n_effv2-s.yaml")
+    with pytest.raises(PretrainedWeightsError, match="expected torchvision efficientnet_v2_s .* found efficientnet_b0"):
+        model.train(data=str(demo_data), pretrained=str(b0[1]), epochs=1, imgsz=64, batch=8, workers=0, plots=False,
+                    device="cpu", project=str(tmp_path), name="bad", val=False)
+
+
+@pytest.mark.slow
+def test_train_pretrained_freeze(b0, demo_data, tmp_path):
+    """pretrained=<torchvision .pth> seeds the backbone; freeze=8 freezes exactly the backbone, which then stays put."""
+    sd, path = b0
+    seen = {}
+
+    def on_train_start(trainer):
+        seen["frozen"] = {k for k, p in trainer.model.named_parameters() if not p.requires_grad}
+        seen["all"] = {k for k, _ in trainer.model.named_parameters()}
+        assert_backbone_equals(trainer.model, sd)  # exactly the file's tensors, before any step
+        assert_backbone_equals(trainer.ema.ema, sd)
+
+    model = YOLO("yolov5n_effb0.yaml")
+    model.add_callback("on_train_start", on_train_start)
+    model.train(data=str(demo_data), pretrained=str(path), freeze=B0_FREEZE, epochs=1, imgsz=64, batch=8, workers=0,
+                plots=False, device="cpu", project=str(tmp_path), name="run", val=False)
+    backbone = {k for k in seen["all"] if int(k.split(".")[1]) < B0_FREEZE}
+    always = {k for k in seen["all"] if ".dfl" in k}  # Ultralytics always freezes Detect's DFL conv
+    assert backbone and seen["frozen"] == backbone | always
+
+    trained = load_checkpoint(tmp_path / "run" / "weights" / "last.pt")[0]
+    assert_backbone_equals(trained, sd, atol=2e-3)  # frozen weights and BN statistics; checkpoint is FP16
+
+
+@pytest.mark.slow
+def test_yolo_train_cli_pretrained(b0, demo_data, tmp_path):
+    """`yolo train model=<yaml> pretrained=<torchvision .pth> freeze=8` in a fresh process (auto-activation)."""
+    sd, path = b0
+    run_cli(["yolo", "train", "model=yolov5n_effb0.yaml", f"pretrained={path}", f"data={demo_data}", "epochs=1",
+                    "imgsz=64", "batch=8", "workers=0", "plots=False", "device=cpu", f"project={tmp_path}", "name=cli",
+                    f"freeze={B0_FREEZE}", "val=False"], cwd=tmp_path)
+    assert_backbone_equals(load_checkpoint(tmp_path / "cli" / "weights" / "last.pt")[0], sd, atol=2e-3)
+
+
+@pytest.mark.slow
+def test_convert_tool_then_train(b0, demo_data, tmp_path):
+    """tools/convert_weights.py writes a checkpoint that training (`yolo train model=that.pt`) starts from."""
+    sd, path = b0
+    out = tmp_path / "yolov5n_effb0-imagenet.pt"
+    tool = str(ROOT / "tools" / "convert_weights.py")
+    run_cli([PYTHON, tool, "--model", "yolov5n_effb0.yaml", "--weights", str(path), "--out", str(out), "--nc", "3"],
+            cwd=tmp_path)
+    converted = load_checkpoint(out)[0]
+    assert_backbone_equals(converted, sd)  # FP32, bit-exact
+    assert converted.yaml["nc"] == 3 and len(backbone_rows(converted)) == B0_FREEZE
+
+    YOLO(out).train(data=str(demo_data), epochs=1, imgsz=64, batch=8, workers=0, plots=False, device="cpu",
+                    project=str(tmp_path), name="ft", freeze=B0_FREEZE, val=False)
+    assert_backbone_equals(load_checkpoint(tmp_path / "ft" / "weights" / "last.pt")[0], sd, atol=2e-3)
+
+
+def test_convert_tool_errors(b0, tmp_path, capsys):
+    """Wrong architecture: one error line, exit 2, nothing written."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("convert_weights", ROOT / "tools" / "convert_weights.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / "x.pt"
+    assert tool.main(["--model", "yolov5n_effv2-s.yaml", "--weights", str(b0[1]), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    assert err.startswith("convert_weights: error:") and "found efficientnet_b0" in err and len(err.splitlines()) == 1
