@@ -31,6 +31,10 @@ _EXPORTS = {
     "swap_backbone": "effdet_plugin.swap",
     "swap_checkpoint": "effdet_plugin.swap",
     "load_pretrained_backbone": "effdet_plugin.weights",
+    "BiFPN": "effdet_plugin.bifpn",
+    "Fusion": "effdet_plugin.bifpn",
+    "bifpn_size": "effdet_plugin.bifpn",
+    "fusion_weights": "effdet_plugin.bifpn",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -11,6 +11,9 @@ plugin rows in ``backbone:`` as written (exact pretrained architectures; the sta
 width Ultralytics does not scale), and ``bn_eps`` sets their BatchNorm epsilon (see ``blocks.set_bn_eps``).
 ``drop_path`` sets the maximum stochastic-depth rate (``blocks.set_drop_path``).
 
+Two further row kinds (used by the BiFPN neck) are built the same way: multi-input rows (``from`` is a list) whose
+module computes its own output width, and width-preserving rows; see ``register_module``.
+
 ``yaml_model_load`` is wrapped as well so bare names such as ``yolov5s_effv2.yaml`` resolve to the YAMLs shipped
 with this package from any working directory.
 """
@@ -45,15 +48,28 @@ class ModelRowError(ValueError):
 class _Entry:
     module: type[nn.Module]
     stride_arg: int | None  # index into the row's args after c_out; repeats get stride 1 there
+    kind: str = "scaled"  # "scaled" (c1 -> c_out like Conv), "multi" (list input, own width), "same" (width kept)
 
 
 _REGISTRY: dict[str, _Entry] = {}
 _ORIGINALS: dict[str, Callable] = {}  # the Ultralytics functions we wrapped, by attribute name
 _STANDIN = "Conv"  # a built-in row whose width and repeats are scaled the way plugin rows must be
 _STANDIN_UNSCALED = "HGStem"  # a built-in row whose output width Ultralytics takes as written (args [cm, c2])
+# Multi-input rows: a built-in row that never reads its input widths (so `from` may be a list, and Ultralytics still
+# saves every input) and takes its output width as written: ResNetLayer(c1, c2, s, is_first=True) outputs c2.
+_STANDIN_MULTI = "ResNetLayer"
+_STANDIN_SAME = "nn.Identity"  # a built-in row whose output width is its input width
+_PROBE_SIZE = 128  # image size of the build-time pass that finds a multi-input row's input widths and strides
 
 
-def register_module(module: type[nn.Module], name: str | None = None, *, stride_arg: int | None = None) -> None:
+def register_module(
+    module: type[nn.Module],
+    name: str | None = None,
+    *,
+    stride_arg: int | None = None,
+    multi_input: bool = False,
+    same_width: bool = False,
+) -> None:
     """Make ``module`` usable in Ultralytics model YAMLs under ``name`` (default: the class name).
 
     A row ``[from, n, name, [c_out, *args]]`` is scaled like a built-in ``Conv``/``C3`` row (``c_out`` by the width
@@ -62,6 +78,15 @@ def register_module(module: type[nn.Module], name: str | None = None, *, stride_
     ``args[stride_arg]`` is set to 1 for those copies, so one row can hold a whole downsampling stage. The module
     should raise ``ValueError``/``TypeError`` on bad arguments; the parser reports it with the YAML row.
 
+    ``multi_input=True``: the row is ``[[f1, f2, ...], 1, name, args]`` and the module sets its own output width. It
+    must define a classmethod ``yaml_args(args, d) -> [c2, *ctor_args]`` (``d``: the model dict, with the scale
+    letter in ``d["scale"]``) and is built as ``module(c1s, c2, *ctor_args, strides=strides)``, where ``c1s`` and
+    ``strides`` (image size / map size) of its inputs come from a no-grad eval pass of the rows before it. It may
+    return a list of maps; ``same_width`` rows such as ``Level`` pick one out.
+
+    ``same_width=True``: the row is ``[from, 1, name, args]``, its output width is its input width, and it is built
+    as ``module(*args)`` (as Ultralytics builds ``Index``).
+
     Examples:
         >>> class MyBlock(nn.Module):
         ...     def __init__(self, c1, c2, k=3): ...
@@ -69,7 +94,12 @@ def register_module(module: type[nn.Module], name: str | None = None, *, stride_
     """
     if not (isinstance(module, type) and issubclass(module, nn.Module)):
         raise TypeError(f"register_module expects an nn.Module subclass, got {module!r}")
-    _REGISTRY[name or module.__name__] = _Entry(module, stride_arg)
+    if multi_input and same_width:
+        raise ValueError("a module is either multi_input or same_width, not both")
+    kind = "multi" if multi_input else "same" if same_width else "scaled"
+    if kind == "multi" and not callable(getattr(module, "yaml_args", None)):
+        raise TypeError(f"multi_input module {module.__name__} must define classmethod yaml_args(args, d)")
+    _REGISTRY[name or module.__name__] = _Entry(module, stride_arg, kind)
     with contextlib.suppress(AttributeError):  # torch<2.4: ULTRALYTICS_SAFE_LOAD checkpoints then need the full load
         torch.serialization.add_safe_globals([module])
 
@@ -106,9 +136,7 @@ def register(*, auto: bool = False) -> None:
 
     from ultralytics.nn import tasks
 
-    for module, name in ((blocks.Stem, "stem"), (blocks.FusedMBConv, None), (blocks.MBConv, None)):
-        if (name or module.__name__) not in _REGISTRY:
-            register_module(module, name, stride_arg=1 if module is not blocks.Stem else None)
+    _register_builtins()
     try:
         _check_ultralytics()
         supported = True
@@ -131,6 +159,40 @@ def register(*, auto: bool = False) -> None:
             mod = sys.modules.get(name)
             if getattr(mod, attr, None) is current:
                 setattr(mod, attr, wrapper)
+    # issue 3: `yolo train ... pretrained=<torchvision .pth>` loads ImageNet weights into the backbone (see weights.py)
+    from effdet_plugin.weights import install_pretrained_hook
+
+    install_pretrained_hook()
+    # issue 7: `yolo train ... progressive=True` config keys and trainer callbacks (see progressive.py)
+    from effdet_plugin.progressive import install as install_progressive
+
+    install_progressive()
+
+
+def _register_builtins() -> None:
+    """Register this package's own modules; idempotent.
+
+    Skipped while ``effdet_plugin.blocks``/``bifpn`` is still being imported: importing one of them first imports
+    ultralytics, which auto-activates the plugin before the module has defined its classes. The parser hooks call
+    this again before they read a model dict.
+    """
+    from ultralytics.nn.modules import Index
+
+    from effdet_plugin import bifpn  # may be partially initialized, see above
+
+    try:
+        table = (
+            (blocks.Stem, "stem", {}),
+            (blocks.FusedMBConv, None, {"stride_arg": 1}),
+            (blocks.MBConv, None, {"stride_arg": 1}),
+            (bifpn.BiFPN, None, {"multi_input": True}),
+            (Index, "Level", {"same_width": True}),  # [i, 1, Level, [k]]: output k of a multi-output row
+        )
+    except AttributeError:
+        return
+    for module, name, kw in table:
+        if (name or module.__name__) not in _REGISTRY:
+            register_module(module, name, **kw)
 
 
 # --------------------------------------------------------------------------------------------------------- YAML names
@@ -153,6 +215,7 @@ def _yaml_model_load(path):
 
 # ------------------------------------------------------------------------------------------------------- parse_model
 def _plugin_rows(d: dict) -> dict[int, list]:
+    _register_builtins()
     rows = list(d.get("backbone") or []) + list(d.get("head") or [])
     return {
         i: row
@@ -167,8 +230,25 @@ def _row_error(d: dict, i: int, row, problem: str) -> ModelRowError:
     return ModelRowError(f"{source}: row {i} [{f}, {n}, {m}, {args}]: {problem}")
 
 
+def _is_index(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
 def _check_row(d: dict, i: int, row) -> None:
     f, n, m, args = row
+    kind = _REGISTRY[m].kind
+    if kind != "scaled":
+        if kind == "multi" and not (isinstance(f, (list, tuple)) and f and all(_is_index(j) for j in f)):
+            raise _row_error(d, i, row, f"'from' must be a list of layer indices for {m}, got {f!r}")
+        if kind == "same" and not _is_index(f):
+            raise _row_error(d, i, row, f"'from' must be a single layer index for {m}, got {f!r}")
+        if any(not -i <= j < i for j in ([f] if _is_index(f) else f)):
+            raise _row_error(d, i, row, f"'from' must refer to earlier rows (-{i} to {i - 1}), got {f!r}")
+        if n != 1:
+            raise _row_error(d, i, row, f"repeats must be 1 for {m}, got {n!r}")
+        if not isinstance(args, (list, tuple)):
+            raise _row_error(d, i, row, f"args must be a list, got {args!r}")
+        return
     if isinstance(f, bool) or not isinstance(f, int):
         raise _row_error(d, i, row, f"'from' must be a single layer index for {m}, got {f!r}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -211,6 +291,28 @@ def _build(entry: _Entry, c1: int, c2: int, n: int, args: list) -> nn.Module:
     return nn.Sequential(first, *(entry.module(c2, c2, *rest) for _ in range(n - 1)))
 
 
+def _probe(d: dict, i: int, row, model: nn.Sequential, ch: int) -> tuple[list[int], list[int]]:
+    """Return the widths and strides of row ``i``'s inputs from a no-grad eval pass of the rows before it."""
+    f = [j % i for j in row[0]]
+    y, x = [], torch.zeros(1, ch, _PROBE_SIZE, _PROBE_SIZE)
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for m in model[: max(f) + 1]:  # routing as Ultralytics' _predict_once
+                if m.f != -1:
+                    x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
+                x = m(x)
+                y.append(x)
+    except Exception as e:
+        raise _row_error(d, i, row, f"rows 0-{max(f)} failed on a {_PROBE_SIZE}px input: {type(e).__name__}: {e}") from e
+    finally:
+        model.train(was)
+    if any(not isinstance(y[j], torch.Tensor) or y[j].ndim != 4 for j in f):
+        raise _row_error(d, i, row, "every input must be one feature map (pick list outputs with a Level row)")
+    return [y[j].shape[1] for j in f], [round(_PROBE_SIZE / y[j].shape[-1]) for j in f]
+
+
 def _parse_model(d, ch, verbose=True):
     """Parse a model dict with Ultralytics' own parser, building plugin rows as described in the module docstring."""
     original = _ORIGINALS["parse_model"]
@@ -224,11 +326,26 @@ def _parse_model(d, ch, verbose=True):
     scale_backbone = d.get("scale_backbone", True)
     if not isinstance(scale_backbone, bool):
         raise ModelRowError(f"{d.get('yaml_file') or 'model YAML'}: top-level 'scale_backbone' must be true or false")
-    unscaled = {i for i in ours if i < n_backbone and not scale_backbone}
+    kinds = {i: _REGISTRY[row[2]].kind for i, row in ours.items()}
+    unscaled = {i for i in ours if i < n_backbone and not scale_backbone and kinds[i] == "scaled"}
+    resolved = {}  # multi-input rows: [c2, *ctor_args], resolved before parsing so the stand-in gets the width
+    for i, row in ours.items():
+        if kinds[i] == "multi":
+            try:
+                resolved[i] = list(_REGISTRY[row[2]].module.yaml_args(list(row[3]), d))
+            except (TypeError, ValueError) as e:
+                raise _row_error(d, i, row, str(e)) from None
     standin = dict(d)
     rows = list(d.get("backbone") or []) + list(d.get("head") or [])
     for i, (f, n, _, args) in ours.items():
-        rows[i] = [f, 1, _STANDIN_UNSCALED, [args[0], args[0]]] if i in unscaled else [f, n, _STANDIN, [args[0], 1, 1]]
+        if kinds[i] == "multi":
+            rows[i] = [f, 1, _STANDIN_MULTI, [1, resolved[i][0], 1, True, 1]]
+        elif kinds[i] == "same":
+            rows[i] = [f, 1, _STANDIN_SAME, []]
+        elif i in unscaled:
+            rows[i] = [f, 1, _STANDIN_UNSCALED, [args[0], args[0]]]
+        else:
+            rows[i] = [f, n, _STANDIN, [args[0], 1, 1]]
     standin["backbone"], standin["head"] = rows[:n_backbone], rows[n_backbone:]
 
     with _held_log(verbose) as held:
@@ -238,14 +355,26 @@ def _parse_model(d, ch, verbose=True):
     for i, row in ours.items():
         f, _, m, args = row
         placeholder = model[i]
-        if i in unscaled:
-            c1, c2, n = placeholder.stem1.conv.in_channels, args[0], row[1]
-        else:
-            convs = list(placeholder) if isinstance(placeholder, nn.Sequential) else [placeholder]
-            c1, c2, n = convs[0].conv.in_channels, convs[0].conv.out_channels, len(convs)
         entry = _REGISTRY[m]
         try:
-            layer = _build(entry, c1, c2, n, list(args[1:]))
+            if kinds[i] == "multi":
+                c1, strides = _probe(d, i, row, model, ch)
+                c2, *rest = resolved[i]
+                n, shown = 1, [c1, c2, *rest]
+                layer = entry.module(c1, c2, *rest, strides=strides)
+            elif kinds[i] == "same":
+                n, shown = 1, list(args)
+                layer = entry.module(*args)
+            else:
+                if i in unscaled:
+                    c1, c2, n = placeholder.stem1.conv.in_channels, args[0], row[1]
+                else:
+                    convs = list(placeholder) if isinstance(placeholder, nn.Sequential) else [placeholder]
+                    c1, c2, n = convs[0].conv.in_channels, convs[0].conv.out_channels, len(convs)
+                shown = [c1, c2, *args[1:]]
+                layer = _build(entry, c1, c2, n, list(args[1:]))
+        except ModelRowError:
+            raise
         except (TypeError, ValueError) as e:
             raise _row_error(d, i, row, str(e)) from None
         if "bn_eps" in d:
@@ -257,7 +386,7 @@ def _parse_model(d, ch, verbose=True):
         layer.i, layer.f = i, f
         layer.type = f"{entry.module.__module__}.{entry.module.__qualname__}"
         model[i] = layer
-        lines[f"{i:>3}{f!s:>20}"] = f"{i:>3}{f!s:>20}{n:>3}{layer.np:10.0f}  {layer.type:<45}{[c1, c2, *args[1:]]!s:<30}"
+        lines[f"{i:>3}{f!s:>20}"] = f"{i:>3}{f!s:>20}{n:>3}{layer.np:10.0f}  {layer.type:<45}{shown!s:<30}"
 
     rate = d.get("drop_path", blocks.DEFAULT_DROP_PATH)
     try:
