@@ -14,7 +14,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from effdet_plugin.demo import CLASSES, make_demo_dataset
-from tests.conftest import PYTHON, run_cli
+from conftest import PYTHON, run_cli
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 sys.path.insert(0, str(TOOLS))
