@@ -190,9 +190,14 @@ def _register_builtins() -> None:
         )
     except AttributeError:
         return
-    for module, name, kw in table:
-        if (name or module.__name__) not in _REGISTRY:
-            register_module(module, name, **kw)
+    new = [(module, name, kw) for module, name, kw in table if (name or module.__name__) not in _REGISTRY]
+    for module, name, kw in new:
+        register_module(module, name, **kw)
+    if new:  # checkpoints also pickle the blocks' inner layers; ULTRALYTICS_SAFE_LOAD loads need them allow-listed
+        inner = [v for mod in (blocks, bifpn) for v in vars(mod).values()
+                 if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == mod.__name__]
+        with contextlib.suppress(AttributeError):
+            torch.serialization.add_safe_globals(inner)
 
 
 # --------------------------------------------------------------------------------------------------------- YAML names

@@ -35,6 +35,9 @@ def test_train_reload_val_predict_export(tmp_path, demo_data):
              f"print(type(m.model.model[6][0]).__module__, m.model.yaml['yaml_file'])")
     assert run_cli([sys.executable, "-c", check], tmp_path).stdout.split()[-2:] == ["effdet_plugin.blocks",
                                                                                    "yolov5n_effv2.yaml"]
+    # Ultralytics' opt-in restricted loading (weights_only + allow-list) accepts plugin checkpoints too
+    assert run_cli([sys.executable, "-c", check], tmp_path, env={"ULTRALYTICS_SAFE_LOAD": "1"}).stdout.split()[-2:] == [
+        "effdet_plugin.blocks", "yolov5n_effv2.yaml"]
     val = run_cli(["yolo", "val", f"model={best}", f"data={demo_data}", "batch=8", "workers=0", "name=val", *common],
                   tmp_path)
     assert "mAP50-95" in val.stdout + val.stderr
