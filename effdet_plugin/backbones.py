@@ -14,11 +14,11 @@ Backbone row ``i`` is torchvision's ``features[i]`` (stem, then one row per stag
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from effdet_plugin.atomic import atomic_open
 
 # One line per stage: (block, expansion, kernel, stride, c_out, repeats); the stem is a 3x3 stride-2 conv.
 EFFICIENTNET_B0 = (  # Tan & Le 2019, table 1; torchvision efficientnet_b0
@@ -216,20 +216,6 @@ def _imagenet_top1(bb: Backbone) -> str:
     return ", ".join(f"{f} (top-1 {a:.1f}%)" for f, a in imagenet_top1(bb).items())
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def stale_yamls(folder: Path) -> list[Path]:
     """Return the generated YAMLs in ``folder`` that are missing or differ from ``render_yaml``."""
     paths = {folder / b.yaml_name: b for b in BACKBONES.values()}
@@ -240,7 +226,8 @@ def write_yamls(folder: Path) -> list[Path]:
     """(Re)write every generated YAML into ``folder`` atomically; return the files that changed."""
     changed = stale_yamls(folder)
     for path in changed:
-        _write_atomic(path, render_yaml(BACKBONES[path.stem.removeprefix("yolov5_")]))
+        with atomic_open(path, "w", encoding="utf-8") as f:
+            f.write(render_yaml(BACKBONES[path.stem.removeprefix("yolov5_")]))
     return changed
 
 

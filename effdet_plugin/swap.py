@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import re
-import tempfile
 from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +24,8 @@ from pathlib import Path
 
 import torch
 import yaml
+
+from effdet_plugin.atomic import atomic_open
 
 # --backbone -> shipped YAML whose backbone section (rows up to and including SPPF) is grafted in
 BACKBONES = {
@@ -355,17 +355,6 @@ def _transfer(src, dst, moved: dict[int, int]) -> Transfer:
 
 
 # ----------------------------------------------------------------------------------------------------------- saving
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _flow(v) -> str:
     return yaml.safe_dump(v, default_flow_style=True, width=10**9, sort_keys=False).strip().removesuffix("\n...")
 
@@ -453,11 +442,13 @@ def swap_to_files(source, out, backbone: str = "effv2", neck: str = "keep", scal
     if is_pt:
         info = {"source": str(source), "backbone": backbone, "neck": neck, "transferred": report.transferred}
         blob = _checkpoint_bytes(model, dict(model.args), info)
-    _atomic_write(out, text.encode())
+    with atomic_open(out, "w", encoding="utf-8") as f:
+        f.write(text)
     pt = None
     if blob is not None:
         pt = out.with_suffix(".pt")
-        _atomic_write(pt, blob)
+        with atomic_open(pt, "wb") as f:
+            f.write(blob)
     return {"yaml": out, "pt": pt, "transfer": report, "model": model}
 
 

@@ -11,7 +11,6 @@ import argparse
 import math
 import os
 import shutil
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -20,6 +19,8 @@ import yaml
 from PIL import Image
 from ultralytics.data.utils import IMG_FORMATS
 from ultralytics.utils.ops import xyxy2xywhn
+
+from effdet_plugin.atomic import atomic_open
 
 SPLITS = ("train", "val", "test")
 IMAGE_DIRS = ("images", "JPEGImages")
@@ -160,9 +161,8 @@ def voc_to_yolo(
             (dst / "labels" / s / f"{r['image'].stem}.txt").write_text(rows)
     data = {"path": str(dst), **{s: f"images/{s}" for s in splits}, "names": dict(enumerate(names))}
     path = dst / "data.yaml"
-    with tempfile.NamedTemporaryFile("w", dir=dst, suffix=".tmp", delete=False) as f:
+    with atomic_open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump(data, f, sort_keys=False)
-    os.replace(f.name, path)
     return path
 
 

@@ -13,11 +13,9 @@ non-``.pt`` ``pretrained=`` file into a backbone-only module that Ultralytics' o
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 import sys
-import tempfile
 import zipfile
 from collections.abc import Mapping
 from copy import deepcopy
@@ -26,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from effdet_plugin.atomic import atomic_open
 from effdet_plugin.blocks import FusedMBConv, MBConv, SqueezeExcite, Stem
 
 _BLOCK = re.compile(r"features\.(\d+)\.(\d+)\.block\.(\d+)\.")
@@ -228,22 +227,9 @@ def save_checkpoint(model, path: str | Path) -> Path:
         "model": deepcopy(det).float(),  # FP32 keeps the ImageNet weights exact (Ultralytics' own saves are FP16)
         "train_args": {},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(ckpt, f)
     return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def convert(cfg: str | Path, weights, out: str | Path, nc: int = 80) -> Path:

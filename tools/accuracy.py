@@ -23,9 +23,11 @@ from pathlib import Path
 import torch
 import yaml
 
+from effdet_plugin.atomic import atomic_open, write_json
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling tools, also when imported from elsewhere
 
-from benchmark import BenchmarkError, benchmark, load_model, resolve_device, write_json  # noqa: E402
+from benchmark import BenchmarkError, benchmark, load_model, resolve_device  # noqa: E402
 from coco_eval import CocoEvalError, evaluate  # noqa: E402
 
 GPU_RECIPE = {"imgsz": 640, "epochs": 60, "seeds": [0, 1]}  # what a conclusive comparison needs
@@ -115,7 +117,7 @@ def coco_ground_truth(data_yaml: str | Path, split: str, out: str | Path) -> tup
                  "area": box[2] * box[3], "iscrowd": 0}
             )  # fmt: skip
     categories = [{"id": i + 1, "name": n} for i, n in names.items()]
-    return write_json({"images": images, "annotations": annotations, "categories": categories}, out), root
+    return write_json({"images": images, "annotations": annotations, "categories": categories}, out, indent=2), root
 
 
 def cost_models(models: list[str], data_yaml: str | Path) -> list:
@@ -242,10 +244,9 @@ def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
     ax.set_title(title or f"{rows[0]['epochs']} epochs, seeds {rows[0]['seeds']}, {rows[0]['device']}", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")  # same folder, then os.replace: never a half-written PNG
-    fig.savefig(tmp)
+    with atomic_open(path, "wb") as f:  # never a half-written PNG
+        fig.savefig(f, format=path.suffix.lstrip(".") or "png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -318,7 +319,7 @@ def run(args: argparse.Namespace) -> list[dict]:
                 )
             rows = make_rows(cost, runs, args, split)
             if args.json:
-                write_json(rows, args.json)
+                write_json(rows, args.json, indent=2)
     return rows
 
 

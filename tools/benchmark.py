@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
 import os
 import statistics
 import sys
@@ -25,6 +24,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
+
+from effdet_plugin.atomic import write_json
 
 # Which row fields the table shows: (key, header, format); ratio columns are added for the keys in RATIO_KEYS.
 COLUMNS = (
@@ -544,21 +545,6 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join([fmt_line(header)] + [fmt_line(c) for c in cells])
 
 
-def write_json(rows: list[dict], path: str | Path) -> Path:
-    """Write ``rows`` as a JSON list to ``path`` atomically (temp file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(rows, f, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -604,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(format_table(rows))
     if args.json:
-        print(f"wrote {write_json(rows, args.json)}")
+        print(f"wrote {write_json(rows, args.json, indent=2)}")
     return 0
 
 

@@ -24,6 +24,8 @@ from typing import Any, Iterable, Iterator, Sequence
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from effdet_plugin.atomic import write_json
+
 # COCOeval.stats order, under the names papers use
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -39,21 +41,6 @@ def _first(items: Sequence[str], k: int = 5) -> str:
 def _norm(name: str) -> str:
     """Compare class names loosely: case, surrounding blanks and '_'/'-' vs ' ' do not matter."""
     return re.sub(r"[\s_-]+", " ", str(name).strip().lower())
-
-
-def write_json(obj: Any, path: str | Path) -> Path:
-    """Write ``obj`` as JSON atomically (temp file in the same folder, then ``os.replace``); return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # ------------------------------------------------------------------------------------------------------ annotations
