@@ -229,10 +229,18 @@ def _plugin_rows(d: dict) -> dict[int, list]:
     }
 
 
+def model_source(d: dict) -> str:
+    """Name a model dict in messages: its YAML file, or 'model YAML' for a dict built in code."""
+    return str(d.get("yaml_file") or "model YAML")
+
+
 def _row_error(d: dict, i: int, row, problem: str) -> ModelRowError:
-    source = d.get("yaml_file") or "model YAML"
     f, n, m, args = row
-    return ModelRowError(f"{source}: row {i} [{f}, {n}, {m}, {args}]: {problem}")
+    return ModelRowError(f"{model_source(d)}: row {i} [{f}, {n}, {m}, {args}]: {problem}")
+
+
+def _key_error(d: dict, key: str, problem: str) -> ModelRowError:
+    return ModelRowError(f"{model_source(d)}: top-level '{key}': {problem}")
 
 
 def _is_index(x) -> bool:
@@ -330,7 +338,7 @@ def _parse_model(d, ch, verbose=True):
     n_backbone = len(d.get("backbone") or [])
     scale_backbone = d.get("scale_backbone", True)
     if not isinstance(scale_backbone, bool):
-        raise ModelRowError(f"{d.get('yaml_file') or 'model YAML'}: top-level 'scale_backbone' must be true or false")
+        raise ModelRowError(f"{model_source(d)}: top-level 'scale_backbone' must be true or false")
     kinds = {i: _REGISTRY[row[2]].kind for i, row in ours.items()}
     unscaled = {i for i in ours if i < n_backbone and not scale_backbone and kinds[i] == "scaled"}
     resolved = {}  # multi-input rows: [c2, *ctor_args], resolved before parsing so the stand-in gets the width
@@ -386,7 +394,7 @@ def _parse_model(d, ch, verbose=True):
             try:
                 blocks.set_bn_eps(layer, d["bn_eps"])
             except ValueError as e:
-                raise ModelRowError(f"{d.get('yaml_file') or 'model YAML'}: top-level 'bn_eps': {e}") from None
+                raise _key_error(d, "bn_eps", str(e)) from None
         layer.np = sum(x.numel() for x in layer.parameters())
         layer.i, layer.f = i, f
         layer.type = f"{entry.module.__module__}.{entry.module.__qualname__}"
@@ -397,7 +405,7 @@ def _parse_model(d, ch, verbose=True):
     try:
         blocks.set_drop_path(model, rate)
     except ValueError as e:
-        raise ModelRowError(f"{d.get('yaml_file') or 'model YAML'}: top-level 'drop_path': {e}") from None
+        raise _key_error(d, "drop_path", str(e)) from None
 
     if held:
         from ultralytics.utils import LOGGER

@@ -26,6 +26,7 @@ import torch
 import yaml
 
 from effdet_plugin.atomic import atomic_open
+from effdet_plugin.registry import model_source
 
 # --backbone -> shipped YAML whose backbone section (rows up to and including SPPF) is grafted in
 BACKBONES = {
@@ -84,10 +85,6 @@ def _load_source(source) -> dict:
     return tasks.yaml_model_load(source)  # the module attribute: the plugin's wrapper resolves shipped names
 
 
-def _name(d: dict) -> str:
-    return str(d.get("yaml_file") or "model YAML")
-
-
 def _probe_strides(d: dict) -> list[int | None]:
     """Build the backbone rows of ``d`` and return each row's output stride (None where it is not one feature map)."""
     from ultralytics.nn import tasks
@@ -98,7 +95,7 @@ def _probe_strides(d: dict) -> list[int | None]:
     try:
         layers, _ = tasks.parse_model(probe, ch=3, verbose=False)
     except Exception as e:  # the source's own YAML error, reported with its file
-        raise SwapError(f"{_name(d)}: the backbone does not build: {e}") from None
+        raise SwapError(f"{model_source(d)}: the backbone does not build: {e}") from None
     y, x, strides = [], torch.zeros(1, 3, _PROBE, _PROBE), []
     with torch.no_grad():
         for m in layers.eval():
@@ -125,7 +122,7 @@ def _backbone_refs(d: dict) -> dict[int, list[int]]:
 
 
 def _check_source(d: dict) -> None:
-    name = _name(d)
+    name = model_source(d)
     backbone, head = d.get("backbone"), d.get("head")
     if not isinstance(backbone, list) or not isinstance(head, list) or not backbone or not head:
         raise SwapError(f"{name}: needs non-empty 'backbone' and 'head' row lists; {_SUPPORTED}")
@@ -143,7 +140,7 @@ def _check_source(d: dict) -> None:
 
 def _taps(d: dict, strides: list[int | None], rows: list[int]) -> dict[int, int]:
     """Check that backbone ``rows`` of ``d`` are at strides 8/16/32 and map each to its stride."""
-    name = _name(d)
+    name = model_source(d)
     out = {}
     for a in rows:
         s = strides[a]
@@ -229,9 +226,9 @@ def _scale_of(d: dict, scale: str | None) -> str | None:
     if scale is None:
         return (d.get("scale") or None) if scales else None
     if not scales:
-        raise SwapError(f"{_name(d)}: --scale {scale} given but the source has no 'scales:' table")
+        raise SwapError(f"{model_source(d)}: --scale {scale} given but the source has no 'scales:' table")
     if scale not in scales:
-        raise SwapError(f"{_name(d)}: scale {scale!r} is not one of its scales {', '.join(scales)}")
+        raise SwapError(f"{model_source(d)}: scale {scale!r} is not one of its scales {', '.join(scales)}")
     return scale
 
 
