@@ -41,6 +41,27 @@ def test_end_to_end_json(demo_data, tmp_path, cli):
     table = proc.stdout.split("mAP as mean")[-1]
     assert "yolov5n_effv2.yaml" in table and "yolov5nu.yaml" in table and "mAP50-95" in table
 
+    # --reuse: finished runs are scored again, not retrained; another recipe in the same project is refused
+    best = Path(rows[0]["runs"][0]["weights"])
+    stamp = best.stat().st_mtime_ns
+    again = tmp_path / "again.json"
+    cli(
+        [PYTHON, str(TOOLS / "accuracy.py"), *args, "--reuse", "--json", str(again)],
+        tmp_path,
+        env={"OMP_NUM_THREADS": "1"},
+    )
+    assert best.stat().st_mtime_ns == stamp
+    for old, new in zip(rows, json.loads(again.read_text())):
+        assert new["map50_95"] == pytest.approx(old["map50_95"]) and new["train_s"] == pytest.approx(old["train_s"])
+        assert new["runs"][0]["best_epoch"] == old["runs"][0]["best_epoch"]
+    cmd = [PYTHON, str(TOOLS / "accuracy.py"), *args, "--reuse"]
+    cmd[cmd.index("--epochs") + 1] = "2"
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stdout + proc.stderr
+    expect = r"^accuracy: error: --reuse: .*yolov5n_effv2_seed0 was trained with epochs=1, this recipe has 2"
+    assert re.search(expect, proc.stderr.strip()), proc.stderr
+    assert best.stat().st_mtime_ns == stamp
+
 
 def test_ground_truth_matches_labels(demo_data, tmp_path):
     from coco_eval import image_files, load_annotations

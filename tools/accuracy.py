@@ -1,22 +1,25 @@
 """Accuracy per cost: train detectors with one recipe, score them on held-out data with pycocotools, one table.
 
     python tools/accuracy.py --models yolov5s_effv2.yaml yolov5su.yaml --data DATA.yaml --epochs 60 --imgsz 640 \
-        --seeds 0 1 --device 0 --json out.json [--batch 16] [--workers 4] [--pretrained] [--project runs/accuracy]
+        --seeds 0 1 --device 0 --json out.json [--batch 16] [--workers 4] [--pretrained] [--project runs/accuracy] \
+        [--reuse]
 
 Every model is trained by Ultralytics' trainer with the same data, epochs, image size, batch, seeds and default
 hyperparameters, from scratch (``--pretrained``: ``.pt`` models start from their weights). The best checkpoint of each
 run is scored on the dataset's ``test`` split (``val`` when there is none) by ``coco_eval`` (pycocotools). Params,
 GFLOPs and fused CPU latency (relative to the first model) come from ``benchmark``, all models timed in one process.
-Without a GPU the defaults drop to imgsz 320, 10 epochs and one seed, and the output says so.
+Without a GPU the defaults drop to imgsz 320, 10 epochs and one seed, and the output says so. ``--reuse`` scores
+finished runs of the same recipe already in ``--project`` instead of training them again (seeds run as separate
+processes, an interrupted sweep), so the table can be assembled in one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import statistics
 import sys
-import time
 from datetime import date
 from pathlib import Path
 
@@ -135,12 +138,58 @@ def spread(values: list[float]) -> float | None:
     return statistics.stdev(values) if len(values) > 1 else None
 
 
+def run_dir(model: str, seed: int, args: argparse.Namespace) -> Path:
+    """Return the folder Ultralytics trains ``model`` with ``seed`` into."""
+    return Path(args.project).resolve() / f"{Path(model).stem}_seed{seed}"
+
+
+def run_record(run: Path) -> tuple[int, float, int]:
+    """Return (epochs logged, training seconds, 1-based best epoch) from a run's ``results.csv``.
+
+    Seconds are Ultralytics' own training clock (the last ``time`` entry) and the best epoch is the last one with the
+    highest val mAP50-95 (the trainer's fitness for detection; on ties the later epoch overwrites ``best.pt``), so a
+    fresh run and a reused one are reported the same way.
+    """
+    with open(run / "results.csv", newline="") as f:
+        rows = [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(f)]
+    if not rows:
+        return 0, 0.0, 0
+    fitness = [float(r["metrics/mAP50-95(B)"]) for r in rows]
+    best = max(i for i, x in enumerate(fitness) if x == max(fitness)) + 1
+    return len(rows), float(rows[-1]["time"]), best
+
+
+def finished_run(model: str, seed: int, args: argparse.Namespace) -> tuple[Path, float, int] | None:
+    """Return (best checkpoint, seconds, best epoch) of a finished run of this exact recipe in ``--project``, else None.
+
+    A run trained with another recipe is an error rather than silently retrained over or scored as if comparable.
+    """
+    run = run_dir(model, seed, args)
+    saved, weights = run / "args.yaml", run / "weights" / "best.pt"
+    if not (saved.is_file() and weights.is_file() and (run / "results.csv").is_file()):
+        return None
+    trained = yaml.safe_load(saved.read_text()) or {}
+    want = {"model": model, "data": args.data, "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
+            "seed": seed, "pretrained": args.pretrained}  # fmt: skip
+    for key, value in want.items():
+        if trained.get(key) != value:
+            raise AccuracyError(
+                f"--reuse: {run} was trained with {key}={trained.get(key)!r}, this recipe has {value!r}; "
+                "use another --project or move the run away"
+            )
+    epochs, seconds, best_epoch = run_record(run)
+    if epochs < args.epochs:  # interrupted: Ultralytics trains it again from scratch in the same folder
+        print(f"accuracy: {run} stopped after {epochs} of {args.epochs} epochs; training it again")
+        return None
+    return weights, seconds, best_epoch
+
+
 def train_once(model: str, seed: int, args: argparse.Namespace) -> tuple[Path, float, int]:
-    """Train ``model`` once with the shared recipe and ``seed``; return (best checkpoint, wall seconds, best epoch)."""
+    """Train ``model`` once with the shared recipe and ``seed``; return (best checkpoint, training seconds, best epoch)."""
     from ultralytics import YOLO
 
+    run = run_dir(model, seed, args)
     yolo = YOLO(model)
-    t = time.perf_counter()
     yolo.train(
         data=str(args.data),
         epochs=args.epochs,
@@ -151,14 +200,13 @@ def train_once(model: str, seed: int, args: argparse.Namespace) -> tuple[Path, f
         seed=seed,
         deterministic=True,
         pretrained=args.pretrained,  # False: a .pt model is rebuilt from its YAML with fresh weights
-        project=str(Path(args.project).resolve()),
-        name=f"{Path(model).stem}_seed{seed}",
+        project=str(run.parent),
+        name=run.name,
         exist_ok=True,
         plots=False,
     )
-    seconds = time.perf_counter() - t
     trainer = yolo.trainer
-    best_epoch = int(trainer.stopper.best_epoch)  # 1-based epoch of the best val fitness (Ultralytics' EarlyStopping)
+    _, seconds, best_epoch = run_record(Path(trainer.save_dir))
     return (trainer.best if trainer.best.exists() else trainer.last), seconds, best_epoch
 
 
@@ -263,6 +311,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2, help="dataloader workers (default 2)")
     p.add_argument("--pretrained", action="store_true", help="start .pt models from their weights (YAMLs: scratch)")
     p.add_argument("--project", default="runs/accuracy", help="folder for the training runs (default runs/accuracy)")
+    p.add_argument(
+        "--reuse", action="store_true", help="score finished runs of this recipe in --project, no retraining"
+    )
     p.add_argument("--repeats", type=int, default=20, help="timed rounds of the latency measurement (default 20)")
     p.add_argument("--json", default=None, help="write the rows to this JSON file (rewritten after every run)")
     p.add_argument("--plot", default=None, help="save mAP50-95 against CPU latency to this PNG (needs matplotlib)")
@@ -306,7 +357,8 @@ def run(args: argparse.Namespace) -> list[dict]:
     runs: dict[str, list[dict]] = {}
     for seed in args.seeds:  # seed-major: an interrupted run still compares every model on the first seed
         for model in args.models:
-            weights, seconds, best_epoch = train_once(model, seed, args)
+            done = finished_run(model, seed, args) if args.reuse else None
+            weights, seconds, best_epoch = done or train_once(model, seed, args)
             m, m50 = score(weights, ann, images, args, out / f"{Path(model).stem}_seed{seed}" / "coco_eval")
             runs.setdefault(model, []).append(
                 {"seed": seed, "map50_95": m, "map50": m50, "train_s": seconds, "best_epoch": best_epoch,
