@@ -39,7 +39,7 @@ def test_end_to_end_json(demo_data, tmp_path, cli):
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     assert rows[0]["params"] != rows[1]["params"]
     table = proc.stdout.split("mAP as mean")[-1]
-    assert "yolov5n_effv2.yaml" in table and "yolov5nu.yaml" in table and "mAP50-95" in table
+    assert "yolov5n_effv2.yaml" in table and "yolov5nu.yaml" in table and "mAP50-95" in table and "CPU ms@64" in table
 
     # --reuse: finished runs are scored again, not retrained; another recipe in the same project is refused
     best = Path(rows[0]["runs"][0]["weights"])
@@ -54,6 +54,12 @@ def test_end_to_end_json(demo_data, tmp_path, cli):
     for old, new in zip(rows, json.loads(again.read_text())):
         assert new["map50_95"] == pytest.approx(old["map50_95"]) and new["train_s"] == pytest.approx(old["train_s"])
         assert new["runs"][0]["best_epoch"] == old["runs"][0]["best_epoch"]
+    # the cost columns at another size than training (CPU trains small, deployment latency is wanted at full size)
+    again = tmp_path / "big.json"
+    cli([PYTHON, str(TOOLS / "accuracy.py"), *args, "--reuse", "--latency-imgsz", "96", "--json", str(again)], tmp_path)
+    big = json.loads(again.read_text())
+    assert [r["latency_imgsz"] for r in big] == [96, 96] and big[0]["imgsz"] == 64
+    assert big[0]["gflops"] > rows[0]["gflops"] and big[0]["map50_95"] == pytest.approx(rows[0]["map50_95"])
     cmd = [PYTHON, str(TOOLS / "accuracy.py"), *args, "--reuse"]
     cmd[cmd.index("--epochs") + 1] = "2"
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)

@@ -37,8 +37,8 @@ GPU_RECIPE = {"imgsz": 640, "epochs": 60, "seeds": [0, 1]}  # what a conclusive 
 CPU_RECIPE = {"imgsz": 320, "epochs": 10, "seeds": [0]}  # default when no GPU: indicative only
 ROW_KEYS = (
     "model", "params", "gflops", "latency_ms", "latency_ratio", "train_s", "map50_95", "map50_95_spread", "map50",
-    "map50_spread", "runs", "eval_split", "imgsz", "epochs", "batch", "seeds", "device", "pretrained", "reduced",
-    "date",
+    "map50_spread", "runs", "eval_split", "imgsz", "latency_imgsz", "epochs", "batch", "seeds", "device", "pretrained",
+    "reduced", "date",
 )  # fmt: skip
 
 
@@ -185,7 +185,7 @@ def finished_run(model: str, seed: int, args: argparse.Namespace) -> tuple[Path,
 
 
 def train_once(model: str, seed: int, args: argparse.Namespace) -> tuple[Path, float, int]:
-    """Train ``model`` once with the shared recipe and ``seed``; return (best checkpoint, training seconds, best epoch)."""
+    """Train ``model`` once with the shared recipe and ``seed``; return (best checkpoint, train seconds, best epoch)."""
     from ultralytics import YOLO
 
     run = run_dir(model, seed, args)
@@ -237,6 +237,7 @@ def make_rows(cost: list[dict], runs: dict[str, list[dict]], args: argparse.Name
                 "runs": r,
                 "eval_split": split,
                 "imgsz": args.imgsz,
+                "latency_imgsz": args.latency_imgsz,
                 "epochs": args.epochs,
                 "batch": args.batch,
                 "seeds": args.seeds,
@@ -255,7 +256,8 @@ def format_table(rows: list[dict]) -> str:
     def pm(mean, sd):
         return "-" if mean is None else f"{mean:.3f}" + ("" if sd is None else f" ± {sd:.3f}")
 
-    header = ["model", "params(M)", "GFLOPs", "CPU latency(ms)", "x first", "train(min)", "mAP50-95", "mAP50"]
+    size = rows[0]["latency_imgsz"] if rows else ""
+    header = ["model", "params(M)", f"GFLOPs@{size}", f"CPU ms@{size}", "x first", "train(min)", "mAP50-95", "mAP50"]
     cells = [
         [
             r["model"],
@@ -287,7 +289,7 @@ def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
     for r in (r for r in rows if r["map50_95"] is not None):
         ax.errorbar(r["latency_ms"], r["map50_95"], yerr=r["map50_95_spread"] or 0, fmt="o", capsize=3)
         ax.annotate(Path(r["model"]).stem, (r["latency_ms"], r["map50_95"]), textcoords="offset points", xytext=(5, 5))
-    ax.set_xlabel(f"fused CPU latency (ms, batch 1, imgsz {rows[0]['imgsz']})")
+    ax.set_xlabel(f"fused CPU latency (ms, batch 1, imgsz {rows[0]['latency_imgsz']})")
     ax.set_ylabel(f"mAP50-95 on '{rows[0]['eval_split']}' (pycocotools)")
     ax.set_title(title or f"{rows[0]['epochs']} epochs, seeds {rows[0]['seeds']}, {rows[0]['device']}", fontsize=9)
     ax.grid(alpha=0.3)
@@ -305,6 +307,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", required=True, help="dataset YAML with train, val and (preferably) test splits")
     p.add_argument("--epochs", type=int, help="training epochs (default 60 on GPU, 10 on CPU)")
     p.add_argument("--imgsz", type=int, help="train/eval/latency image size (default 640 on GPU, 320 on CPU)")
+    p.add_argument("--latency-imgsz", type=int, help="measure params/GFLOPs/latency at this size instead of --imgsz")
     p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default 0 1 on GPU, 0 on CPU)")
     p.add_argument("--device", default=None, help="training device: cpu or a CUDA index (default 0 if CUDA, else cpu)")
     p.add_argument("--batch", type=int, default=16, help="training batch size (default 16)")
@@ -337,9 +340,11 @@ def run(args: argparse.Namespace) -> list[dict]:
     for k, v in recipe.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
-    for k in ("epochs", "imgsz", "batch", "repeats"):
+    if args.latency_imgsz is None:
+        args.latency_imgsz = args.imgsz
+    for k in ("epochs", "imgsz", "latency_imgsz", "batch", "repeats"):
         if getattr(args, k) < 1:
-            raise AccuracyError(f"--{k} must be a positive integer, got {getattr(args, k)}")
+            raise AccuracyError(f"--{k.replace('_', '-')} must be a positive integer, got {getattr(args, k)}")
     args.reduced = dev.type != "cuda" or (args.imgsz, args.epochs, len(args.seeds)) < (
         GPU_RECIPE["imgsz"], GPU_RECIPE["epochs"], len(GPU_RECIPE["seeds"]))  # fmt: skip
     if args.reduced:
@@ -352,8 +357,9 @@ def run(args: argparse.Namespace) -> list[dict]:
 
     out = Path(args.project).resolve()
     ann, images = coco_ground_truth(args.data, split, out / f"{split}_ground_truth.json")
-    print(f"accuracy: fused CPU latency of {len(args.models)} models at {args.imgsz}, timed interleaved")
-    cost = benchmark(cost_models(args.models, args.data), [args.imgsz], [1], "cpu", repeats=args.repeats, warmup=3)
+    size = args.latency_imgsz  # CPU training runs at a reduced size, but deployment latency is wanted at the real one
+    print(f"accuracy: fused CPU latency of {len(args.models)} models at {size}, timed interleaved")
+    cost = benchmark(cost_models(args.models, args.data), [size], [1], "cpu", repeats=args.repeats, warmup=3)
     runs: dict[str, list[dict]] = {}
     for seed in args.seeds:  # seed-major: an interrupted run still compares every model on the first seed
         for model in args.models:
