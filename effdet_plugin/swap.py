@@ -31,6 +31,7 @@ from effdet_plugin.registry import model_source
 # --backbone -> shipped YAML whose backbone section (rows up to and including SPPF) is grafted in
 BACKBONES = {
     "effv2": "yolov5_effv2.yaml",  # EfficientNetV2-S stage table, scaled by the source's width/depth
+    "effv2-wide": "yolov5_effv2-wide.yaml",  # the same with 1.5x wider stride-16/32 stages, no stochastic depth
     **{f"effv2-{v}": f"yolov5_effv2-{v}.yaml" for v in "sml"},  # exact torchvision backbones
     **{f"effb{i}": f"yolov5_effb{i}.yaml" for i in range(8)},
 }

@@ -71,6 +71,14 @@ def test_swap_builtin(source):
 
 
 @pytest.mark.slow
+def test_wide_backbone_rows_and_drop_path_carried():
+    """effv2-wide brings its widened rows and its drop_path 0.0 (replacing nothing else of the source)."""
+    d = swap.swap_backbone("yolov8s.yaml", "effv2-wide")
+    assert d["backbone"] == tasks.yaml_model_load("yolov5s_effv2-wide.yaml")["backbone"]
+    assert d["drop_path"] == 0.0
+    assert _model(d).stride.tolist() == [8, 16, 32]
+
+
 def test_exact_backbone_keys_carried(tmp_path):
     """An exact torchvision backbone keeps its rows and top-level scale_backbone / bn_eps, so ImageNet weights load."""
     path = model_yaml_dir() / swap.BACKBONES["effb0"]

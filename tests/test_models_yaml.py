@@ -1,0 +1,46 @@
+"""Shipped model YAMLs: the wide table differs from the plain one only where it says; every YAML grows n < ... < x."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from torch import nn
+from torchvision.models._utils import _make_divisible
+from ultralytics.nn.tasks import DetectionModel
+
+from effdet_plugin.registry import model_yaml_dir
+
+SHIPPED = sorted(model_yaml_dir().glob("*.yaml"))
+
+
+def _load(name: str) -> dict:
+    return yaml.safe_load((model_yaml_dir() / name).read_text())
+
+
+def test_wide_widens_only_the_stride_16_and_32_stages():
+    plain, wide = _load("yolov5_effv2.yaml"), _load("yolov5_effv2-wide.yaml")
+    same = lambda d: {k: v for k, v in d.items() if k not in ("backbone", "drop_path")}  # noqa: E731
+    assert same(wide) == same(plain) and wide["drop_path"] == 0.0 < plain["drop_path"]
+    for i, (p, w) in enumerate(zip(plain["backbone"], wide["backbone"])):
+        widened = i in (4, 5, 6)  # MBConv stages at strides 16/16/32
+        expected = _make_divisible(p[3][0] * 1.5, 8) if widened else p[3][0]  # torchvision's adjust_channels rounding
+        assert w[:3] == p[:3] and w[3][1:] == p[3][1:] and w[3][0] == expected, (i, p, w)
+
+
+def test_wide_builds_with_detection_at_strides_8_16_32():
+    model = DetectionModel("yolov5s_effv2-wide.yaml", nc=3, verbose=False)
+    assert model.stride.tolist() == [8.0, 16.0, 32.0]
+    p5 = [m for m in model.model[6].modules() if isinstance(m, nn.Conv2d)][-1]  # the last block's projection
+    assert p5.out_channels == _make_divisible(384 * 0.5, 8)  # 384 x width 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_every_shipped_yaml_grows_with_the_scale_letter(path):
+    d = yaml.safe_load(path.read_text())
+    params = []
+    for scale in ("n", "s", "m", "l", "x"):
+        model = DetectionModel({**d, "scale": scale}, nc=80, verbose=False)
+        params.append(sum(p.numel() for p in model.parameters()))
+        assert model.stride.tolist() == [8.0, 16.0, 32.0], (path.name, scale)
+    assert params == sorted(params) and len(set(params)) == 5, (path.name, params)
