@@ -287,12 +287,14 @@ def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=150)
     for r in (r for r in rows if r["map50_95"] is not None):
-        ax.errorbar(r["latency_ms"], r["map50_95"], yerr=r["map50_95_spread"] or 0, fmt="o", capsize=3)
-        ax.annotate(Path(r["model"]).stem, (r["latency_ms"], r["map50_95"]), textcoords="offset points", xytext=(5, 5))
+        ax.errorbar(r["latency_ms"], r["map50_95"], yerr=r["map50_95_spread"] or 0, fmt="o", capsize=3,
+                    label=Path(r["model"]).stem)  # fmt: skip
     ax.set_xlabel(f"fused CPU latency (ms, batch 1, imgsz {rows[0]['latency_imgsz']})")
     ax.set_ylabel(f"mAP50-95 on '{rows[0]['eval_split']}' (pycocotools)")
-    ax.set_title(title or f"{rows[0]['epochs']} epochs, seeds {rows[0]['seeds']}, {rows[0]['device']}", fontsize=9)
+    r0 = rows[0]
+    ax.set_title(title or f"{r0['epochs']} epochs at {r0['imgsz']}, seeds {r0['seeds']}, {r0['device']}", fontsize=9)
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")  # a legend, not point labels: nearby models would overprint each other
     fig.tight_layout()
     with atomic_open(path, "wb") as f:  # never a half-written PNG
         fig.savefig(f, format=path.suffix.lstrip(".") or "png")
