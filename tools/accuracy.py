@@ -155,7 +155,7 @@ def run_record(run: Path) -> tuple[int, float, int]:
     if not rows:
         return 0, 0.0, 0
     fitness = [float(r["metrics/mAP50-95(B)"]) for r in rows]
-    best = max(i for i, x in enumerate(fitness) if x == max(fitness)) + 1
+    best = len(fitness) - fitness[::-1].index(max(fitness))  # last epoch at the maximum, 1-based
     return len(rows), float(rows[-1]["time"]), best
 
 
