@@ -70,7 +70,6 @@ def test_swap_builtin(source):
     assert y.shape[0] == 1 and torch.isfinite(y).all()
 
 
-@pytest.mark.slow
 def test_wide_backbone_rows_and_drop_path_carried():
     """effv2-wide brings its widened rows and its drop_path 0.0 (replacing nothing else of the source)."""
     d = swap.swap_backbone("yolov8s.yaml", "effv2-wide")
@@ -79,6 +78,7 @@ def test_wide_backbone_rows_and_drop_path_carried():
     assert _model(d).stride.tolist() == [8, 16, 32]
 
 
+@pytest.mark.slow
 def test_exact_backbone_keys_carried(tmp_path):
     """An exact torchvision backbone keeps its rows and top-level scale_backbone / bn_eps, so ImageNet weights load."""
     path = model_yaml_dir() / swap.BACKBONES["effb0"]

@@ -367,7 +367,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         for model in args.models:
             done = finished_run(model, seed, args) if args.reuse else None
             weights, seconds, best_epoch = done or train_once(model, seed, args)
-            m, m50 = score(weights, ann, images, args, out / f"{Path(model).stem}_seed{seed}" / "coco_eval")
+            m, m50 = score(weights, ann, images, args, run_dir(model, seed, args) / "coco_eval")
             runs.setdefault(model, []).append(
                 {"seed": seed, "map50_95": m, "map50": m50, "train_s": seconds, "best_epoch": best_epoch,
                  "weights": str(weights)}
