@@ -1,8 +1,8 @@
 """BiFPN neck (Tan, Pang & Le, EfficientDet, 2020) with fast normalized fusion, as one Ultralytics YAML row.
 
-A row ``[[P3, P4, P5], 1, BiFPN, [phi, mode]]`` builds ``D = 3 + phi`` BiFPN layers of width ``W = 64 * 1.35**phi``
-(rounded to a multiple of 8) and outputs the list ``[P3, P4, P5]``; rows ``[i, 1, Level, [k]]`` pick level ``k`` out
-of it (Ultralytics' ``Index``) for ``Detect``. ``phi`` is an int or the name of a top-level YAML mapping from scale
+A row ``[[P3, P4, P5], 1, BiFPN, [phi, mode]]`` builds the BiFPN of EfficientDet-D``phi`` (width and layer count from
+the paper's table 1, ``SIZES``) and outputs the list ``[P3, P4, P5]``; rows ``[i, 1, Level, [k]]`` pick level ``k``
+out of it for ``Detect``. ``phi`` is an int or the name of a top-level YAML mapping from scale
 letter to phi (e.g. ``bifpn_phi: {n: 0, s: 1, m: 2, l: 3, x: 4}``). The graph of one layer is the table ``NODES``.
 """
 
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from ultralytics.nn.modules import Conv, DWConv
 
-__all__ = ("BiFPN", "BiFPNLayer", "Fusion", "NODES", "bifpn_size", "fusion_weights")
+from effdet_plugin.blocks import host_conv
+
+__all__ = ("BiFPN", "BiFPNLayer", "Fusion", "Level", "NODES", "SIZES", "bifpn_size", "fusion_weights")
 
 MODES = ("fastattn", "attn", "sum")  # as effdet's FpnCombine weight_method
 EPS = 1e-4  # fast normalized fusion epsilon (EfficientDet, section 3.3)
@@ -30,15 +31,17 @@ NODES: tuple[tuple[str, int, tuple[str, ...]], ...] = (
 LEVELS = (3, 4, 5)  # the layer's input and output levels, in row order
 
 
-def bifpn_size(phi: int) -> tuple[int, int]:
-    """Return EfficientDet's compound-scaled BiFPN ``(width, depth)`` for coefficient ``phi``.
+# EfficientDet D0-D7 (Tan, Pang & Le, 2020, table 1): BiFPN (width, layers) by phi. The paper's eq. 1 gives 120 and
+# 216 for phi 2 and 4, but its released models (table 1, effdet's configs) use 112 and 224, and D6/D7 stop growing.
+SIZES: tuple[tuple[int, int], ...] = ((64, 3), (88, 4), (112, 5), (160, 6), (224, 7), (288, 7), (384, 8), (384, 8))
+PHI_BY_SCALE = {"n": 0, "s": 1, "m": 2, "l": 3, "x": 4}  # the shipped YAMLs' bifpn_phi
 
-    ``W = 64 * 1.35**phi`` rounded to the nearest multiple of 8 and ``D = 3 + phi`` (the paper's eq. 1; its table 1
-    lists 112 and 224 instead of this formula's 120 and 216 for phi 2 and 4).
-    """
-    if isinstance(phi, bool) or not isinstance(phi, int) or phi < 0:
-        raise ValueError(f"phi must be a non-negative integer, got {phi!r}")
-    return int(round(64 * 1.35**phi / 8)) * 8, 3 + phi
+
+def bifpn_size(phi: int) -> tuple[int, int]:
+    """Return EfficientDet-D``phi``'s BiFPN ``(width, layers)`` (``SIZES``); phi is 0 to 7 as in the paper."""
+    if isinstance(phi, bool) or not isinstance(phi, int) or not 0 <= phi < len(SIZES):
+        raise ValueError(f"phi must be an integer from 0 to {len(SIZES) - 1} (EfficientDet D0-D7), got {phi!r}")
+    return SIZES[phi]
 
 
 def _level(name: str) -> int:
@@ -67,10 +70,11 @@ class Fusion(nn.Module):
         return w / (w.sum() + self.eps)
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
-        """Fuse the list ``xs``."""
+        """Fuse the list ``xs`` (weights in the inputs' dtype, so AMP keeps half-precision maps half)."""
         if self.mode == "sum":
             return torch.stack(xs, -1).sum(-1)
-        return (torch.stack(xs, -1) * self.normalized_weights()).sum(-1)
+        x = torch.stack(xs, -1)
+        return (x * self.normalized_weights().to(x.dtype)).sum(-1)
 
     def extra_repr(self) -> str:
         return f"mode={self.mode}, eps={self.eps:g}"
@@ -80,8 +84,8 @@ class _Resample(nn.Sequential):
     """Bring an input edge to its node's width (1x1 conv + BN where widths differ) and level (nearest upsample going
     down the pyramid, 3x3 stride-2 max-pool per level going up, as effdet)."""
 
-    def __init__(self, c1: int, c2: int, from_level: int, to_level: int):
-        layers = [Conv(c1, c2, 1, act=False)] if c1 != c2 else []
+    def __init__(self, c1: int, c2: int, from_level: int, to_level: int, conv: type[nn.Module]):
+        layers = [conv(c1, c2, 1, act=False)] if c1 != c2 else []
         if to_level < from_level:
             layers.append(nn.Upsample(scale_factor=2 ** (from_level - to_level), mode="nearest"))
         layers += [nn.MaxPool2d(3, 2, 1) for _ in range(to_level - from_level)]
@@ -91,11 +95,13 @@ class _Resample(nn.Sequential):
 class _Node(nn.Module):
     """One fusion node: resample each input edge, fuse, then depthwise-separable conv + BN + SiLU."""
 
-    def __init__(self, c_in: list[int], levels: list[int], level: int, c: int, mode: str):
+    def __init__(self, c_in: list[int], levels: list[int], level: int, c: int, mode: str, conv: type[nn.Module],
+                 act: nn.Module | bool):
         super().__init__()
-        self.resample = nn.ModuleList(_Resample(c1, c, lv, level) for c1, lv in zip(c_in, levels))
+        self.resample = nn.ModuleList(_Resample(c1, c, lv, level, conv) for c1, lv in zip(c_in, levels))
         self.fuse = Fusion(len(c_in), mode)
-        self.conv = nn.Sequential(DWConv(c, c, 3, act=False), Conv(c, c, 1))  # DWConv/Conv: model.fuse() folds BN
+        # the host's Conv (depthwise, then pointwise with the model's activation): the host's fuse() folds every BN
+        self.conv = nn.Sequential(conv(c, c, 3, g=c, act=False), conv(c, c, 1, act=act))
 
     def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
         return self.conv(self.fuse([r(x) for r, x in zip(self.resample, xs)]))
@@ -104,13 +110,16 @@ class _Node(nn.Module):
 class BiFPNLayer(nn.Module):
     """One BiFPN layer: the nodes of ``NODES`` in order, from inputs of widths ``c1`` (P3, P4, P5) to width ``c``."""
 
-    def __init__(self, c1: list[int], c: int, mode: str = "fastattn"):
+    def __init__(self, c1: list[int], c: int, mode: str = "fastattn", *, conv: type[nn.Module] | None = None,
+                 act: nn.Module | None = None):
         """Initialize from input widths ``c1`` (one per level in ``LEVELS``) to output width ``c``."""
         super().__init__()
+        conv = conv or host_conv()
         width = dict(zip((f"P{lv}" for lv in LEVELS), c1))
         self.nodes = nn.ModuleDict()
         for name, level, inputs in NODES:
-            self.nodes[name] = _Node([width.get(n, c) for n in inputs], [_level(n) for n in inputs], level, c, mode)
+            c_in, levels = [width.get(n, c) for n in inputs], [_level(n) for n in inputs]
+            self.nodes[name] = _Node(c_in, levels, level, c, mode, conv, True if act is None else act)
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Map ``[P3, P4, P5]`` to the layer's ``[P3_out, P4_out, P5_out]``."""
@@ -127,7 +136,10 @@ class BiFPN(nn.Module):
     letter to phi, ``mode`` one of ``MODES`` (default 'fastattn'). Pick outputs with ``[i, 1, Level, [k]]`` rows.
     """
 
-    def __init__(self, c1: list[int], c2: int, phi: int, mode: str = "fastattn", strides: list[int] | None = None):
+    outputs = len(LEVELS)  # the list it returns: P3, P4, P5
+
+    def __init__(self, c1: list[int], c2: int, phi: int, mode: str = "fastattn", strides: list[int] | None = None, *,
+                 conv: type[nn.Module] | None = None, act: nn.Module | None = None):
         """Initialize from input widths ``c1``; ``c2`` must be the width of ``phi``; ``strides`` are checked if given."""
         super().__init__()
         width, depth = bifpn_size(phi)
@@ -138,7 +150,9 @@ class BiFPN(nn.Module):
         if strides is not None and any(b != 2 * a for a, b in zip(strides, strides[1:])):
             raise ValueError(f"inputs must be P3, P4, P5 with strides s, 2s, 4s in that order, got strides {strides}")
         self.phi, self.width, self.depth = phi, width, depth
-        self.layers = nn.ModuleList(BiFPNLayer(c1 if i == 0 else [width] * len(LEVELS), width, mode) for i in range(depth))
+        self.layers = nn.ModuleList(
+            BiFPNLayer(c1 if i == 0 else [width] * len(LEVELS), width, mode, conv=conv, act=act) for i in range(depth)
+        )
 
     @classmethod
     def yaml_args(cls, args: list, d: dict) -> list:
@@ -163,6 +177,22 @@ class BiFPN(nn.Module):
         for layer in self.layers:
             xs = layer(xs)
         return xs
+
+
+class Level(nn.Module):
+    """``[i, 1, Level, [k]]``: output ``k`` of a multi-output row such as BiFPN (as Ultralytics' ``Index``)."""
+
+    def __init__(self, k: int):
+        """Pick output ``k``."""
+        super().__init__()
+        self.k = k
+
+    def forward(self, xs: list[torch.Tensor]) -> torch.Tensor:
+        """Return ``xs[k]``."""
+        return xs[self.k]
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}"
 
 
 def fusion_weights(model: nn.Module) -> list[dict]:

@@ -1,18 +1,32 @@
-"""EfficientNet / EfficientNetV2 layers built from Ultralytics' ``Conv`` so ``model.fuse()`` folds every BatchNorm.
+"""EfficientNet / EfficientNetV2 layers built from the host's ``Conv`` so the host's ``fuse()`` folds every BatchNorm.
 
-Each block maps ``c1`` input channels to ``c2`` output channels, as every row in an Ultralytics YAML does. Arguments
-are checked here and reported as ``ValueError`` naming the argument; the parser hook adds the YAML row.
+Each block maps ``c1`` input channels to ``c2`` output channels, as every row in a YOLO YAML does. Keyword ``conv`` is
+the host's conv + BN + activation class (Ultralytics' ``Conv`` by default, YOLOv5's under YOLOv5) and ``act`` the
+model's activation (the YAML's ``activation:``; default the host's, SiLU). Arguments are checked here and reported as
+``ValueError`` naming the argument; the parser hook adds the YAML row.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
-from ultralytics.nn.modules import Conv
 
-__all__ = ("DropPath", "FusedMBConv", "KeepEpsBatchNorm2d", "MBConv", "SqueezeExcite", "Stem", "set_bn_eps", "set_drop_path")
+__all__ = ("DropPath", "FusedMBConv", "KeepEpsBatchNorm2d", "MBConv", "SqueezeExcite", "Stem", "set_bn_eps",
+           "set_drop_path")
 
 DEFAULT_DROP_PATH = 0.2  # torchvision's efficientnet_v2_s stochastic_depth_prob; a YAML's `drop_path:` overrides it
+
+
+def host_conv() -> type[nn.Module]:
+    """Ultralytics' ``Conv``: the conv class of blocks built outside a host's parser (imported on first use)."""
+    from ultralytics.nn.modules import Conv
+
+    return Conv
+
+
+def _act(conv: type[nn.Module], act: nn.Module | None) -> nn.Module:
+    """The activation module: the model's, else the host Conv's default (SiLU)."""
+    return act if act is not None else conv.default_act
 
 
 def _check_kernel_stride(k, s) -> None:
@@ -52,13 +66,13 @@ class DropPath(nn.Module):
 
 
 class SqueezeExcite(nn.Module):
-    """Squeeze-excitation: global mean, 1x1 reduce + SiLU, 1x1 expand + sigmoid, channel-wise scale."""
+    """Squeeze-excitation: global mean, 1x1 reduce + activation (SiLU), 1x1 expand + sigmoid, channel-wise scale."""
 
-    def __init__(self, c: int, c_squeeze: int):
+    def __init__(self, c: int, c_squeeze: int, act: nn.Module | None = None):
         """Initialize for ``c`` channels squeezed to ``c_squeeze``."""
         super().__init__()
         self.reduce = nn.Conv2d(c, c_squeeze, 1)
-        self.act = nn.SiLU()
+        self.act = act if act is not None else nn.SiLU()
         self.expand = nn.Conv2d(c_squeeze, c, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -66,13 +80,20 @@ class SqueezeExcite(nn.Module):
         return x * self.expand(self.act(self.reduce(x.mean((2, 3), keepdim=True)))).sigmoid()
 
 
-class Stem(Conv):
-    """Stem: k x k conv + BN + SiLU (YAML name ``stem``, args ``[c_out, kernel, stride]``)."""
+class Stem(nn.Module):
+    """Stem: k x k conv + BN + activation (YAML name ``stem``, args ``[c_out, kernel, stride]``)."""
 
-    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 2):
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 2, *, conv: type[nn.Module] | None = None,
+                 act: nn.Module | None = None):
         """Initialize a ``k`` x ``k`` stride-``s`` stem from ``c1`` to ``c2`` channels."""
+        super().__init__()
         _check_kernel_stride(k, s)
-        super().__init__(c1, c2, k, s)
+        conv = conv or host_conv()
+        self.conv = conv(c1, c2, k, s, act=_act(conv, act))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the stem."""
+        return self.conv(x)
 
 
 class _MBBlock(nn.Module):
@@ -93,18 +114,20 @@ class FusedMBConv(_MBBlock):
     YAML args ``[c_out, kernel, stride, expansion, se_ratio]``; ``se_ratio`` must be 0 (EfficientNetV2 has no SE here).
     """
 
-    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, e: float = 1.0, se: float = 0.0):
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, e: float = 1.0, se: float = 0.0, *,
+                 conv: type[nn.Module] | None = None, act: nn.Module | None = None):
         """Initialize a Fused-MBConv block from ``c1`` to ``c2`` channels."""
         super().__init__(c1, c2, k, s, e, se)
         if se:
             raise ValueError(f"FusedMBConv has no squeeze-excitation: se_ratio must be 0, got {se!r}")
+        conv = conv or host_conv()
         c_mid = int(c1 * e)
         if c_mid == c1:
-            self.expand = Conv(c1, c2, k, s)
+            self.expand = conv(c1, c2, k, s, act=_act(conv, act))
             self.project = nn.Identity()
         else:
-            self.expand = Conv(c1, c_mid, k, s)
-            self.project = Conv(c_mid, c2, 1, act=False)
+            self.expand = conv(c1, c_mid, k, s, act=_act(conv, act))
+            self.project = conv(c_mid, c2, 1, act=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the block, adding the (drop-path) residual when shapes match."""
@@ -119,14 +142,17 @@ class MBConv(_MBBlock):
     block's input channels as in the EfficientNet papers and torchvision.
     """
 
-    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, e: float = 4.0, se: float = 0.25):
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, e: float = 4.0, se: float = 0.25, *,
+                 conv: type[nn.Module] | None = None, act: nn.Module | None = None):
         """Initialize an MBConv block from ``c1`` to ``c2`` channels."""
         super().__init__(c1, c2, k, s, e, se)
+        conv = conv or host_conv()
+        a = _act(conv, act)
         c_mid = int(c1 * e)
-        self.expand = Conv(c1, c_mid, 1) if c_mid != c1 else nn.Identity()
-        self.dw = Conv(c_mid, c_mid, k, s, g=c_mid)
-        self.se = SqueezeExcite(c_mid, max(1, int(c1 * se))) if se > 0 else nn.Identity()
-        self.project = Conv(c_mid, c2, 1, act=False)
+        self.expand = conv(c1, c_mid, 1, act=a) if c_mid != c1 else nn.Identity()
+        self.dw = conv(c_mid, c_mid, k, s, g=c_mid, act=a)
+        self.se = SqueezeExcite(c_mid, max(1, int(c1 * se)), act) if se > 0 else nn.Identity()
+        self.project = conv(c_mid, c2, 1, act=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the block, adding the (drop-path) residual when shapes match."""
@@ -152,14 +178,14 @@ class KeepEpsBatchNorm2d(nn.BatchNorm2d):
 
 
 def set_bn_eps(model: nn.Module, eps: float) -> int:
-    """Give every ``Conv`` BatchNorm inside ``model`` epsilon ``eps`` (kept through model construction); return the count.
+    """Give every conv's BatchNorm inside ``model`` epsilon ``eps`` (kept through model construction); return the count.
 
     Needed to match source models numerically (torchvision's EfficientNet-B0..B4 use 1e-5). Momentum is set to 0.03,
     the value Ultralytics gives its own BatchNorms for training.
     """
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < 1:
         raise ValueError(f"bn_eps must be a number in (0, 1), got {eps!r}")
-    convs = [m for m in model.modules() if isinstance(m, Conv) and isinstance(getattr(m, "bn", None), nn.BatchNorm2d)]
+    convs = [m for m in model.modules() if isinstance(getattr(m, "bn", None), nn.BatchNorm2d)]
     for conv in convs:
         bn = KeepEpsBatchNorm2d(conv.bn.num_features, eps=float(eps), momentum=0.03)
         bn.load_state_dict(conv.bn.state_dict())

@@ -6,8 +6,8 @@ blocks' stochastic-depth rate (the model YAML's ``drop_path``), ``mixup`` and th
 ``scale``, ``translate``, ``hsv_h``, ``hsv_s``, ``hsv_v``. The last stage is exactly a normal run; validation always
 uses ``imgsz``.
 
-``schedule`` is the plan as a pure function. The rest is trainer glue installed at registration, without editing
-Ultralytics: three keys join Ultralytics' default config (so ``yolo train ... progressive=True`` and
+``schedule`` is the plan as a pure function. The rest is trainer glue that the Ultralytics adapter installs
+(``effdet_plugin.hosts.ultralytics``), without editing Ultralytics: three keys join Ultralytics' default config (so ``yolo train ... progressive=True`` and
 ``YOLO.train(progressive=True)`` validate, and unknown keys keep Ultralytics' error), and callbacks join the
 module-level ``default_callbacks`` that every trainer copies; they do nothing unless ``trainer.args.progressive`` is
 true. At each stage change the train dataset gets the stage's ``imgsz`` and rebuilt transforms (as Ultralytics'
@@ -181,18 +181,15 @@ def _apply(trainer, stage: Stage) -> None:
     trainer.train_loader.reset()
 
 
-def _close_mosaic(self, hyp):
+def close_mosaic_wrapper(close_mosaic):
     """``YOLODataset.close_mosaic`` that keeps the stage's augmentation magnitudes (Ultralytics passes its args)."""
-    vars(hyp).update(getattr(self, "progressive_hyp", None) or {})
-    return _close_mosaic.original(self, hyp)
 
+    def close_mosaic_keeping_stage(self, hyp):
+        vars(hyp).update(getattr(self, "progressive_hyp", None) or {})
+        return close_mosaic(self, hyp)
 
-def _wrap_close_mosaic() -> None:
-    from ultralytics.data.dataset import YOLODataset
-
-    if YOLODataset.close_mosaic is not _close_mosaic:
-        _close_mosaic.original = YOLODataset.close_mosaic
-        YOLODataset.close_mosaic = _close_mosaic
+    close_mosaic_keeping_stage.__wrapped__ = close_mosaic
+    return close_mosaic_keeping_stage
 
 
 def on_pretrain_routine_start(trainer) -> None:
@@ -215,7 +212,6 @@ def on_pretrain_routine_end(trainer) -> None:
         if not isinstance(ds, YOLODataset):
             kind = type(ds).__name__
             raise ProgressiveError(f"progressive=True needs a YOLODataset (detect/segment/pose/obb), got {kind}")
-    _wrap_close_mosaic()
     model = unwrap_model(trainer.model)
     rate = float((getattr(model, "yaml", None) or {}).get("drop_path", DEFAULT_DROP_PATH))
     final = {"drop_path": rate} if set_drop_path(model, rate) else {}  # only models with plugin blocks have it
@@ -254,19 +250,3 @@ CALLBACKS = {
     "on_train_epoch_start": on_train_epoch_start,
 }
 
-
-def install() -> None:
-    """Add the progressive keys to Ultralytics' default config and its trainer callbacks; safe to call again.
-
-    Cheap: touches only ``ultralytics.utils`` and its callback table, so it can run as soon as those are imported.
-    """
-    from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_DICT
-    from ultralytics.utils.callbacks.base import default_callbacks
-
-    for key, value in KEYS.items():
-        DEFAULT_CFG_DICT.setdefault(key, value)  # the dict that `yolo` and get_cfg() check keys against
-        if not hasattr(DEFAULT_CFG, key):
-            setattr(DEFAULT_CFG, key, value)  # the namespace trainers start from
-    for event, callback in CALLBACKS.items():
-        if callback not in default_callbacks[event]:
-            default_callbacks[event].append(callback)

@@ -1,14 +1,12 @@
-"""Load torchvision EfficientNet / EfficientNetV2 ImageNet weights into the exact backbones of ``backbones.py``.
+"""Load torchvision EfficientNet / EfficientNetV2 ImageNet weights into the exact backbones of ``stages.py``.
 
 Backbone row ``i`` of a model built from ``yolov5*_eff*.yaml`` is torchvision's ``features[i]``, so every tensor has
 one torchvision name: ``model.i[.j].expand.conv.weight`` <-> ``features.i.j.block.k.0.weight`` and so on, where
 ``k`` counts the sub-layers torchvision actually built (no expansion conv when the expansion is 1). The map is derived
 from the model's own modules and every name and shape is checked before any tensor is copied.
 
-``yolo train model=yolov5s_effv2-s.yaml pretrained=efficientnet_v2_s-dd5fe13b.pth`` works through two runtime hooks
-(``install_pretrained_hook``): a default ``on_pretrain_routine_start`` callback notes which model the trainer builds,
-and ``load_checkpoint`` (a module-level name in ``ultralytics.nn.tasks`` and the engine modules that import it) turns a
-non-``.pt`` ``pretrained=`` file into a backbone-only module that Ultralytics' own ``DetectionModel.load`` transfers.
+``yolo train model=yolov5s_effv2-s.yaml pretrained=efficientnet_v2_s-dd5fe13b.pth`` goes through the Ultralytics
+adapter (``effdet_plugin.hosts.ultralytics``), which owns the trainer seams; this module only reads, checks and copies.
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ from torch import nn
 
 from effdet_plugin.atomic import atomic_open
 from effdet_plugin.blocks import FusedMBConv, MBConv, SqueezeExcite, Stem
+from effdet_plugin.stages import find_backbone
 
 _BLOCK = re.compile(r"features\.(\d+)\.(\d+)\.block\.(\d+)\.")
 _CONV_NAMES = {"conv.": "0.", "bn.": "1."}  # Ultralytics Conv -> torchvision Conv2dNormActivation
@@ -74,7 +73,7 @@ def torchvision_key_map(model) -> dict[str, str]:
     out = {}
     for i, row in enumerate(backbone_rows(model)):
         if isinstance(row, Stem):
-            parts = [(f"model.{i}.", f"features.{i}.", row)]
+            parts = [(f"model.{i}.conv.", f"features.{i}.", row.conv)]
         else:
             single = not isinstance(row, nn.Sequential)
             parts = [
@@ -107,10 +106,13 @@ def _signature(shapes: Mapping[str, torch.Size]) -> tuple:
     return (int(stem[0]) if stem is not None else 0), tuple(stages)
 
 
-def _describe(sig: tuple) -> str:
-    from effdet_plugin import backbones  # lazily: registration imports this module, not the YAML generator
+def signature_of(sd: Mapping[str, torch.Tensor]) -> tuple:
+    """``Backbone.signature`` of a torchvision-named state dict."""
+    return _signature({k: v.shape for k, v in sd.items()})
 
-    bb = backbones.find_backbone(sig)
+
+def _describe(sig: tuple) -> str:
+    bb = find_backbone(sig)
     stages = " ".join(f"{n}x{c}" for n, c in sig[1])
     return f"{bb.torchvision if bb else 'an unknown architecture'} (stem {sig[0]}, stages {stages})"
 
@@ -239,67 +241,3 @@ def convert(cfg: str | Path, weights, out: str | Path, nc: int = 80) -> Path:
     model = DetectionModel(str(cfg), nc=nc, verbose=False)
     load_pretrained_backbone(model, weights)
     return save_checkpoint(model, out)
-
-
-# ------------------------------------------------------------------------------------------------------- trainer hook
-_TARGETS: dict[str, str] = {}  # pretrained= value -> model= value of the trainer that will load it
-_ORIGINAL_LOAD = None
-
-
-def _is_torchvision_file(weight) -> bool:
-    # Ultralytics' loader accepts only .pt files, so any other suffix is free for torchvision's .pth state dicts
-    return isinstance(weight, (str, Path)) and Path(weight).suffix.lower() not in ("", ".pt")
-
-
-def _note_target(trainer) -> None:
-    """``on_pretrain_routine_start``: remember which model a torchvision ``pretrained=`` file is meant for."""
-    if _is_torchvision_file(trainer.args.pretrained) and not trainer.args.resume:
-        _TARGETS[str(trainer.args.pretrained)] = str(trainer.args.model)
-
-
-def _load_checkpoint(weight, *args, **kwargs):
-    """Ultralytics' ``load_checkpoint``, except that a torchvision state dict yields its backbone as the weights."""
-    if _is_torchvision_file(weight):
-        return _backbone_donor(weight), None
-    return _ORIGINAL_LOAD(weight, *args, **kwargs)
-
-
-def install_pretrained_hook() -> None:
-    """Let ``pretrained=<torchvision .pth>`` seed the backbone in Ultralytics training; safe to call repeatedly."""
-    global _ORIGINAL_LOAD
-    from ultralytics.nn import tasks
-    from ultralytics.utils.callbacks import base
-
-    if _note_target not in base.default_callbacks["on_pretrain_routine_start"]:
-        base.default_callbacks["on_pretrain_routine_start"].append(_note_target)
-    current = tasks.load_checkpoint
-    if current is _load_checkpoint:
-        return
-    _ORIGINAL_LOAD = current
-    # the engine modules import the function by name; rebind those already loaded, later imports bind the wrapper
-    for name in ("ultralytics.nn.tasks", "ultralytics.engine.model", "ultralytics.engine.trainer"):
-        mod = sys.modules.get(name)
-        if getattr(mod, "load_checkpoint", None) is current:
-            mod.load_checkpoint = _load_checkpoint
-
-
-def _backbone_donor(weight) -> nn.Module:
-    """Build the trainer's model (or the architecture the file holds), load the file into it, keep the backbone."""
-    from ultralytics.nn.tasks import DetectionModel
-
-    from effdet_plugin import backbones
-
-    target = _TARGETS.pop(str(weight), None)
-    if target and target.lower().endswith(".pt"):
-        target = _ORIGINAL_LOAD(target)[0].yaml
-    if target is None:  # no trainer noted it (e.g. a DDP worker): build the architecture the file itself holds
-        sd, _ = read_state_dict(weight)
-        bb = backbones.find_backbone(_signature({k: v.shape for k, v in sd.items()}))
-        if bb is None:
-            raise PretrainedWeightsError(f"{weight}: expected a torchvision EfficientNet/EfficientNetV2 state dict")
-        target, weight = f"yolov5n_{bb.name}.yaml", sd
-    model = DetectionModel(target, verbose=False)  # the head is dropped: any class count will do
-    load_pretrained_backbone(model, weight)
-    donor = nn.Module()
-    donor.model = nn.Sequential(*backbone_rows(model))  # same "model.i." keys as the trainer's model
-    return donor

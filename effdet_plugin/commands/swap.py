@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from effdet_plugin.atomic import atomic_open
-from effdet_plugin.registry import model_source
+from effdet_plugin.rows import model_source
 
 # --backbone -> shipped YAML whose backbone section (rows up to and including SPPF) is grafted in
 BACKBONES = {
@@ -78,7 +78,7 @@ class Transfer:
 def _load_source(source) -> dict:
     from ultralytics.nn import tasks
 
-    from effdet_plugin.registry import register
+    from effdet_plugin.hosts.activate import register
 
     register()
     if isinstance(source, dict):
@@ -163,7 +163,7 @@ class _Backbone:
 
 
 def _new_backbone(backbone: str) -> _Backbone:
-    from effdet_plugin.registry import model_yaml_dir
+    from effdet_plugin.paths import model_yaml_dir
 
     if backbone not in BACKBONES:
         raise SwapError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
@@ -200,7 +200,7 @@ def _reindex(head: list, n_old: int, n_new: int, tap_of: dict[int, int]) -> list
 
 def _neck(neck: str, bb: _Backbone) -> tuple[list, dict, list]:
     """Return (neck rows, extra top-level keys, the Detect inputs) of a replacement neck on backbone ``bb``."""
-    from effdet_plugin.registry import model_yaml_dir
+    from effdet_plugin.paths import model_yaml_dir
 
     if neck not in NECKS:
         raise SwapError(f"unknown neck {neck!r}; choose one of {', '.join(NECKS)}")
@@ -304,7 +304,7 @@ def swap_checkpoint(source, backbone: str = "effv2", neck: str = "keep", scale: 
     """
     from ultralytics.nn.tasks import DetectionModel, load_checkpoint
 
-    from effdet_plugin.registry import register
+    from effdet_plugin.hosts.activate import register
 
     register()
     path = Path(source)

@@ -8,9 +8,9 @@ import sys
 
 # subcommand -> (module, one-line help)
 COMMANDS = {
-    "demo-data": ("effdet_plugin.demo", "write the generated demo dataset (YOLO layout + data.yaml)"),
-    "swap": ("effdet_plugin.swap", "replace the backbone of a detection YAML or checkpoint with an EfficientNet one"),
-    "voc2yolo": ("effdet_plugin.voc", "convert Pascal VOC xml + images to a YOLO dataset with a train/val/test split"),
+    "demo-data": ("effdet_plugin.commands.demo", "write the generated demo dataset (YOLO layout + data.yaml)"),
+    "swap": ("effdet_plugin.commands.swap", "replace the backbone of a detection YAML or checkpoint with an EfficientNet one"),
+    "voc2yolo": ("effdet_plugin.commands.voc", "convert Pascal VOC xml + images to a YOLO dataset with a train/val/test split"),
 }
 
 

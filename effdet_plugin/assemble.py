@@ -1,0 +1,197 @@
+"""Build a model dict with plugin rows through a host's own parser: the algorithm every host adapter shares.
+
+1. ``rows.validate_model`` checks the whole dict once; nothing is built before it passes.
+2. Each plugin row is resolved with the host's scaling rule (``HostRules.scaling``): output width and repeats, or a
+   multi-input module's own width.
+3. The host's parser builds a copy of the dict in which each plugin row is a stand-in built-in row with that output
+   width (``HostRules.standin``), so the host computes every other row's widths, ``save`` list and head itself.
+4. One forward walk (``routing.walk``) at a small size builds each plugin row in place of its stand-in from the real
+   input tensors it receives: input widths and strides are read from tensors, never from module internals.
+
+Only dicts with plugin rows reach this module: the host's own YAMLs go straight to its parser.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from effdet_plugin import blocks
+from effdet_plugin.routing import stride_of, walk
+from effdet_plugin.rows import (
+    HostNames,
+    ModelRowError,
+    MultiInputRow,
+    RowKind,
+    SameWidthRow,
+    ScaledRow,
+    key_error,
+    plugin_rows,
+    row_error,
+    validate_model,
+)
+
+PROBE_SIZE = 64  # image size of the build walk: every stride up to 64 still has a feature map
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """A host's rule for a scaled row: output width from ``c_out`` as written, repeats from ``n`` as written."""
+
+    width: Callable[[int], int]
+    depth: Callable[[int], int]
+
+
+class HostRules(ABC):
+    """What the shared build needs from a host: its ``Conv``, names, scaling rule, stand-ins and model table."""
+
+    conv: type[nn.Module]
+    logger: logging.Logger
+
+    @abstractmethod
+    def names(self) -> HostNames:
+        """Module names the host's parser resolves, and its detection heads."""
+
+    @abstractmethod
+    def scaling(self, d: dict) -> Scaling:
+        """The host's width/depth rule for the model dict ``d``."""
+
+    @abstractmethod
+    def standin(self, kind: RowKind, f, c2: int | None) -> tuple[str, list]:
+        """A built-in ``(module, args)`` row whose output width, as the host computes it, is ``c2`` (for a
+        same-width row: its input's width)."""
+
+    @abstractmethod
+    def activation(self, d: dict) -> nn.Module | None:
+        """The model's ``activation:`` as a module, None for the host's default."""
+
+    @abstractmethod
+    def row_line(self, i: int, f, n: int, params: int, module: str, args: list) -> str:
+        """The host's model-table line for one row."""
+
+
+def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]], host: HostRules):
+    """Return ``parse(d)`` with every plugin row built by the plugin (see the module docstring)."""
+    ours = plugin_rows(d)
+    validate_model(d, host.names())
+    rows = list(d["backbone"]) + list(d["head"])
+    n_backbone = len(d["backbone"])
+    scale_backbone = d.get("scale_backbone", True)
+    if not isinstance(scale_backbone, bool):
+        raise key_error(d, "scale_backbone", f"must be true or false, got {scale_backbone!r}")
+    drop_path = d.get("drop_path", blocks.DEFAULT_DROP_PATH)
+    try:
+        blocks.DropPath(drop_path)
+    except ValueError as e:
+        raise key_error(d, "drop_path", str(e)) from None
+    if "bn_eps" in d and not _is_eps(d["bn_eps"]):
+        raise key_error(d, "bn_eps", f"must be a number in (0, 1), got {d['bn_eps']!r}")
+    act = host.activation(d)
+    scaling = host.scaling(d)
+
+    plan: dict[int, tuple[int | None, int, list]] = {}  # row -> (c2, repeats, args after c2)
+    for i, kind in ours.items():
+        f, n, _, args = rows[i]
+        if isinstance(kind, ScaledRow):
+            unscaled = i < n_backbone and not scale_backbone
+            plan[i] = (args[0], n, list(args[1:])) if unscaled else (scaling.width(args[0]), scaling.depth(n), list(args[1:]))
+        elif isinstance(kind, MultiInputRow):
+            c2, *rest = kind.resolve(d, i, rows[i])
+            plan[i] = (c2, 1, rest)
+        else:
+            src = i + f if f < 0 else f
+            plan[i] = (plan[src][0] if src in plan and isinstance(ours[src], MultiInputRow) else None, 1, list(args))
+    standin = dict(d)
+    swapped = list(rows)
+    for i, kind in ours.items():
+        module, args = host.standin(kind, rows[i][0], plan[i][0])
+        swapped[i] = [rows[i][0], 1, module, args]
+    standin["backbone"], standin["head"] = swapped[:n_backbone], swapped[n_backbone:]
+
+    with _held(host.logger) as held:
+        model, save = parse(standin)
+
+    lines: dict[int, str] = {}
+
+    def replace(i: int, inp) -> nn.Module | None:
+        if i not in plan:
+            return None
+        kind, row = ours[i], rows[i]
+        c2, n, args = plan[i]
+        hosted = kind.host_args(host.conv, act)
+        try:
+            if isinstance(kind, MultiInputRow):
+                if not isinstance(inp, list) or any(stride_of(x, PROBE_SIZE) is None for x in inp):
+                    raise row_error(d, i, row, "every input must be one feature map (pick list outputs with a Level row)")
+                c1 = [x.shape[1] for x in inp]
+                layer, shown = kind.build(c1, c2, args, [stride_of(x, PROBE_SIZE) for x in inp], **hosted), [c1, c2, *args]
+            elif isinstance(kind, SameWidthRow):
+                layer, shown = kind.build(args, **hosted), args
+            else:
+                if stride_of(inp, PROBE_SIZE) is None:
+                    raise row_error(d, i, row, f"{kind.name} needs one feature map as input, row {row[0]} gives a "
+                                               f"{type(inp).__name__}")
+                layer, shown = kind.build(inp.shape[1], c2, n, args, **hosted), [inp.shape[1], c2, *args]
+        except ModelRowError:
+            raise
+        except (TypeError, ValueError) as e:
+            raise row_error(d, i, row, str(e)) from None
+        if "bn_eps" in d:
+            blocks.set_bn_eps(layer, d["bn_eps"])
+        layer.np = sum(x.numel() for x in layer.parameters())
+        layer.i, layer.f, layer.type = i, row[0], kind.shown(layer)
+        lines[i] = host.row_line(i, row[0], n, layer.np, layer.type, shown)
+        return layer
+
+    last, i = max(plan), -1
+    try:
+        for i, _, _ in walk(model, torch.zeros(1, ch, PROBE_SIZE, PROBE_SIZE), replace, stop=last):
+            pass
+    except ModelRowError:
+        raise
+    except Exception as e:
+        j = i + 1  # the row that was running
+        raise row_error(d, j, rows[j], f"does not run on the rows before it ({type(e).__name__}: {e})") from None
+    blocks.set_drop_path(model, drop_path)
+    _replay(held, lines, len(rows), host.logger)
+    return model, save
+
+
+def _is_eps(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < 1
+
+
+@contextlib.contextmanager
+def _held(logger: logging.Logger) -> Iterator[list[logging.LogRecord]]:
+    """Hold back the host's log records while it parses the stand-in dict."""
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        held.append(record)
+        return False
+
+    logger.addFilter(hold)
+    try:
+        yield held
+    finally:
+        logger.removeFilter(hold)
+
+
+def _replay(held: list[logging.LogRecord], lines: dict[int, str], n_rows: int, logger: logging.Logger) -> None:
+    """Emit the host's held records, with the plugin's own line for each plugin row.
+
+    The host logs one record per row, in row order, as the last records of its parser; neither host offers another
+    hook for the row text, so a plugin row's record is found by that position (never by matching its text).
+    """
+    first = len(held) - n_rows
+    for k, record in enumerate(held):
+        if k >= first and (k - first) in lines and first >= 0:
+            record.msg, record.args = lines[k - first], ()
+        logger.handle(record)
+

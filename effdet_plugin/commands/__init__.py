@@ -1,0 +1,1 @@
+"""``effdet-plugin`` subcommands: one module each, with ``add_arguments(parser)`` and ``run(args)``."""

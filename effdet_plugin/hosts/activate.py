@@ -1,0 +1,87 @@
+"""Activation: which hosts get the plugin, and what ``EFFDET_PLUGIN_DISABLE`` leaves behind.
+
+``register()`` (public, idempotent) installs the Ultralytics adapter and the YOLOv5 adapter on every YOLOv5 model
+module already imported. The start-up hook (``_autoload``) calls the same functions as each host module finishes
+importing. With ``EFFDET_PLUGIN_DISABLE`` set, the hook registers nothing; it only makes a plugin YAML fail with a
+message that names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from types import ModuleType
+
+DISABLE = "EFFDET_PLUGIN_DISABLE"
+YOLOV5_MODULES = ("models.yolo", "yolov5.models.yolo")  # a clone of the repo, the pip package
+
+
+class PluginDisabledError(RuntimeError):
+    """A plugin model was loaded while ``EFFDET_PLUGIN_DISABLE`` is set."""
+
+
+def disabled() -> bool:
+    """Whether ``EFFDET_PLUGIN_DISABLE`` turns auto-activation off."""
+    return os.environ.get(DISABLE, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def disabled_error(what: str) -> PluginDisabledError:
+    """The message for a plugin model met while the plugin is off."""
+    return PluginDisabledError(
+        f"{what}, but effdet-plugin is disabled ({DISABLE}={os.environ.get(DISABLE, '')}); unset {DISABLE} "
+        f"or call effdet_plugin.register() first"
+    )
+
+
+def register() -> None:
+    """Register the plugin with Ultralytics and with every loaded YOLOv5; safe to call any number of times.
+
+    Raises ``UnsupportedUltralyticsError`` for an untested ultralytics version when a model with plugin rows is built.
+    """
+    from effdet_plugin import user_modules
+    from effdet_plugin.hosts import ultralytics
+
+    ultralytics.install()
+    user_modules.load()
+    for name in YOLOV5_MODULES:
+        mod = sys.modules.get(name)
+        if mod is not None:
+            activate_yolov5(mod, auto=False)
+
+
+def activate_ultralytics() -> None:
+    """Start-up hook: ``ultralytics.nn.tasks`` has executed."""
+    from effdet_plugin.hosts import ultralytics
+
+    _guarded(ultralytics.install_disabled if disabled() else ultralytics.install)
+
+
+def activate_ultralytics_config() -> None:
+    """Start-up hook: ``ultralytics.cfg`` has executed (``yolo`` checks its k=v arguments there, before tasks)."""
+    if disabled():
+        return
+    from effdet_plugin.hosts import ultralytics
+
+    _guarded(ultralytics.install_config_keys)
+
+
+def activate_yolov5(module: ModuleType, auto: bool = True) -> None:
+    """Start-up hook (or ``register()``): a module named like YOLOv5's ``models/yolo.py`` has executed."""
+
+    def install() -> None:
+        from effdet_plugin.hosts import yolov5
+
+        if not yolov5.is_yolov5(module):
+            return  # a YOLOv7/YOLOv9 fork or anything else called models.yolo: not ours to touch
+        (yolov5.install_disabled if auto and disabled() else yolov5.install)(module)
+
+    _guarded(install) if auto else install()
+
+
+def _guarded(install) -> None:
+    try:
+        install()
+    except Exception as e:  # never break the host's import for users who do not use the plugin
+        warnings.warn(f"effdet-plugin: auto-activation failed ({type(e).__name__}: {e}); "
+                      f"call effdet_plugin.register() to see the full error", stacklevel=3)

@@ -1,0 +1,284 @@
+"""The Ultralytics 8.x host: every seam the plugin has in Ultralytics, its ``Conv``, and its scaling rule.
+
+Seams (all through ``rebind`` or Ultralytics' own registration lists):
+
+- ``ultralytics.nn.tasks.parse_model``: dicts with plugin rows are built by ``effdet_plugin.assemble``.
+- ``ultralytics.nn.tasks.yaml_model_load``: bare names of the shipped YAMLs resolve from any working directory.
+- ``ultralytics.nn.tasks.load_checkpoint``: ``pretrained=<torchvision .pth>`` seeds an exact EfficientNet backbone.
+- ``ultralytics.data.dataset.YOLODataset.close_mosaic``: keeps a progressive stage's augmentation magnitudes.
+- ``default_callbacks`` and the default config: progressive learning's keys and callbacks, the pretrained hook's
+  trainer note.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from effdet_plugin import assemble, progressive
+from effdet_plugin.assemble import HostRules, Scaling
+from effdet_plugin.hosts.rebind import original, rebind
+from effdet_plugin.paths import model_yaml_dir
+from effdet_plugin.rows import HostNames, MultiInputRow, RowKind, SameWidthRow, key_error, uses_plugin
+
+SUPPORTED = ">=8.4.0,<8.5.0"
+HEADS = frozenset({"Detect", "v10Detect", "Segment", "Segment26", "Pose", "Pose26", "OBB", "OBB26", "YOLOEDetect",
+                   "YOLOESegment", "YOLOESegment26", "WorldDetect"})
+_ENGINE = ("ultralytics.nn", "ultralytics.engine.model", "ultralytics.engine.trainer")  # import the names by name
+_ACT = re.compile(r"^(?:torch\.)?nn\.([A-Za-z_][A-Za-z0-9_]*)\((.*)\)$")
+
+
+class UnsupportedUltralyticsError(RuntimeError):
+    """The installed ultralytics is outside the range this adapter was tested on."""
+
+
+def check_version() -> None:
+    """Raise ``UnsupportedUltralyticsError`` outside ``SUPPORTED``."""
+    import ultralytics
+    from ultralytics.utils.checks import check_version as _check
+
+    if not _check(ultralytics.__version__, SUPPORTED, hard=False):
+        raise UnsupportedUltralyticsError(
+            f"effdet-plugin supports ultralytics {SUPPORTED}, found {ultralytics.__version__}; "
+            f"install a supported version, e.g. pip install 'ultralytics{SUPPORTED}'"
+        )
+
+
+def parse_activation(d: dict, key: str = "activation") -> nn.Module | None:
+    """``activation: nn.ReLU()`` (or ``torch.nn.X(literal args)``) as a module, without ``eval``; None if unset."""
+    spec = d.get(key)
+    if not spec:
+        return None
+    m = _ACT.match(str(spec).strip())
+    cls = getattr(torch.nn, m.group(1), None) if m else None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise key_error(d, key, f"expected a torch activation such as nn.ReLU() or nn.LeakyReLU(0.1), got {spec!r}")
+    try:
+        args = ast.literal_eval(f"({m.group(2)},)") if m.group(2).strip() else ()
+        return cls(*args)
+    except (ValueError, SyntaxError, TypeError) as e:
+        raise key_error(d, key, f"{spec!r} does not build: {e}") from None
+
+
+class Rules(HostRules):
+    """Ultralytics 8.4's parser, seen from the plugin."""
+
+    def __init__(self):
+        from ultralytics.nn import tasks
+        from ultralytics.nn.modules import Conv
+        from ultralytics.utils import LOGGER
+
+        self.tasks, self.conv, self.logger = tasks, Conv, LOGGER
+
+    def names(self) -> HostNames:
+        g = vars(self.tasks)
+        known = {k for k, v in g.items() if isinstance(v, type) and issubclass(v, nn.Module)}
+
+        def resolves(m: str) -> bool:
+            if m.startswith("nn."):
+                return isinstance(getattr(torch.nn, m[3:], None), type)
+            if m.startswith("torchvision.ops."):
+                import torchvision
+
+                return hasattr(torchvision.ops, m[16:])
+            return m in known
+
+        return HostNames(resolves, sorted(known), frozenset(h for h in HEADS if h in g))
+
+    def scaling(self, d: dict) -> Scaling:
+        """Ultralytics' rule for its ``Conv``/``C3`` rows as of 8.4.9x and later, applied on every 8.4.x.
+
+        ``min(c_out, max_channels) * width`` rounded up to a multiple of 8; repeats ``max(round(n * depth), 1)`` for
+        ``n > 1``. (8.4.0 to about 8.4.90 left a row unscaled when its ``c_out`` equalled ``nc``; plugin rows never
+        are, so a YAML builds the same model on every supported release.)
+        """
+        from ultralytics.utils.ops import make_divisible
+
+        depth, width, max_channels = d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0), float("inf")
+        scales = d.get("scales")
+        if scales:
+            scale = d.get("scale") or next(iter(scales))
+            if scale not in scales:
+                raise key_error(d, "scales", f"has no scale {scale!r} (it has {', '.join(scales)})")
+            depth, width, max_channels = scales[scale]
+        return Scaling(
+            width=lambda c: make_divisible(min(c, max_channels) * width, 8),
+            depth=lambda n: max(round(n * depth), 1) if n > 1 else n,
+        )
+
+    def standin(self, kind: RowKind, f, c2: int | None) -> tuple[str, list]:
+        if isinstance(kind, MultiInputRow):
+            return "ResNetLayer", [1, c2, 1, True, 1]  # reads no input width; outputs c2 as written
+        if isinstance(kind, SameWidthRow):
+            return "nn.Identity", []  # output width = input width
+        return "Index", [c2, 0]  # outputs c2 as written, never scaled (Ultralytics' Index branch)
+
+    def activation(self, d: dict) -> nn.Module | None:
+        return parse_activation(d)
+
+    def row_line(self, i: int, f, n: int, params: int, module: str, args: list) -> str:
+        return f"{i:>3}{f!s:>20}{n:>3}{params:10.0f}  {module:<45}{args!s:<30}"
+
+
+_RULES: Rules | None = None
+
+
+def rules() -> Rules:
+    """The adapter's rules (made once, after ``ultralytics.nn.tasks`` has loaded)."""
+    global _RULES
+    if _RULES is None:
+        _RULES = Rules()
+    return _RULES
+
+
+# ------------------------------------------------------------------------------------------------------------- seams
+def _parse_model_wrapper(parse_model):
+    def parse_model_with_plugin(d, ch, verbose=True):
+        if not uses_plugin(d):
+            return parse_model(d, ch, verbose)
+        check_version()
+        return assemble.build(d, ch, lambda standin: parse_model(standin, ch, verbose), rules())
+
+    parse_model_with_plugin.__wrapped__ = parse_model
+    return parse_model_with_plugin
+
+
+def resolve_shipped(path) -> Path | None:
+    """The shipped YAML a bare name such as ``yolov5s_effv2.yaml`` refers to (scale letter as Ultralytics reads it)."""
+    p = Path(path)
+    if p.exists() or p.parent != Path("."):
+        return None
+    shipped = model_yaml_dir()
+    unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", p.stem) + p.suffix  # Ultralytics' own scale-letter rule
+    return shipped / p.name if (shipped / p.name).is_file() or (shipped / unified).is_file() else None
+
+
+def _yaml_model_load_wrapper(yaml_model_load):
+    def yaml_model_load_with_plugin(path):
+        shipped = resolve_shipped(path)
+        if shipped is not None:
+            d = yaml_model_load(shipped)  # the original falls back to the unified file and reads the scale letter
+            d["yaml_file"] = str(path)
+            return d
+        return yaml_model_load(path)
+
+    yaml_model_load_with_plugin.__wrapped__ = yaml_model_load
+    return yaml_model_load_with_plugin
+
+
+def _disabled_yaml_model_load_wrapper(yaml_model_load):
+    def yaml_model_load_disabled(path):
+        from effdet_plugin.hosts.activate import disabled_error
+
+        if resolve_shipped(path) is not None:
+            raise disabled_error(f"{path} is an effdet-plugin model")
+        d = yaml_model_load(path)
+        if uses_plugin(d):
+            raise disabled_error(f"{path} uses effdet-plugin rows")
+        return d
+
+    yaml_model_load_disabled.__wrapped__ = yaml_model_load
+    return yaml_model_load_disabled
+
+
+# ``pretrained=<torchvision .pth>``: a default trainer callback notes which model the trainer builds, and
+# ``load_checkpoint`` turns the file into a backbone-only module that Ultralytics' own ``DetectionModel.load``
+# transfers into that model.
+_TARGETS: dict[str, str] = {}  # pretrained= value -> model= value of the trainer that will load it
+
+
+def is_torchvision_file(weight) -> bool:
+    """Ultralytics' loader accepts only .pt files, so any other suffix is free for torchvision's .pth state dicts."""
+    return isinstance(weight, (str, Path)) and Path(weight).suffix.lower() not in ("", ".pt")
+
+
+def note_target(trainer) -> None:
+    """``on_pretrain_routine_start``: remember which model a torchvision ``pretrained=`` file is meant for."""
+    if is_torchvision_file(trainer.args.pretrained) and not trainer.args.resume:
+        _TARGETS[str(trainer.args.pretrained)] = str(trainer.args.model)
+
+
+def backbone_donor(weight, load_checkpoint) -> nn.Module:
+    """Build the trainer's model (or the architecture the file holds), load the file into it, keep the backbone."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    from effdet_plugin.stages import find_backbone
+    from effdet_plugin.weights import PretrainedWeightsError, backbone_rows, load_pretrained_backbone, read_state_dict
+    from effdet_plugin.weights import signature_of
+
+    target = _TARGETS.pop(str(weight), None)
+    if target and target.lower().endswith(".pt"):
+        target = load_checkpoint(target)[0].yaml
+    if target is None:  # no trainer noted it (e.g. a DDP worker): build the architecture the file itself holds
+        sd, _ = read_state_dict(weight)
+        bb = find_backbone(signature_of(sd))
+        if bb is None:
+            raise PretrainedWeightsError(f"{weight}: expected a torchvision EfficientNet/EfficientNetV2 state dict")
+        target, weight = f"yolov5n_{bb.name}.yaml", sd
+    model = DetectionModel(target, verbose=False)  # the head is dropped: any class count will do
+    load_pretrained_backbone(model, weight)
+    donor = nn.Module()
+    donor.model = nn.Sequential(*backbone_rows(model))  # same "model.i." keys as the trainer's model
+    return donor
+
+
+def _load_checkpoint_wrapper(load_checkpoint):
+    def load_checkpoint_with_plugin(weight, *args, **kwargs):
+        if is_torchvision_file(weight):
+            return backbone_donor(weight, load_checkpoint), None
+        return load_checkpoint(weight, *args, **kwargs)
+
+    load_checkpoint_with_plugin.__wrapped__ = load_checkpoint
+    return load_checkpoint_with_plugin
+
+
+def install_config_keys() -> None:
+    """Progressive learning's config keys and the trainer callbacks (only ``ultralytics.utils``: cheap and early)."""
+    from ultralytics.utils import DEFAULT_CFG, DEFAULT_CFG_DICT
+    from ultralytics.utils.callbacks.base import default_callbacks
+
+    for key, value in progressive.KEYS.items():
+        DEFAULT_CFG_DICT.setdefault(key, value)  # the dict that `yolo` and get_cfg() check keys against
+        if not hasattr(DEFAULT_CFG, key):
+            setattr(DEFAULT_CFG, key, value)  # the namespace trainers start from
+    for event, callback in [*progressive.CALLBACKS.items(), ("on_pretrain_routine_start", note_target)]:
+        if callback not in default_callbacks[event]:
+            default_callbacks[event].append(callback)
+
+
+def install() -> None:
+    """Rebind every Ultralytics seam (idempotent). Needs ``ultralytics.nn.tasks`` fully imported."""
+    from ultralytics.data import dataset
+    from ultralytics.nn import tasks
+
+    install_config_keys()
+    rebind(tasks, "yaml_model_load", _yaml_model_load_wrapper, params=("path",), also=_ENGINE)
+    rebind(tasks, "parse_model", _parse_model_wrapper, params=("d", "ch", "verbose"), also=_ENGINE)
+    rebind(tasks, "load_checkpoint", _load_checkpoint_wrapper, params=("weight",), also=_ENGINE)
+    rebind(dataset.YOLODataset, "close_mosaic", progressive.close_mosaic_wrapper, params=("self", "hyp"))
+
+
+def install_disabled() -> None:
+    """With ``EFFDET_PLUGIN_DISABLE`` set: register nothing, only explain when a plugin YAML is loaded."""
+    from ultralytics.nn import tasks
+
+    rebind(tasks, "yaml_model_load", _disabled_yaml_model_load_wrapper, params=("path",), also=_ENGINE)
+
+
+def host_parse_model():
+    """Ultralytics' own ``parse_model`` (behind the plugin's wrapper)."""
+    from ultralytics.nn import tasks
+
+    return original(tasks, "parse_model")
+
+
+def host_load_checkpoint():
+    """Ultralytics' own ``load_checkpoint``."""
+    from ultralytics.nn import tasks
+
+    return original(tasks, "load_checkpoint")
+

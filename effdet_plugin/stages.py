@@ -1,0 +1,419 @@
+"""The stage tables: one typed row per stage, the single source of every shipped model YAML.
+
+One table per family, as torchvision's ``_efficientnet_conf`` writes them (``partial(MBConvConfig, ...)`` rows):
+EfficientNet-B0 (B1..B7 derived by compound scaling with torchvision's own ``adjust_channels``/``adjust_depth``),
+EfficientNetV2-S/M/L, and the ``-wide`` variant derived from V2-S. Every YAML in ``models_yaml/`` is rendered from
+these tables (``MODEL_YAMLS``); regenerate after editing a table with
+
+    python -m effdet_plugin.stages          # rewrite the YAMLs
+    python -m effdet_plugin.stages --check  # exit 1 if any committed YAML is stale
+
+In the exact-backbone YAMLs backbone row ``i`` is torchvision's ``features[i]`` (stem, then one row per stage), so the
+final 1x1 conv ``features[-1]`` is left out and SPPF follows the last stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
+from typing import NamedTuple
+
+from effdet_plugin.atomic import atomic_open
+from effdet_plugin.bifpn import PHI_BY_SCALE, bifpn_size
+from effdet_plugin.paths import model_yaml_dir
+
+SE_RATIO = 0.25  # MBConv squeeze width = input channels // 4 in both families (FusedMBConv has no SE)
+DROP_PATH = 0.2  # torchvision's stochastic_depth_prob default; the blocks' default and every table's but -wide
+SCALES = {"n": (0.33, 0.25, 1024), "s": (0.33, 0.50, 1024), "m": (0.67, 0.75, 1024), "l": (1.00, 1.00, 1024),
+          "x": (1.33, 1.25, 1024)}  # yolov5u neck/head scales
+
+
+class Stage(NamedTuple):
+    """One stage: ``repeats`` blocks, the first with ``stride``; a YAML row ``[-1, repeats, block, [c_out, kernel,
+    stride, expansion, se]]``."""
+
+    block: str
+    expansion: float
+    kernel: int
+    stride: int
+    c_out: int
+    repeats: int
+    se: float
+
+    @property
+    def args(self) -> list:
+        """The YAML row's args."""
+        return [self.c_out, self.kernel, self.stride, self.expansion, self.se]
+
+
+fused = partial(Stage, "FusedMBConv", se=0)
+mbconv = partial(Stage, "MBConv", se=SE_RATIO)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A backbone: a stem (3x3, stride 2) of width ``stem`` and its stages."""
+
+    stem: int
+    stages: tuple[Stage, ...]
+
+    @property
+    def taps(self) -> tuple[int, int, int]:
+        """Backbone row indices (stem = row 0) that end the stride-8, 16 and 32 stages (P3, P4, P5)."""
+        stride, last = 2, {}
+        for i, stage in enumerate(self.stages, start=1):
+            stride *= stage.stride
+            last[stride] = i
+        return last[8], last[16], last[32]
+
+    @property
+    def signature(self) -> tuple:
+        """Stem width and (repeats, c_out) per stage: what identifies an architecture in a state dict."""
+        return self.stem, tuple((s.repeats, s.c_out) for s in self.stages)
+
+    def widened(self, factor: float, min_stride: int) -> Table:
+        """This table with every stage at output stride >= ``min_stride`` ``factor`` times wider (torchvision
+        rounding)."""
+        from torchvision.models.efficientnet import MBConvConfig
+
+        stride, stages = 2, []
+        for s in self.stages:
+            stride *= s.stride
+            stages.append(s._replace(c_out=MBConvConfig.adjust_channels(s.c_out, factor)) if stride >= min_stride else s)
+        return replace(self, stages=tuple(stages))
+
+    def scaled(self, width: float, depth: float) -> Table:
+        """EfficientNet compound scaling exactly as torchvision (width to /8 never -10%, depth by ceil)."""
+        from torchvision.models.efficientnet import MBConvConfig
+
+        ch, rep = MBConvConfig.adjust_channels, MBConvConfig.adjust_depth
+        return Table(ch(self.stem, width), tuple(s._replace(c_out=ch(s.c_out, width), repeats=rep(s.repeats, depth))
+                                                 for s in self.stages))
+
+
+EFFICIENTNET_B0 = Table(32, (  # Tan & Le 2019, table 1; torchvision efficientnet_b0
+    mbconv(1, 3, 1, 16, 1),
+    mbconv(6, 3, 2, 24, 2),
+    mbconv(6, 5, 2, 40, 2),
+    mbconv(6, 3, 2, 80, 3),
+    mbconv(6, 5, 1, 112, 3),
+    mbconv(6, 5, 2, 192, 4),
+    mbconv(6, 3, 1, 320, 1),
+))
+EFFICIENTNET_V2_S = Table(24, (  # Tan & Le 2021, table 4; torchvision efficientnet_v2_s
+    fused(1, 3, 1, 24, 2),
+    fused(4, 3, 2, 48, 4),
+    fused(4, 3, 2, 64, 4),
+    mbconv(4, 3, 2, 128, 6),
+    mbconv(6, 3, 1, 160, 9),
+    mbconv(6, 3, 2, 256, 15),
+))
+EFFICIENTNET_V2_M = Table(24, (
+    fused(1, 3, 1, 24, 3),
+    fused(4, 3, 2, 48, 5),
+    fused(4, 3, 2, 80, 5),
+    mbconv(4, 3, 2, 160, 7),
+    mbconv(6, 3, 1, 176, 14),
+    mbconv(6, 3, 2, 304, 18),
+    mbconv(6, 3, 1, 512, 5),
+))
+EFFICIENTNET_V2_L = Table(32, (
+    fused(1, 3, 1, 32, 4),
+    fused(4, 3, 2, 64, 7),
+    fused(4, 3, 2, 96, 7),
+    mbconv(4, 3, 2, 192, 10),
+    mbconv(6, 3, 1, 224, 19),
+    mbconv(6, 3, 2, 384, 25),
+    mbconv(6, 3, 1, 640, 7),
+))
+# EfficientNetV2-S with the stride-16/32 stages 1.5x wider (128/160/256 -> 192/240/384): see yolov5_effv2-wide.yaml
+EFFICIENTNET_V2_WIDE = EFFICIENTNET_V2_S.widened(1.5, min_stride=16)
+# name: (width, depth, BatchNorm eps) as torchvision builds efficientnet_bN (B5-B7 ported with eps 1e-3)
+EFFICIENTNET_V1 = {
+    "b0": (1.0, 1.0, 1e-5),
+    "b1": (1.0, 1.1, 1e-5),
+    "b2": (1.1, 1.2, 1e-5),
+    "b3": (1.2, 1.4, 1e-5),
+    "b4": (1.4, 1.8, 1e-5),
+    "b5": (1.6, 2.2, 1e-3),
+    "b6": (1.8, 2.6, 1e-3),
+    "b7": (2.0, 3.1, 1e-3),
+}
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One exact torchvision architecture: its stage table and BatchNorm eps."""
+
+    name: str  # YAML suffix, e.g. "effb0" -> yolov5s_effb0.yaml
+    torchvision: str  # torchvision builder, e.g. "efficientnet_b0"
+    table: Table
+    bn_eps: float
+
+    @property
+    def yaml_name(self) -> str:
+        """Unified YAML file name (the scale letter goes after ``yolov5`` when used)."""
+        return f"yolov5_{self.name}.yaml"
+
+    @property
+    def signature(self) -> tuple:
+        """See ``Table.signature``."""
+        return self.table.signature
+
+    @property
+    def taps(self) -> tuple[int, int, int]:
+        """See ``Table.taps``."""
+        return self.table.taps
+
+    @property
+    def freeze(self) -> int:
+        """``freeze=`` value that freezes exactly the pretrained rows (stem and stages, not SPPF)."""
+        return len(self.table.stages) + 1
+
+
+def _exact() -> dict[str, Backbone]:
+    out = {}
+    for v, (width, depth, eps) in EFFICIENTNET_V1.items():
+        out[f"eff{v}"] = Backbone(f"eff{v}", f"efficientnet_{v}", EFFICIENTNET_B0.scaled(width, depth), eps)
+    for v, table in (("s", EFFICIENTNET_V2_S), ("m", EFFICIENTNET_V2_M), ("l", EFFICIENTNET_V2_L)):
+        out[f"effv2-{v}"] = Backbone(f"effv2-{v}", f"efficientnet_v2_{v}", table, 1e-3)
+    return out
+
+
+BACKBONES: dict[str, Backbone] = _exact()
+
+
+def find_backbone(signature: tuple) -> Backbone | None:
+    """Return the known architecture with this ``Backbone.signature``, else None."""
+    return next((b for b in BACKBONES.values() if b.signature == signature), None)
+
+
+# ------------------------------------------------------------------------------------------------------ model YAMLs
+@dataclass(frozen=True)
+class ModelYaml:
+    """One shipped model YAML: a backbone table (scaled with the scale letter, or an exact torchvision one) and a neck."""
+
+    file: str  # e.g. "yolov5_effv2.yaml"
+    table: Table
+    neck: str  # "pan" (YOLOv5 v6.0 head) or "bifpn"
+    header: str  # first line: what the backbone is; then the header's text (exact backbones: derived, "")
+    drop_path: float = DROP_PATH
+    exact: Backbone | None = None  # rows never scaled, BatchNorm eps as torchvision
+
+    @property
+    def backbone_key(self) -> str:
+        """The name ``effdet-plugin swap --backbone`` knows this backbone by (``yolov5_NAME[_bifpn].yaml``)."""
+        return self.file.removeprefix("yolov5_").removesuffix(".yaml").removesuffix("_bifpn")
+
+
+def _backbone_rows(table: Table) -> list[str]:
+    stride, rows = 2, [f"  - [-1, 1, stem, [{table.stem}, 3, 2]] # 0-P1/2"]
+    for i, s in enumerate(table.stages, start=1):
+        stride *= s.stride
+        rows.append(f"  - [-1, {s.repeats}, {s.block}, [{s.c_out}, {s.kernel}, {s.stride}, {s.expansion}, {s.se}]]"
+                    f" # {i}-P{stride.bit_length() - 1}/{stride}")
+    rows.append(f"  - [-1, 1, SPPF, [1024, 5]] # {len(table.stages) + 1}-P5/32")
+    return rows
+
+
+def pan_head(p3: int, p4: int, sppf: int) -> str:
+    """YOLOv5's v6.0 PAN head on taps ``p3``, ``p4`` and the SPPF row (Ultralytics ``Detect``)."""
+    h = sppf + 1
+    return f"""\
+# YOLOv5 v6.0 head
+head:
+  - [-1, 1, Conv, [512, 1, 1]] # {h}
+  - [-1, 1, nn.Upsample, [None, 2, "nearest"]]
+  - [[-1, {p4}], 1, Concat, [1]] # cat backbone P4
+  - [-1, 3, C3, [512, False]] # {h + 3}
+
+  - [-1, 1, Conv, [256, 1, 1]] # {h + 4}
+  - [-1, 1, nn.Upsample, [None, 2, "nearest"]]
+  - [[-1, {p3}], 1, Concat, [1]] # cat backbone P3
+  - [-1, 3, C3, [256, False]] # {h + 7} (P3/8-small)
+
+  - [-1, 1, Conv, [256, 3, 2]]
+  - [[-1, {h + 4}], 1, Concat, [1]] # cat head P4
+  - [-1, 3, C3, [512, False]] # {h + 10} (P4/16-medium)
+
+  - [-1, 1, Conv, [512, 3, 2]]
+  - [[-1, {h}], 1, Concat, [1]] # cat head P5
+  - [-1, 3, C3, [1024, False]] # {h + 13} (P5/32-large)
+
+  - [[{h + 7}, {h + 10}, {h + 13}], 1, Detect, [nc]] # Detect(P3, P4, P5)
+"""
+
+
+def bifpn_head(p3: int, p4: int, sppf: int) -> str:
+    """A BiFPN row on taps ``p3``, ``p4`` and the SPPF row, three ``Level`` rows and ``Detect``."""
+    h = sppf + 1
+    return f"""\
+# BiFPN neck: [[P3, P4, P5], 1, BiFPN, [phi, fusion mode]] -> [P3, P4, P5]; Level [k] picks output k
+head:
+  - [[{p3}, {p4}, {sppf}], 1, BiFPN, [bifpn_phi, fastattn]] # {h}
+  - [{h}, 1, Level, [0]] # {h + 1} (P3/8-small)
+  - [{h}, 1, Level, [1]] # {h + 2} (P4/16-medium)
+  - [{h}, 1, Level, [2]] # {h + 3} (P5/32-large)
+
+  - [[{h + 1}, {h + 2}, {h + 3}], 1, Detect, [nc]] # Detect(P3, P4, P5)
+"""
+
+
+def _bifpn_phi_line() -> str:
+    sizes = ", ".join("/".join(map(str, bifpn_size(phi))) for phi in PHI_BY_SCALE.values())
+    table = ", ".join(f"{k}: {v}" for k, v in PHI_BY_SCALE.items())
+    return f"bifpn_phi: {{ {table} }} # BiFPN width/layers (EfficientDet D0-D4 table): {sizes}\n"
+
+
+def render_yaml(spec: ModelYaml) -> str:
+    """Return the model YAML text of ``spec``."""
+    p3, p4, _ = spec.table.taps
+    sppf = len(spec.table.stages) + 1
+    bb = spec.exact
+    what = f"torchvision's {bb.torchvision} feature extractor" if bb else spec.header.splitlines()[0]
+    neck = "YOLOv5 (v6.0 PAN head, Ultralytics Detect)" if spec.neck == "pan" else "BiFPN neck + Ultralytics Detect"
+    header = [f"effdet-plugin: {neck} on {what}",
+              "GENERATED by `python -m effdet_plugin.stages` from the stage tables in effdet_plugin/stages.py: do "
+              "not edit."]
+    if bb:
+        header += (_exact_header(bb) if spec.neck == "pan" else _exact_bifpn_header(bb)).splitlines()
+    else:
+        header += spec.header.splitlines()[1:]
+    keys = "nc: 80 # number of classes\n"
+    if bb:
+        keys += "scale_backbone: false # backbone rows keep the widths and repeats written here\n"
+        keys += f"bn_eps: {f'{bb.bn_eps:.1e}'.replace('e-0', 'e-')} # BatchNorm eps of torchvision's {bb.torchvision}\n"
+    keys += f"drop_path: {spec.drop_path} # maximum stochastic-depth rate, reached by the last block (linear in index)\n"
+    keys += "scales: # [depth, width, max_channels], as yolov5u\n"
+    keys += "".join(f"  {k}: [{d:.2f}, {w:.2f}, {m}]\n" for k, (d, w, m) in SCALES.items())
+    if spec.neck == "bifpn":
+        keys += _bifpn_phi_line()
+    head = (pan_head if spec.neck == "pan" else bifpn_head)(p3, p4, sppf)
+    return (
+        "\n".join(f"# {line}".rstrip() for line in header)
+        + "\n\n" + keys
+        + "\n# [from, repeats, module, [c_out, kernel, stride, expansion, se_ratio]]\nbackbone:\n"
+        + "\n".join(_backbone_rows(spec.table)) + "\n\n" + head
+    )
+
+
+def _exact_header(bb: Backbone) -> str:
+    p3, p4, p5 = bb.taps
+    sppf = bb.freeze
+    from torchvision.models import get_model_weights
+
+    weights = list(get_model_weights(bb.torchvision))
+    files = ", ".join(f"{w.url.rsplit('/', 1)[-1]} (top-1 {w.meta['_metrics']['ImageNet-1K']['acc@1']:.1f}%)"
+                      for w in weights)
+    return (
+        f"Rows 0-{sppf - 1} are torchvision features[0..{sppf - 1}] exactly (all but the final 1x1 conv), never\n"
+        f"scaled by the scale letter, which sizes only SPPF, neck and head. Taps: P3 row {p3}, P4 row {p4}, P5 SPPF "
+        f"(row {sppf}) on row {p5}.\n"
+        f"ImageNet weights: torchvision {files}\n"
+        f"  yolo train model=yolov5s_{bb.name}.yaml pretrained=PATH/{default_weight_file(bb)}  (or any file above)\n"
+        f"  or effdet_plugin.load_pretrained_backbone(model, path); freeze={bb.freeze} freezes exactly the backbone."
+    )
+
+
+_V2_HEADER = """\
+an EfficientNetV2-S stage table
+Backbone stages as EfficientNetV2-S (Tan & Le, 2021, table 4), scaled like every other row by the scale's
+width/depth multipliers; detection taps at strides 8 (row 3), 16 (row 5) and 32 (row 7, after SPPF).
+Use: yolo train model=yolov5s_effv2.yaml data=...   (the letter n/s/m/l/x picks the scale)"""
+_WIDE_HEADER = """\
+a widened EfficientNetV2-S stage table
+As yolov5_effv2.yaml, but the three stride-16/32 stages are 1.5x wider (128/160/256 -> 192/240/384, torchvision's
+adjust_channels rounding) and stochastic depth is off. Why: with yolov5u's multipliers the plain table feeds the head
+256*w channels at P5 where YOLOv5's CSP backbone gives 1024*w; widening the low-resolution stages is nearly free on
+CPU while widening the early, high-resolution ones costs 1.3x yolov5nu's latency (docs/benchmarks.md). Trained from
+scratch (raccoon, CPU, 60 epochs at 224, 4 seeds) its mean mAP50-95 beat yolov5u at n (0.285 vs 0.270, within seed
+noise) and s (0.309 vs 0.230) at lower latency; the plain table lost at n (docs/accuracy.md). Stochastic depth is off
+because from scratch the detector underfits; set drop_path 0.1-0.2 for long runs.
+Use: yolo train model=yolov5s_effv2-wide.yaml data=...   (the letter n/s/m/l/x picks the scale)"""
+_BIFPN_HEADER = """\
+an EfficientNetV2-S stage table (as yolov5_effv2.yaml)
+The BiFPN row fuses P3 (row 3), P4 (row 5) and P5 (row 7, after SPPF) with fast normalized fusion; its size follows
+EfficientDet's table (D0-D7) from bifpn_phi, not the width/depth multipliers. Node graph of one layer:
+effdet_plugin/bifpn.py NODES.
+Use: yolo train model=yolov5s_effv2_bifpn.yaml data=...   (the letter n/s/m/l/x picks the scale and phi)"""
+
+
+def _exact_bifpn_header(bb: Backbone) -> str:
+    return (
+        f"Backbone rows are those of {bb.yaml_name} verbatim, so `pretrained=` torchvision weights load exactly as\n"
+        f"there. P5 keeps that file's SPPF so the two differ only in the neck. The scale letter sizes SPPF and picks\n"
+        f"the BiFPN's phi (EfficientDet table); the backbone is never scaled. yolov5n_{bb.name}_bifpn.yaml (phi 0) is\n"
+        f"the EfficientDet-D0 neck on this backbone.\n"
+        f"  yolo train model=yolov5s_{bb.name}_bifpn.yaml data=..."
+    )
+
+
+def _model_yamls() -> dict[str, ModelYaml]:
+    specs = [
+        ModelYaml("yolov5_effv2.yaml", EFFICIENTNET_V2_S, "pan", _V2_HEADER),
+        ModelYaml("yolov5_effv2-wide.yaml", EFFICIENTNET_V2_WIDE, "pan", _WIDE_HEADER, drop_path=0.0),
+        ModelYaml("yolov5_effv2_bifpn.yaml", EFFICIENTNET_V2_S, "bifpn", _BIFPN_HEADER),
+    ]
+    for bb in BACKBONES.values():
+        specs.append(ModelYaml(bb.yaml_name, bb.table, "pan", "", exact=bb))
+    for name in ("effv2-s", "effb0"):
+        bb = BACKBONES[name]
+        specs.append(ModelYaml(f"yolov5_{name}_bifpn.yaml", bb.table, "bifpn", "", exact=bb))
+    return {s.file: s for s in specs}
+
+
+MODEL_YAMLS: dict[str, ModelYaml] = _model_yamls()
+
+
+def backbone_yamls() -> dict[str, str]:
+    """``effdet-plugin swap --backbone`` names -> the shipped PAN YAML whose backbone rows are grafted in."""
+    return {s.backbone_key: s.file for s in MODEL_YAMLS.values() if s.neck == "pan"}
+
+
+def default_weight_file(bb: Backbone) -> str:
+    """File name of torchvision's default ImageNet weights for ``bb``."""
+    from torchvision.models import get_model_weights
+
+    return get_model_weights(bb.torchvision).DEFAULT.url.rsplit("/", 1)[-1]
+
+
+def imagenet_top1(bb: Backbone) -> dict[str, float]:
+    """Return ImageNet top-1 (%) of each torchvision weight file for ``bb``, from torchvision's weight metadata."""
+    from torchvision.models import get_model_weights
+
+    return {w.url.rsplit("/", 1)[-1]: w.meta["_metrics"]["ImageNet-1K"]["acc@1"]
+            for w in get_model_weights(bb.torchvision)}
+
+
+def stale_yamls(folder: Path) -> list[Path]:
+    """Return the generated YAMLs in ``folder`` that are missing or differ from ``render_yaml``."""
+    return [folder / f for f, spec in MODEL_YAMLS.items()
+            if not (folder / f).is_file() or (folder / f).read_text(encoding="utf-8") != render_yaml(spec)]
+
+
+def write_yamls(folder: Path) -> list[Path]:
+    """(Re)write every generated YAML into ``folder`` atomically; return the files that changed."""
+    changed = stale_yamls(folder)
+    for path in changed:
+        with atomic_open(path, "w", encoding="utf-8") as f:
+            f.write(render_yaml(MODEL_YAMLS[path.name]))
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Regenerate the shipped model YAMLs (``--check``: only report stale ones, exit 1 if any)."""
+    parser = argparse.ArgumentParser(prog="python -m effdet_plugin.stages", description=main.__doc__)
+    parser.add_argument("--check", action="store_true", help="do not write; exit 1 if a YAML is stale")
+    parser.add_argument("--dir", type=Path, default=model_yaml_dir(), help="YAML folder (default: %(default)s)")
+    args = parser.parse_args(argv)
+    paths = stale_yamls(args.dir) if args.check else write_yamls(args.dir)
+    for p in paths:
+        print(f"{'stale' if args.check else 'wrote'}: {p}")
+    return 1 if args.check and paths else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
