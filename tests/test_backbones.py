@@ -9,8 +9,8 @@ import yaml
 from ultralytics.nn.modules import SPPF
 from ultralytics.nn.tasks import DetectionModel
 
-from effdet_plugin.backbones import BACKBONES, main, render_yaml, stale_yamls
-from effdet_plugin.registry import model_yaml_dir
+from effdet_plugin.stages import BACKBONES, MODEL_YAMLS, main, render_yaml, stale_yamls
+from effdet_plugin.paths import model_yaml_dir
 from effdet_plugin.weights import backbone_rows, load_pretrained_backbone
 
 HEAVY = {"effb5", "effb6", "effb7", "effv2-m", "effv2-l"}  # 30M-120M parameter backbones: seconds each on 2 cores
@@ -63,7 +63,7 @@ def test_backbone_reproduces_torchvision(name, tmp_path):
 
 
 def test_generated_yamls_are_current():
-    """The committed YAMLs are what the stage tables generate (regenerate: python -m effdet_plugin.backbones)."""
+    """The committed YAMLs are what the stage tables generate (regenerate: python -m effdet_plugin.stages)."""
     assert stale_yamls(model_yaml_dir()) == []
     assert main(["--check"]) == 0
 
@@ -72,7 +72,7 @@ def test_check_reports_stale_yaml(tmp_path, capsys):
     folder = tmp_path / "yamls"
     folder.mkdir()
     assert main(["--dir", str(folder)]) == 0
-    (folder / "yolov5_effb3.yaml").write_text(render_yaml(BACKBONES["effb3"]).replace("[40, 3, 2]", "[48, 3, 2]"))
+    (folder / "yolov5_effb3.yaml").write_text(render_yaml(MODEL_YAMLS["yolov5_effb3.yaml"]).replace("[40, 3, 2]", "[48, 3, 2]"))
     assert main(["--check", "--dir", str(folder)]) == 1
     assert "yolov5_effb3.yaml" in capsys.readouterr().out
     assert main(["--dir", str(folder)]) == 0 and stale_yamls(folder) == []

@@ -32,7 +32,7 @@ def work(rank, world, port, out):
     loss.sum().backward()
     grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
     torch.save({"grads": grads, "n": sum(p.grad is not None for p in model.parameters()),
-                "plugin": "effdet_plugin.registry" in sys.modules}, f"{out}/rank{rank}.pt")
+                "plugin": "effdet_plugin.hosts.ultralytics" in sys.modules}, f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
 
 

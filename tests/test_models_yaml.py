@@ -8,7 +8,7 @@ from torch import nn
 from torchvision.models._utils import _make_divisible
 from ultralytics.nn.tasks import DetectionModel
 
-from effdet_plugin.registry import model_yaml_dir
+from effdet_plugin.paths import model_yaml_dir
 
 SHIPPED = sorted(model_yaml_dir().glob("*.yaml"))
 

@@ -1,7 +1,7 @@
 """Auto-activation, run from ``effdet_plugin.pth`` at every interpreter start (installed as ``_effdet_plugin_autoload``).
 
 It must cost nothing there: it imports only modules Python has already loaded (``os``, ``sys``) and puts a plain
-finder on ``sys.meta_path`` that waits for a host module. When ``ultralytics.nn.tasks``, ``ultralytics.cfg``, a
+finder on ``sys.meta_path`` that waits for a host module. When ``ultralytics.nn.tasks``, ``ultralytics.cfg``, ``ultralytics.data.dataset``, a
 YOLOv5 ``models.yolo`` or ``yolov5.models.yolo`` has executed, ``effdet_plugin.hosts.activate`` takes over.
 ``EFFDET_PLUGIN_DISABLE=1``: the plugin registers nothing (a plugin YAML then gets a message naming the variable).
 """
@@ -11,6 +11,7 @@ import sys
 _HOOKS = {
     "ultralytics.nn.tasks": "activate_ultralytics",
     "ultralytics.cfg": "activate_ultralytics_config",
+    "ultralytics.data.dataset": "activate_ultralytics_data",
     "models.yolo": "activate_yolov5",
     "yolov5.models.yolo": "activate_yolov5",
 }

@@ -57,6 +57,15 @@ def activate_ultralytics() -> None:
     _guarded(ultralytics.install_disabled if disabled() else ultralytics.install)
 
 
+def activate_ultralytics_data() -> None:
+    """Start-up hook: ``ultralytics.data.dataset`` has executed."""
+    if disabled():
+        return
+    from effdet_plugin.hosts import ultralytics
+
+    _guarded(ultralytics.install_dataset)
+
+
 def activate_ultralytics_config() -> None:
     """Start-up hook: ``ultralytics.cfg`` has executed (``yolo`` checks its k=v arguments there, before tasks)."""
     if disabled():

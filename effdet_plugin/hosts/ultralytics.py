@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from effdet_plugin import assemble, progressive
+from effdet_plugin import assemble, progressive, user_modules
 from effdet_plugin.assemble import HostRules, Scaling
 from effdet_plugin.hosts.rebind import original, rebind
 from effdet_plugin.paths import model_yaml_dir
@@ -138,6 +138,7 @@ def rules() -> Rules:
 # ------------------------------------------------------------------------------------------------------------- seams
 def _parse_model_wrapper(parse_model):
     def parse_model_with_plugin(d, ch, verbose=True):
+        user_modules.load()  # users' entry-point blocks, once per process, before the first model is read
         if not uses_plugin(d):
             return parse_model(d, ch, verbose)
         check_version()
@@ -252,13 +253,24 @@ def install_config_keys() -> None:
 
 def install() -> None:
     """Rebind every Ultralytics seam (idempotent). Needs ``ultralytics.nn.tasks`` fully imported."""
-    from ultralytics.data import dataset
+    import sys
+
     from ultralytics.nn import tasks
 
     install_config_keys()
     rebind(tasks, "yaml_model_load", _yaml_model_load_wrapper, params=("path",), also=_ENGINE)
     rebind(tasks, "parse_model", _parse_model_wrapper, params=("d", "ch", "verbose"), also=_ENGINE)
     rebind(tasks, "load_checkpoint", _load_checkpoint_wrapper, params=("weight",), also=_ENGINE)
+    dataset = sys.modules.get("ultralytics.data.dataset")
+    if dataset is not None and hasattr(dataset, "YOLODataset"):  # else its own start-up hook installs the seam
+        install_dataset()
+
+
+def install_dataset() -> None:
+    """The dataset seam, once ``ultralytics.data.dataset`` has executed (it may still be importing when
+    ``ultralytics.nn.tasks`` finishes, so it is hooked on its own)."""
+    from ultralytics.data import dataset
+
     rebind(dataset.YOLODataset, "close_mosaic", progressive.close_mosaic_wrapper, params=("self", "hyp"))
 
 

@@ -1,0 +1,354 @@
+"""Host seams: the rebind helper, built-ins unchanged with the plugin on, start-up cost, disabling, every supported
+Ultralytics building the same model, and users' blocks from entry points in every process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+from ultralytics.nn import tasks
+from ultralytics.nn.tasks import DetectionModel
+
+import effdet_plugin
+from effdet_plugin.hosts import rebind
+from effdet_plugin.hosts import ultralytics as adapter
+from effdet_plugin.hosts.activate import PluginDisabledError
+from effdet_plugin.paths import model_yaml_dir
+
+from conftest import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------------------------ rebind
+def _host():
+    mod = types.ModuleType("fake_host")
+
+    def parse(d, ch, verbose=True):
+        return ("host", d)
+
+    mod.parse = parse
+    user = types.ModuleType("fake_user")  # a module that imported the name by value
+    user.parse = parse
+    sys.modules["fake_user"] = user
+    return mod, user, parse
+
+
+def test_rebind_wraps_spreads_is_idempotent_and_undoes():
+    mod, user, parse = _host()
+    try:
+        calls = []
+
+        def wrap(original):
+            def wrapper(d, ch, verbose=True):
+                calls.append(d)
+                return original(d, ch, verbose)
+            return wrapper
+
+        seam = rebind.rebind(mod, "parse", wrap, params=("d", "ch", "verbose"), also=("fake_user",))
+        assert mod.parse is seam.wrapper and user.parse is seam.wrapper and seam.original is parse
+        assert rebind.rebind(mod, "parse", wrap) is seam and mod.parse is seam.wrapper  # idempotent: no double wrap
+        assert mod.parse(1, 3) == ("host", 1) and calls == [1]
+        assert rebind.is_rebound(mod, "parse") and rebind.original(mod, "parse") is parse
+        assert rebind.undo(mod) == 1
+        assert mod.parse is parse and user.parse is parse and not rebind.is_rebound(mod, "parse")
+    finally:
+        sys.modules.pop("fake_user", None)
+
+
+def test_rebind_refuses_a_missing_or_changed_name():
+    mod, _, _ = _host()
+    with pytest.raises(rebind.HostChangedError, match="cannot hook fake_host.load: the name is missing"):
+        rebind.rebind(mod, "load", lambda f: f)
+    with pytest.raises(rebind.HostChangedError, match=r"fake_host.parse: expected parameters \(cfg, ch\), "
+                                                      r"found \(d, ch\)"):
+        rebind.rebind(mod, "parse", lambda f: f, params=("cfg", "ch"))
+    assert not rebind.is_rebound(mod, "parse")
+
+
+def test_ultralytics_seams_are_owned_by_the_adapter():
+    effdet_plugin.register()
+    from ultralytics.data.dataset import YOLODataset
+    from ultralytics.engine import model as engine_model
+
+    for name in ("parse_model", "yaml_model_load", "load_checkpoint"):
+        assert rebind.is_rebound(tasks, name), name
+    assert rebind.is_rebound(YOLODataset, "close_mosaic")
+    assert engine_model.yaml_model_load is tasks.yaml_model_load  # the engine imported it by name: rebound there too
+
+
+def test_disabled_plugin_names_the_variable(tmp_path, monkeypatch):
+    """EFFDET_PLUGIN_DISABLE: nothing builds plugin rows; a plugin YAML gets a message naming the variable."""
+    monkeypatch.setenv("EFFDET_PLUGIN_DISABLE", "1")
+    rebind.undo(tasks)
+    try:
+        adapter.install_disabled()
+        assert not rebind.is_rebound(tasks, "parse_model")
+        with pytest.raises(PluginDisabledError, match=r"yolov5s_effv2.yaml is an effdet-plugin model, but "
+                                                      r"effdet-plugin is disabled \(EFFDET_PLUGIN_DISABLE=1\)"):
+            DetectionModel("yolov5s_effv2.yaml", verbose=False)
+        mine = tmp_path / "mine.yaml"
+        mine.write_text((model_yaml_dir() / "yolov5_effv2.yaml").read_text())
+        with pytest.raises(PluginDisabledError, match=f"{mine} uses effdet-plugin rows"):
+            DetectionModel(str(mine), verbose=False)
+        assert sum(p.numel() for p in DetectionModel("yolov8n.yaml", verbose=False).parameters()) > 3_000_000
+    finally:
+        rebind.undo(tasks)
+        effdet_plugin.register()
+
+
+BUILTINS_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+import ultralytics
+from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+root = Path(ultralytics.__file__).parent / "cfg" / "models"
+out = {}
+for f in sorted(root.rglob("*.yaml")):
+    d = yaml_model_load(f)
+    if str(d["head"][-1][2]) not in ("Detect", "v10Detect"):
+        continue
+    for scale in (d.get("scales") or {"": None}):
+        d["scale"] = scale
+        out[f"{f.relative_to(root)}:{scale}"] = sum(p.numel() for p in DetectionModel(dict(d), verbose=False).parameters())
+print(json.dumps({"plugin": "effdet_plugin.hosts.ultralytics" in sys.modules, "params": out}))
+"""
+
+
+@pytest.mark.slow
+def test_builtin_yamls_build_identically(tmp_path):
+    """Every built-in detection YAML at every scale: same parameter count with the plugin active and disabled."""
+    runs = {}
+    for disabled in ("0", "1"):
+        proc = run_cli([sys.executable, "-c", BUILTINS_SCRIPT], tmp_path, env={"EFFDET_PLUGIN_DISABLE": disabled})
+        runs[disabled] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert runs["0"]["plugin"] and not runs["1"]["plugin"]
+    with_plugin, without = runs["0"]["params"], runs["1"]["params"]
+    families = {k.split("/")[0] for k in with_plugin}
+    assert {"v3", "v5", "v6", "v8", "v9", "v10", "11", "12", "26"} <= families, families
+    assert any("p2" in k for k in with_plugin) and any("p6" in k for k in with_plugin)
+    assert with_plugin == without
+
+
+# ------------------------------------------------------------------------------------------------------ start-up
+# Start an interpreter as `site` does (every .pth file of site-packages, in order), leaving out one of them.
+START = r"""
+import json, os, site, sys
+sp = site.getsitepackages()[0]
+sys.path.append(sp)
+for name in sorted(os.listdir(sp)):
+    if name.endswith(".pth") and name != sys.argv[1]:
+        site.addpackage(sp, name, set())
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def _modules_at_start(skip: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-S", "-c", START, skip], capture_output=True, text=True, check=True).stdout
+    return set(json.loads(out))
+
+
+@pytest.mark.parametrize("disabled", ["0", "1"])
+def test_startup_hook_imports_nothing_new(monkeypatch, disabled):
+    """Python's start with the plugin's .pth loads one module more than without it: the hook itself."""
+    import site
+
+    hook = Path(site.getsitepackages()[0]) / "effdet_plugin.pth"
+    if not hook.is_file():
+        pytest.fail(f"{hook} is not installed: install the package (pip install .) to test the start-up hook")
+    monkeypatch.setenv("EFFDET_PLUGIN_DISABLE", disabled)
+    with_hook, without = _modules_at_start(""), _modules_at_start("effdet_plugin.pth")
+    assert with_hook - without == {"_effdet_plugin_autoload"}, sorted(with_hook - without)
+    assert "importlib.abc" not in with_hook and "torch" not in with_hook
+
+
+def test_startup_hook_module_uses_only_loaded_modules():
+    """The hook module's own imports at start are modules Python has loaded before any .pth runs."""
+    source = (ROOT / "effdet_plugin" / "hosts" / "_autoload.py").read_text()
+    top_level = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
+    assert top_level == ["import sys"], top_level
+
+
+# ------------------------------------------------------------------------------------------------------ versions
+LOW_ULTRALYTICS = os.environ.get("EFFDET_LOW_ULTRALYTICS")  # a folder holding `pip install --target` of 8.4.0
+PARAMS_SCRIPT = r"""
+import json, sys, yaml
+from pathlib import Path
+import ultralytics
+from ultralytics.nn.tasks import DetectionModel
+import effdet_plugin
+out = {"version": ultralytics.__version__, "params": {}}
+for name in sys.argv[1:]:
+    d = yaml.safe_load((effdet_plugin.model_yaml_dir() / name).read_text())
+    for scale in "nsmlx":
+        for nc in (24, 80):
+            m = DetectionModel({**d, "scale": scale, "nc": nc}, nc=nc, verbose=False)
+            out["params"][f"{name}:{scale}:{nc}"] = sum(p.numel() for p in m.parameters())
+print(json.dumps(out))
+"""
+SHIPPED = sorted(p.name for p in model_yaml_dir().glob("*.yaml"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LOW_ULTRALYTICS, reason="EFFDET_LOW_ULTRALYTICS (lowest supported Ultralytics) is not set; "
+                                                "CI sets it")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_same_model_on_lowest_and_newest_ultralytics(tmp_path, name):
+    """Every shipped YAML x scale x nc in {24, 80}: equal parameter counts on Ultralytics 8.4.0 and on this one."""
+    import ultralytics
+
+    low = run_cli([sys.executable, "-c", PARAMS_SCRIPT, name], tmp_path, env={"PYTHONPATH": LOW_ULTRALYTICS})
+    high = run_cli([sys.executable, "-c", PARAMS_SCRIPT, name], tmp_path)
+    low, high = (json.loads(p.stdout.strip().splitlines()[-1]) for p in (low, high))
+    assert low["version"] == "8.4.0" and high["version"] == ultralytics.__version__ != "8.4.0"
+    assert low["params"] == high["params"] and len(high["params"]) == 10
+
+
+# ------------------------------------------------------------------------------------------------ users' blocks
+USER_PACKAGE = {
+    "pyproject.toml": """\
+[build-system]
+requires = ["setuptools"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "my-blocks"
+version = "1.0"
+
+[tool.setuptools]
+py-modules = ["my_blocks"]
+
+[project.entry-points."effdet_plugin.modules"]
+Ghosty = "my_blocks:Ghosty"
+strided = "my_blocks:register_strided"
+broken = "my_blocks:does_not_exist"
+""",
+    "my_blocks.py": """\
+from torch import nn
+
+
+class Ghosty(nn.Module):
+    def __init__(self, c1, c2, k=3):
+        super().__init__()
+        self.conv = nn.Conv2d(c1, c2, k, 1, k // 2)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class Strided(nn.Module):
+    def __init__(self, c1, c2, s=1):
+        super().__init__()
+        self.conv = nn.Conv2d(c1, c2, 3, s, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def register_strided():
+    import effdet_plugin
+
+    effdet_plugin.register_module(Strided, "StridedBlock", stride_arg=0)
+""",
+    "plain_blocks.py": """\
+from torch import nn
+
+
+class Plain(nn.Module):
+    def __init__(self, c1, c2):
+        super().__init__()
+        self.conv = nn.Conv2d(c1, c2, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+""",
+}
+USER_YAML = {
+    "nc": 2,
+    "backbone": [[-1, 1, "Conv", [16, 3, 4]], [-1, 1, "Ghosty", [32, 3]], [-1, 2, "StridedBlock", [32, 2]],
+                 [-1, 1, "Plain", [32]], [-1, 1, "StridedBlock", [64, 2]], [-1, 1, "StridedBlock", [64, 2]]],
+    "head": [[[3, 4, 5], 1, "Detect", ["nc"]]],
+}
+BUILD = ("from ultralytics import YOLO; m = YOLO('user.yaml'); "
+         "print('BUILT', [type(x).__name__ for x in m.model.model], m.model.stride.tolist())")
+
+
+@pytest.fixture(scope="module")
+def user_package(tmp_path_factory) -> Path:
+    """The small test package above, pip-installed (no deps, no index) into a folder of its own."""
+    src, target = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("site")
+    for name in ("pyproject.toml", "my_blocks.py"):
+        (src / name).write_text(USER_PACKAGE[name])
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+                    "--target", str(target), str(src)], check=True, capture_output=True)
+    (target / "plain_blocks.py").write_text(USER_PACKAGE["plain_blocks.py"])  # not packaged: EFFDET_PLUGIN_MODULES
+    return target
+
+
+@pytest.mark.slow
+def test_entry_point_blocks_in_a_fresh_process_and_the_yolo_cli(tmp_path, user_package, demo_data):
+    (tmp_path / "user.yaml").write_text(yaml.safe_dump(USER_YAML, sort_keys=False))
+    env = {"PYTHONPATH": str(user_package), "EFFDET_PLUGIN_MODULES": "plain_blocks:Plain"}
+    proc = run_cli([sys.executable, "-c", BUILD], tmp_path, env=env)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("BUILT")][-1]
+    assert "'Ghosty', 'Sequential', 'Plain', 'Strided', 'Strided', 'Detect'" in line and "[8.0, 16.0, 32.0]" in line
+    # the broken entry point: one line naming it and its error; the others still registered
+    assert "entry point 'broken = my_blocks:does_not_exist' (effdet_plugin.modules) failed: AttributeError" in proc.stderr
+    # `yolo train` from a shell, and a fresh process reloading its checkpoint
+    run_cli(["yolo", "train", "model=user.yaml", f"data={demo_data}", "epochs=1", "imgsz=64", "batch=8", "workers=0",
+             "plots=False", "val=False", "device=cpu", f"project={tmp_path}", "name=run", "exist_ok=True"], tmp_path,
+            env=env)
+    best = tmp_path / "run" / "weights" / "last.pt"
+    load = f"from ultralytics import YOLO; print('LOADED', type(YOLO(r'{best}').model.model[1]).__name__)"
+    assert "LOADED Ghosty" in run_cli([sys.executable, "-c", load], tmp_path, env=env).stdout
+
+
+def test_spawned_process_builds_a_variable_block(tmp_path, user_package):
+    """A process started by multiprocessing's spawn (as DDP and dataloader workers are) registers the block too."""
+    script = tmp_path / "spawn.py"
+    script.write_text(
+        "import multiprocessing as mp\n"
+        "def build(q):\n"
+        "    from ultralytics.nn.tasks import DetectionModel\n"
+        f"    d = {USER_YAML!r}\n"
+        "    d['backbone'][1] = [-1, 1, 'Plain', [32]]\n"
+        "    d['backbone'][2] = [-1, 1, 'Plain', [32]]\n"
+        "    d['backbone'][4] = [-1, 1, 'Conv', [64, 3, 2]]\n"
+        "    d['backbone'][5] = [-1, 1, 'Conv', [64, 3, 2]]\n"
+        "    d['backbone'].insert(2, [-1, 1, 'Conv', [32, 3, 2]])\n"
+        "    d['head'] = [[[4, 5, 6], 1, 'Detect', ['nc']]]\n"
+        "    q.put(type(DetectionModel(d, verbose=False).model[1]).__name__)\n"
+        "if __name__ == '__main__':\n"
+        "    ctx = mp.get_context('spawn'); q = ctx.Queue(); p = ctx.Process(target=build, args=(q,)); p.start()\n"
+        "    print('SPAWNED', q.get(timeout=300)); p.join()\n"
+    )
+    proc = run_cli([sys.executable, str(script)], tmp_path, env={"EFFDET_PLUGIN_MODULES": "plain_blocks:Plain",
+                                                                 "PYTHONPATH": str(user_package)})
+    assert "SPAWNED Plain" in proc.stdout
+
+
+def test_broken_variable_entry_warns_once_and_others_register(monkeypatch, user_package):
+    from effdet_plugin import user_modules
+
+    monkeypatch.syspath_prepend(str(user_package))
+    monkeypatch.setenv("EFFDET_PLUGIN_MODULES", "plain_blocks:Plain, nowhere:Thing, plain_blocks")
+    user_modules.reset()
+    try:
+        with pytest.warns(UserWarning) as caught:
+            failed = user_modules.load()
+        assert [str(w.message) for w in caught] == failed and len(failed) == 3  # one line each
+        assert "entry point 'broken = my_blocks:does_not_exist' (effdet_plugin.modules) failed: AttributeError" in failed[0]
+        assert "EFFDET_PLUGIN_MODULES entry 'nowhere:Thing' failed: ModuleNotFoundError" in failed[1]
+        assert "EFFDET_PLUGIN_MODULES entry 'plain_blocks' failed: ValueError: expected 'module:attr'" in failed[2]
+        assert {"Plain", "Ghosty", "StridedBlock"} <= set(effdet_plugin.registered_modules())
+        assert user_modules.load() == []  # once per process
+    finally:
+        effdet_plugin.unregister_module("Plain")
+        effdet_plugin.unregister_module("Ghosty")
+        effdet_plugin.unregister_module("StridedBlock")

@@ -1,0 +1,223 @@
+"""Plugin rows through Ultralytics' parser: scaling like built-in rows, the model table, users' blocks, the
+validation pass (one message naming file, row and value for every bad input) and ``activation:``."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import pytest
+import yaml
+from torch import nn
+from ultralytics.nn.tasks import DetectionModel
+
+import effdet_plugin
+from effdet_plugin.paths import model_yaml_dir
+from effdet_plugin.rows import ModelRowError
+
+EFFV2 = yaml.safe_load((model_yaml_dir() / "yolov5_effv2.yaml").read_text())
+BIFPN = yaml.safe_load((model_yaml_dir() / "yolov5_effv2_bifpn.yaml").read_text())
+TINY_HEAD = [[-1, 1, "Conv", [64, 1, 1]], [[-1, -1, -1], 1, "Detect", ["nc"]]]
+
+
+def _model(backbone, head=TINY_HEAD, **top) -> DetectionModel:
+    d = {"nc": 2, "backbone": copy.deepcopy(backbone), "head": copy.deepcopy(head), **top}
+    return DetectionModel(d, verbose=False)
+
+
+def _out_channels(layer: nn.Module) -> int:
+    return [m for m in layer.modules() if isinstance(m, nn.Conv2d)][-1].out_channels  # projection is registered last
+
+
+@pytest.mark.parametrize("scale", list(EFFV2["scales"]))
+def test_rows_scale_like_conv_and_c3(scale):
+    from ultralytics.nn import tasks
+
+    d = copy.deepcopy(EFFV2)
+    d["scale"] = scale
+    ours = DetectionModel(d, verbose=False)
+    # the same rows as built-in C3 rows with the same c_out and repeats, scaled by Ultralytics' own parser
+    ref = copy.deepcopy(d)
+    ref["backbone"] = [[f, n, "C3", [a[0]]] if m in ("MBConv", "FusedMBConv", "stem") else [f, n, m, a]
+                       for f, n, m, a in ref["backbone"]]
+    built, _ = tasks.parse_model(ref, ch=3, verbose=False)
+    for i in range(7):
+        layer, ref_layer = ours.model[i], built[i]
+        assert _out_channels(layer) == ref_layer.cv3.conv.out_channels, f"row {i}"
+        n = len(layer) if isinstance(layer, nn.Sequential) else 1
+        assert n == len(ref_layer.m), f"row {i}"
+    assert ours.stride.tolist() == [8, 16, 32]
+
+
+def test_verbose_table_shows_plugin_modules(caplog):
+    d = copy.deepcopy(EFFV2)
+    d["scale"] = "n"
+    from ultralytics.utils import LOGGER
+
+    LOGGER.propagate, old = True, LOGGER.propagate
+    try:
+        with caplog.at_level(logging.INFO, logger=LOGGER.name):
+            DetectionModel(d, verbose=True)
+    finally:
+        LOGGER.propagate = old
+    text = caplog.text
+    assert "effdet_plugin.blocks.MBConv" in text and "effdet_plugin.blocks.Stem" in text
+    assert "[3, 8, 3, 2]" in text  # stem row with its resolved c1, c2
+    assert "[40, 64, 3, 2, 6, 0.25]" in text  # last MBConv stage: c1 = 160 * 0.25 from row 5, c2 = 256 * 0.25
+    assert "ultralytics.nn.modules.block.Index" not in text  # no stand-in shown
+    assert "ultralytics.nn.modules.block.SPPF" in text  # the host's own rows are still there
+
+
+@pytest.fixture
+def doubler():
+    class Doubler(nn.Module):
+        def __init__(self, c1, c2, k=3, s=1):
+            super().__init__()
+            self.conv = nn.Conv2d(c1, c2, k, s, k // 2)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    effdet_plugin.register_module(Doubler, stride_arg=1)
+    yield Doubler
+    effdet_plugin.unregister_module("Doubler")
+
+
+def test_register_idempotent_and_user_block(doubler):
+    effdet_plugin.register()
+    effdet_plugin.register()
+    m = _model([[-1, 1, "Conv", [16, 3, 2]], [-1, 3, "Doubler", [32, 3, 2]], [-1, 1, "Conv", [32, 3, 2]],
+                [-1, 1, "Conv", [32, 3, 2]]], head=[[[1, 2, 3], 1, "Detect", ["nc"]]], width_multiple=0.5)
+    layer = m.model[1]
+    assert [b.conv.stride for b in layer] == [(2, 2), (1, 1), (1, 1)]
+    assert layer[0].conv.in_channels == 8 and layer[0].conv.out_channels == 16 == layer[2].conv.in_channels
+    assert "Doubler" in effdet_plugin.registered_modules()
+
+
+def test_unregister_forgets_the_name(doubler):
+    effdet_plugin.unregister_module("Doubler")
+    assert "Doubler" not in effdet_plugin.registered_modules()
+    with pytest.raises(KeyError):
+        _model([[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Doubler", [32, 3, 2]]])  # Ultralytics' own error again
+
+
+def test_stride_arg_past_the_arguments_is_refused_at_registration():
+    class FourArgs(nn.Module):
+        def __init__(self, c1, c2, k=3, s=1):
+            super().__init__()
+
+    with pytest.raises(ValueError, match=r"FourArgs\): stride_arg=7 is past its arguments after c1, c2 \(k, s\)"):
+        effdet_plugin.register_module(FourArgs, stride_arg=7)
+    assert "FourArgs" not in effdet_plugin.registered_modules()
+
+
+# --------------------------------------------------------------------------------------------------------- errors
+STEM = [-1, 1, "stem", [16, 3, 2]]
+
+
+@pytest.mark.parametrize(
+    "row,message",
+    [
+        ([-1, 1, "MBConv", [64, 4, 2, 4, 0.25]], r"row 1 \[-1, 1, MBConv, \[64, 4, 2, 4, 0.25\]\]: kernel must be a positive odd"),
+        ([-1, 1, "MBConv", [64, 3, 3, 4, 0.25]], "row 1 .*stride must be 1 or 2, got 3"),
+        ([-1, 1, "MBConv", [64, -3, 1, 4, 0.25]], "row 1 .*kernel must be a positive odd integer, got -3"),
+        ([-1, 1, "MBConv", [64, 3, 1, 0.5, 0.25]], "row 1 .*expansion must be in"),
+        ([-1, 1, "MBConv", [64, 3, 1, 4, 1.5]], "row 1 .*se_ratio must be in"),
+        ([-1, 1, "FusedMBConv", [64, 3, 1, 4, 0.25]], "row 1 .*FusedMBConv has no squeeze-excitation"),
+        ([-1, 1, "MBConv", [64, 3, 1, 4, 0.25, 9, 9]], "row 1 .*(positional argument|takes from)"),
+        ([-1, 1, "MBConv", ["wide", 3, 1, 4, 0.25]], "row 1 .*args must start with c_out, a positive integer"),
+        ([-1, 1, "MBConv", 64], "row 1 .*args must be a list"),
+        ([-1, 0, "MBConv", [64]], "row 1 .*repeats must be a positive integer, got 0"),
+        ([[-1, 0], 1, "MBConv", [64]], "row 1 .*'from' must be a single layer index"),
+        ([-1, 1, "stem", [64, 2, 2]], "row 1 .*kernel must be a positive odd integer, got 2"),
+        ([99, 1, "MBConv", [64]], r"row 1 \[99, 1, MBConv, \[64\]\]: 'from' 99 is out of range; row 1 may read -1 to 0"),
+        ([-1, 1, "MBConvv", [64]], r"row 1 .*unknown module 'MBConvv'; did you mean 'MBConv'\?"),
+        ([-1, 1, "MBConv"], r"row 1 \[-1, 1, MBConv\]: a row has 4 fields \[from, repeats, module, args\]"),
+        ([-1, 1, "Cnov", [64, 3, 2]], r"row 1 .*unknown module 'Cnov'; did you mean 'Conv'\?"),
+    ],
+)
+def test_bad_rows_name_file_row_and_value(tmp_path, row, message):
+    path = tmp_path / "yolov5n_mine.yaml"
+    path.write_text(yaml.safe_dump({"nc": 2, "backbone": [STEM, row, [-1, 1, "Conv", [64, 3, 2]]],
+                                    "head": TINY_HEAD}, sort_keys=False))
+    with pytest.raises(ModelRowError, match=message) as e:
+        DetectionModel(str(path), verbose=False)
+    assert str(e.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize(
+    "edit,message",
+    [
+        (lambda d: d.pop("nc"), r"top-level 'nc': missing; the number of classes must be set"),
+        (lambda d: d.update(nc="abc"), r"top-level 'nc': must be a positive integer, got 'abc'"),
+        (lambda d: d.update(nc=0), r"top-level 'nc': must be a positive integer, got 0"),
+        (lambda d: d.pop("head"), r"top-level 'head': must be a non-empty list"),
+        (lambda d: d.update(head=[[-1, 1, "Conv", [64, 1, 1]]]), r"top-level 'head': has no detection head row"),
+        (lambda d: d.update(drop_path=1.5), r"top-level 'drop_path': drop_path must be in \[0.0, 1.0\), got 1.5"),
+        (lambda d: d.update(bn_eps=2), r"top-level 'bn_eps': must be a number in \(0, 1\), got 2"),
+        (lambda d: d.update(scale_backbone="no"), r"top-level 'scale_backbone': must be true or false, got 'no'"),
+        (lambda d: d.update(activation="os.system('x')"), r"top-level 'activation': expected a torch activation"),
+    ],
+)
+def test_bad_top_level_keys_name_file_and_key(tmp_path, edit, message):
+    d = copy.deepcopy(EFFV2)
+    edit(d)
+    path = tmp_path / "yolov5s_mine.yaml"
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    with pytest.raises(ModelRowError, match=message) as e:
+        DetectionModel(str(path), nc=None, verbose=False)
+    assert str(e.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize(
+    "level,message",
+    [
+        ([8, 1, "Level", []], r"row 9 \[8, 1, Level, \[\]\]: Level takes \[k\], one output index of row 8, 0 to 2"),
+        ([8, 1, "Level", [5]], r"row 9 .*Level takes \[k\], one output index of row 8, 0 to 2; got \[5\]"),
+        ([8, 1, "Level", ["top"]], r"row 9 .*Level takes \[k\].*got \['top'\]"),
+        ([8, 1, "Level", [-7]], r"row 9 .*Level takes \[k\].*got \[-7\]"),
+        ([8, 1, "Level", [1]], r"row 10 \[8, 1, Level, \[1\]\]: output 1 of row 8 is already picked by row 9"),
+        ([7, 1, "Level", [0]], r"row 9 \[7, 1, Level, \[0\]\]: Level must read a multi-output row \(such as BiFPN\); "
+                               r"row 7 is not one"),
+    ],
+)
+def test_bad_level_rows(tmp_path, level, message):
+    d = copy.deepcopy(BIFPN)
+    d["head"][1] = level  # row 9: the first Level row
+    path = tmp_path / "yolov5s_lv.yaml"
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    with pytest.raises(ModelRowError, match=message) as e:
+        DetectionModel(str(path), verbose=False)
+    assert str(e.value).startswith(f"{path}: ")
+
+
+def test_level_rows_detect_each_stride_once():
+    model = DetectionModel("yolov5s_effv2_bifpn.yaml", verbose=False)
+    assert model.stride.tolist() == [8, 16, 32]
+
+
+def test_builtin_yaml_never_reaches_validation():
+    # a built-in YAML with an odd but legal value keeps Ultralytics' own behaviour
+    d = yaml.safe_load((model_yaml_dir() / "yolov5_effv2.yaml").read_text())
+    d["backbone"] = [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Conv", [32, 3, 2]], [-1, 1, "Conv", [64, 3, 2]]]
+    d["head"] = [[[0, 1, 2], 1, "Detect", ["nc"]]]
+    d.pop("drop_path")
+    d["bn_eps"] = "anything"  # not our key without plugin rows: ignored, as Ultralytics ignores unknown keys
+    DetectionModel(d, verbose=False)
+
+
+# ----------------------------------------------------------------------------------------------------- activation
+def _acts(model) -> set[type]:
+    return {type(m) for m in model.modules() if isinstance(m, (nn.SiLU, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.Hardswish))}
+
+
+@pytest.mark.parametrize("name", ["yolov5n_effv2.yaml", "yolov5n_effv2_bifpn.yaml"])
+def test_activation_key_reaches_every_plugin_block(name):
+    d = yaml.safe_load((model_yaml_dir() / name.replace("yolov5n_", "yolov5_")).read_text())
+    default = DetectionModel({**d, "scale": "n"}, verbose=False)
+    assert nn.SiLU in _acts(default)
+    relu = DetectionModel({**d, "scale": "n", "activation": "nn.ReLU()"}, verbose=False)
+    assert _acts(relu) == {nn.ReLU}  # head, SE's inner activation and BiFPN convs alike: no SiLU left
+    leaky = DetectionModel({**d, "scale": "n", "activation": "torch.nn.LeakyReLU(0.1)"}, verbose=False)
+    slopes = {m.negative_slope for m in leaky.modules() if isinstance(m, nn.LeakyReLU)}
+    assert _acts(leaky) == {nn.LeakyReLU} and slopes == {0.1}
