@@ -11,10 +11,7 @@ adapter (``effdet_plugin.hosts.ultralytics``), which owns the trainer seams; thi
 
 from __future__ import annotations
 
-import pickle
 import re
-import sys
-import zipfile
 from collections.abc import Mapping
 from copy import deepcopy
 from pathlib import Path
@@ -125,29 +122,115 @@ def _listing(keys, shown: Mapping[str, str] | None = None) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------- reading
+_ZIP = b"PK\x03\x04"  # torch.save's (zip) format
+_PICKLE = b"\x80"  # a pickle stream (torch's legacy format starts with one)
+_EXPECTED = "pretrained= / load_pretrained_backbone expects a torchvision EfficientNet state dict"
+_ULTRALYTICS_KEYS = ("train_args", "ema", "optimizer", "epoch", "version")  # besides "model", in every Ultralytics .pt
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:200]
+
+
+def _ultralytics_checkpoint(source: str, holds: str) -> PretrainedWeightsError:
+    return PretrainedWeightsError(
+        f"{source}: an Ultralytics detection checkpoint ({holds}), not ImageNet weights; {_EXPECTED} "
+        f"(e.g. efficientnet_b0_rwightman-7f5810bc.pth); to start from this checkpoint pass it as model=..."
+    )
+
+
+def _unreadable(path: Path, source: str, error: Exception) -> PretrainedWeightsError:
+    """Say what a file that ``torch.load(weights_only=True)`` refused is, from its first bytes and its pickle."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head:
+        return PretrainedWeightsError(f"{source}: an empty file, not a torch checkpoint/state dict")
+    if head.startswith(_ZIP):
+        try:  # lists the classes the pickle names without running it
+            classes = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception:
+            classes = None
+        if classes is None:
+            return PretrainedWeightsError(
+                f"{source}: a damaged torch checkpoint/state dict (truncated?): {_first_line(error)}"
+            )
+        if any(c.startswith("ultralytics.") for c in classes):
+            return _ultralytics_checkpoint(source, "a pickled Ultralytics model")
+        if classes:
+            shown = ", ".join(sorted(classes)[:3]) + (", ..." if len(classes) > 3 else "")
+            return PretrainedWeightsError(
+                f"{source}: holds pickled Python objects ({shown}), not a state dict of tensors; {_EXPECTED} "
+                f"(save model.state_dict(), not the model)"
+            )
+        return PretrainedWeightsError(f"{source}: a torch file that cannot be read: {_first_line(error)}")
+    if head.startswith(_PICKLE):
+        return PretrainedWeightsError(
+            f"{source}: a pickle/legacy torch file that is not a readable state dict: {_first_line(error)}"
+        )
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:  # (a multi-byte character cut at byte 64 counts as binary: only the message differs)
+        text = None
+    if text is not None and all(c.isprintable() or c in "\t\r\n" for c in text):
+        start = f"a text file starting {text[:24]!r}"
+    else:
+        start = f"it starts with bytes {head[:8].hex(' ')}"
+    return PretrainedWeightsError(f"{source}: not a torch checkpoint/state dict ({start})")
+
+
+def _load_file(path: Path, source: str):
+    if path.is_dir():
+        raise PretrainedWeightsError(f"{source}: is a folder, not a torch checkpoint/state dict file")
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except MemoryError:
+        raise
+    except OSError as e:  # permission denied and the like: the file itself, not its contents
+        raise PretrainedWeightsError(f"{source}: cannot be read ({e.strerror or _first_line(e)})") from None
+    except Exception as e:  # torch raises anything from UnpicklingError to KeyError or IndexError on a foreign file
+        raise _unreadable(path, source, e) from None
+
+
+def _check_contents(sd, source: str) -> None:
+    """One message if ``sd`` is not a mapping of named, finite tensors."""
+    if not isinstance(sd, Mapping):
+        raise PretrainedWeightsError(f"{source}: holds a {type(sd).__name__}, not a state dict; {_EXPECTED}")
+    if "model" in sd and not torch.is_tensor(sd["model"]):
+        if any(k in sd for k in _ULTRALYTICS_KEYS):
+            raise _ultralytics_checkpoint(source, f"its 'model' entry is a {type(sd['model']).__name__}")
+        raise PretrainedWeightsError(
+            f"{source}: a training checkpoint whose 'model' entry is a {type(sd['model']).__name__}, not a state "
+            f"dict of named tensors; {_EXPECTED}"
+        )
+    for k, v in sd.items():
+        if not isinstance(k, str) or not torch.is_tensor(v):
+            raise PretrainedWeightsError(
+                f"{source}: not a state dict of named tensors (entry {k!r} is a {type(v).__name__}); {_EXPECTED}"
+            )
+    for k, v in sd.items():
+        if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all()):
+            what = "NaN" if bool(torch.isnan(v).any()) else "inf"
+            raise PretrainedWeightsError(f"{source}: tensor {k} holds {what} values; refusing non-finite weights")
+
+
 def read_state_dict(weights, source: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
-    """Return a torchvision state dict (from a path or mapping) and its name for messages; one error if unusable."""
+    """Return a torchvision state dict (from a path or mapping) and its name for messages; one error if unusable.
+
+    A file that is not a torch checkpoint, an Ultralytics checkpoint, a pickled model, or a dict with a NaN/inf
+    tensor each raise one ``PretrainedWeightsError`` naming the file (and the key) and saying what it is.
+    """
     if isinstance(weights, (str, Path)):
         path = Path(weights)
         source = source or str(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"pretrained weights not found: {path}")
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as e:
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise PretrainedWeightsError(
-                f"{source}: not a readable torch state dict (truncated, or not a torch file?): {reason[:200]}"
-            ) from None
+        sd = _load_file(path, source)
     elif isinstance(weights, Mapping):
         sd, source = weights, source or "state dict"
     else:
         raise TypeError(f"weights must be a path or a state dict, got {type(weights).__name__}")
-    named_tensors = isinstance(sd, Mapping) and all(isinstance(k, str) and torch.is_tensor(v) for k, v in sd.items())
-    if not named_tensors:
-        ultralytics_ckpt = isinstance(sd, Mapping) and "model" in sd
-        hint = " (an Ultralytics checkpoint? pass it as model=... instead)" if ultralytics_ckpt else ""
-        raise PretrainedWeightsError(f"{source}: expected a torchvision state dict of named tensors{hint}")
+    _check_contents(sd, source)
     return dict(sd), source
 
 
@@ -198,9 +281,10 @@ def load_pretrained_backbone(model, weights, *, verbose: bool = True) -> int:
     if problems:
         raise PretrainedWeightsError(f"{source}: does not fit the {_describe(want)} backbone; " + "; ".join(problems))
 
+    staged = {k: sd[theirs].to(dtype=ours[k].dtype) for k, theirs in key_map.items()}  # may fail: nothing copied yet
     with torch.no_grad():
-        for k, theirs in key_map.items():
-            ours[k].copy_(sd[theirs])
+        for k, t in staged.items():
+            ours[k].copy_(t)
     if verbose:
         from ultralytics.utils import LOGGER
 

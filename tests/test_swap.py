@@ -1,18 +1,25 @@
-"""``effdet-plugin swap`` / ``swap_backbone``: built-in sources, exact backbones, BiFPN, checkpoints, refusals."""
+"""``effdet-plugin swap`` / ``swap_backbone``: built-in sources, exact backbones, BiFPN, checkpoints, refusals,
+output files (--force, the source itself, names Ultralytics renames on load)."""
 
 from __future__ import annotations
 
+import argparse
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+import ultralytics
 import yaml
 from ultralytics.nn import tasks
 
-from effdet_plugin import swap
-from effdet_plugin.cli import main
-from effdet_plugin.registry import model_yaml_dir
+from effdet_plugin import routing, stages
+from effdet_plugin.commands import swap
+from effdet_plugin.commands.cli import main
+from effdet_plugin.paths import model_yaml_dir
+
+ULTRALYTICS_YOLOV8 = Path(ultralytics.__file__).parent / "cfg" / "models" / "v8" / "yolov8.yaml"
 
 SOURCES = [
     pytest.param("yolov3u.yaml", marks=pytest.mark.slow),  # a 60M-parameter source: ~5 s to build twice
@@ -70,6 +77,33 @@ def test_swap_builtin(source):
     assert y.shape[0] == 1 and torch.isfinite(y).all()
 
 
+def test_backbones_are_the_stage_tables_yamls():
+    """--backbone names and files come from effdet_plugin.stages, every file is shipped, and the CLI offers them all."""
+    assert swap.BACKBONES == stages.backbone_yamls()
+    exact = {"effv2-s", "effv2-m", "effv2-l", *(f"effb{i}" for i in range(8))}
+    assert set(swap.BACKBONES) == {"effv2", "effv2-wide", *exact} and exact == set(stages.BACKBONES)
+    missing = [f for f in swap.BACKBONES.values() if not (model_yaml_dir() / f).is_file()]
+    assert not missing, f"shipped YAMLs missing from {model_yaml_dir()}: {missing}"
+    parser = argparse.ArgumentParser()
+    swap.add_arguments(parser)
+    choices = next(a.choices for a in parser._actions if a.dest == "backbone")
+    assert list(choices) == list(swap.BACKBONES)
+
+
+def test_probe_strides_by_the_routing_walk(monkeypatch):
+    """Strides of every backbone row come from the one routing walk (yolov8's backbone, measured)."""
+    calls = []
+
+    def counting_walk(*args, **kwargs):
+        calls.append(kwargs.get("stop"))
+        return routing.walk(*args, **kwargs)
+
+    monkeypatch.setattr(swap, "walk", counting_walk)
+    d = tasks.yaml_model_load("yolov8n.yaml")
+    assert swap._probe_strides(d) == [2, 4, 4, 8, 8, 16, 16, 32, 32, 32]
+    assert calls == [len(d["backbone"]) - 1]  # the walk stops after the backbone
+
+
 def test_wide_backbone_rows_and_drop_path_carried():
     """effv2-wide brings its widened rows and its drop_path 0.0 (replacing nothing else of the source)."""
     d = swap.swap_backbone("yolov8s.yaml", "effv2-wide")
@@ -82,8 +116,7 @@ def test_wide_backbone_rows_and_drop_path_carried():
 def test_exact_backbone_keys_carried(tmp_path):
     """An exact torchvision backbone keeps its rows and top-level scale_backbone / bn_eps, so ImageNet weights load."""
     path = model_yaml_dir() / swap.BACKBONES["effb0"]
-    if not path.is_file():
-        pytest.skip(f"{path.name} is not generated yet")
+    assert path.is_file(), f"{path} is not shipped"
     shipped = yaml.safe_load(path.read_text())
     d = swap.swap_backbone("yolov8s.yaml", "effb0")
     sppf = next(i for i, r in enumerate(shipped["backbone"]) if r[2] == "SPPF")
@@ -106,8 +139,7 @@ def test_exact_backbone_keys_carried(tmp_path):
 
 def test_bifpn_neck():
     """--neck bifpn takes the BiFPN rows and keeps the source's Detect row."""
-    if not list(model_yaml_dir().glob(f"*{swap.NECKS['bifpn']}.yaml")):
-        pytest.skip("no BiFPN YAML is shipped yet")
+    assert list(model_yaml_dir().glob(f"*{swap.NECKS['bifpn']}.yaml")), "no BiFPN YAML is shipped"
     d = swap.swap_backbone("yolov8s.yaml", "effb0", neck="bifpn")
     modules = [r[2] for r in d["head"]]
     assert modules[0] == "BiFPN" and d["head"][0][0] == [3, 5, 8]  # effb0 taps: P3 row 3, P4 row 5, P5 SPPF row 8
@@ -133,7 +165,7 @@ def test_bifpn_missing_is_clear(monkeypatch):
     ],
 )
 def test_refused_sources_write_nothing(source, why, tmp_path, capsys):
-    with pytest.raises(swap.SwapError, match=re.escape(why)):
+    with pytest.raises(swap.SwapError, match=re.escape(source) + ".*" + re.escape(why)):
         swap.swap_backbone(source, "effv2")
     assert main(["swap", source, "--backbone", "effv2", "-o", str(tmp_path / "out.yaml")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -151,6 +183,165 @@ def test_head_reading_p2_is_refused(tmp_path):
         swap.swap_backbone(str(f), "effv2")
 
 
+def test_unreadable_source_yaml_is_one_line(tmp_path, capsys):
+    """A source that is not YAML: one line naming the file, exit 2, nothing written."""
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("backbone: [[-1, 1, Conv\nhead: {\n")
+    with pytest.raises(swap.SwapError, match=re.escape(f"{bad}: cannot be read as a model YAML")):
+        swap.swap_backbone(str(bad), "effv2")
+    out = tmp_path / "out.yaml"
+    assert main(["swap", str(bad), "--backbone", "effv2", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"effdet-plugin swap: error: {bad}: ")
+    assert sorted(tmp_path.iterdir()) == [bad]
+
+
+def test_missing_output_folder(tmp_path, capsys):
+    out = tmp_path / "nope" / "out.yaml"
+    assert main(["swap", "yolov8n.yaml", "--backbone", "effv2", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(out) in err[0] and "does not exist" in err[0]
+    assert not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------------- output files
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """An untrained yolov5n detector saved as an Ultralytics checkpoint (training would add nothing to these tests)."""
+    from ultralytics import YOLO
+
+    from effdet_plugin.weights import save_checkpoint
+
+    return save_checkpoint(YOLO("yolov5n.yaml"), tmp_path_factory.mktemp("ckpt") / "v5n.pt")
+
+
+def test_existing_output_needs_force(tmp_path, capsys):
+    """An existing OUT.yaml is refused (one line naming it, file untouched) unless --force, which overwrites it."""
+    out = tmp_path / "yolov8n-effv2.yaml"
+    out.write_text("keep me\n")
+    argv = ["swap", "yolov8n.yaml", "--backbone", "effv2", "-o", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"effdet-plugin swap: error: {out}: already exists; pass --force (force=True) to overwrite it"]
+    assert out.read_text() == "keep me\n" and sorted(tmp_path.iterdir()) == [out]
+
+    assert main([*argv, "--force"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out}"
+    d = yaml.safe_load(out.read_text())
+    assert d["backbone"][0][2] == "stem" and sorted(tmp_path.iterdir()) == [out]
+
+
+def test_existing_pt_output_needs_force(checkpoint, tmp_path):
+    """A checkpoint source writes OUT.yaml and OUT.pt: an existing OUT.pt alone is enough to refuse, writing neither."""
+    from ultralytics import YOLO
+
+    out = tmp_path / "v5n-effv2.yaml"
+    pt = out.with_suffix(".pt")
+    pt.write_bytes(b"older checkpoint")
+    with pytest.raises(swap.SwapError, match=re.escape(f"{pt}: already exists; pass --force")):
+        swap.swap_to_files(checkpoint, out, "effv2")
+    assert sorted(tmp_path.iterdir()) == [pt] and pt.read_bytes() == b"older checkpoint"
+
+    res = swap.swap_to_files(checkpoint, out, "effv2", force=True)
+    assert res["yaml"] == out and res["pt"] == pt and res["transfer"].transferred > 0
+    assert sorted(tmp_path.iterdir()) == [pt, out]
+    model = YOLO(pt).model
+    assert model.stride.tolist() == [8, 16, 32]
+    assert model.yaml["backbone"] == yaml.safe_load(out.read_text())["backbone"]
+
+
+def test_source_is_output(checkpoint, tmp_path):
+    """Writing over the source is refused unless force (then the source is read first and replaced whole)."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    mine = tmp_path / "mine.yaml"
+    shutil.copy(ULTRALYTICS_YOLOV8, mine)
+    text = mine.read_text()
+    with pytest.raises(swap.SwapError, match=re.escape(f"{mine}: is the source file itself") + ".*--force"):
+        swap.swap_to_files(mine, mine, "effv2")
+    assert mine.read_text() == text and sorted(tmp_path.iterdir()) == [mine]
+
+    swap.swap_to_files(str(mine), mine, "effv2", force=True)
+    assert DetectionModel(str(mine), verbose=False).model[0].__class__.__name__ == "Stem"
+    assert sorted(tmp_path.iterdir()) == [mine]
+
+    src = tmp_path / "v5n.pt"  # a checkpoint source: OUT.pt would be the source
+    shutil.copy(checkpoint, src)
+    blob = src.read_bytes()
+    with pytest.raises(swap.SwapError, match=re.escape(f"{src}: is the source file itself")):
+        swap.swap_to_files(src, tmp_path / "v5n.yaml", "effv2")
+    assert src.read_bytes() == blob and not (tmp_path / "v5n.yaml").exists()
+
+
+def test_failed_pt_write_leaves_nothing(checkpoint, tmp_path, monkeypatch):
+    """If writing OUT.pt fails, OUT.yaml (written first) is not left behind either, nor any temp file."""
+    monkeypatch.setattr(swap, "_checkpoint_bytes", lambda *a: "not bytes")  # a binary write of str: TypeError
+    with pytest.raises(TypeError):
+        swap.swap_to_files(checkpoint, tmp_path / "v5n-effv2.yaml", "effv2")
+    assert not list(tmp_path.iterdir())
+
+
+RENAMED = [  # output name, what Ultralytics' yaml_model_load looks for instead, the suggested name
+    ("yolov5su.yaml", "yolov5s.yaml", "yolov5su-effv2.yaml"),  # check_yolov5u_filename: u.yaml -> .yaml
+    ("yolov3-tinyu.yaml", "yolov3-tiny.yaml", "yolov3-tinyu-effv2.yaml"),
+    ("yolov5s-effv2u.yaml", "yolov5s-effv2.yaml", "yolov5s-effv2.yaml"),
+    ("yolov8s6.yaml", "yolov8s-p6.yaml", "yolov8s6-effv2.yaml"),  # P6 stems are renamed to -p6
+]
+
+
+@pytest.mark.parametrize("name, instead, suggested", RENAMED)
+def test_renamed_output_name_is_refused(name, instead, suggested, tmp_path, monkeypatch):
+    """A name that Ultralytics rewrites before loading is refused (naming it and a name that works), writing nothing.
+
+    The rule is Ultralytics' own: a file of that name, loaded by its name, gives another model.
+    """
+    out = tmp_path / name
+    with pytest.raises(swap.SwapError) as e:
+        swap.swap_to_files("yolov8s.yaml", out, "effv2")
+    msg = str(e.value)
+    assert msg.startswith(f"{out}: ") and f"reads this name as {tmp_path / instead}" in msg
+    assert msg.endswith(f"name it {suggested}") and len(msg.splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(ULTRALYTICS_YOLOV8, name)
+    written = yaml.safe_load(Path(name).read_text())
+    try:
+        loaded = tasks.yaml_model_load(name)
+    except FileNotFoundError:
+        return  # also not this file
+    assert loaded["backbone"] != written["backbone"]  # Ultralytics' own yolov5/yolov3-tiny/yolov8-p6 instead
+
+
+def test_renamed_by_its_folder_is_refused(tmp_path):
+    """check_yolov5u_filename looks at the whole path: 'yolov5' in a folder name is enough."""
+    folder = tmp_path / "yolov5_runs"
+    folder.mkdir()
+    out = folder / "menu.yaml"
+    with pytest.raises(swap.SwapError, match=re.escape(f"{out}: ") + ".*" + re.escape(f"as {folder / 'men.yaml'}")
+                       + ".*name it menu-effv2.yaml$"):
+        swap.swap_to_files("yolov8n.yaml", out, "effv2")
+    assert not list(folder.iterdir())
+
+
+def test_written_file_loads_by_its_own_name(tmp_path, monkeypatch):
+    """The suggested name works: DetectionModel(path) and DetectionModel(bare name) build the swapped model."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    out = tmp_path / "yolov5su-effv2.yaml"
+    res = swap.swap_to_files("yolov5su.yaml", out, "effv2")  # the source's scale s, as the name says
+    assert res["yaml"] == out and swap.loaded_instead(out) is None
+    d = yaml.safe_load(out.read_text())
+    assert d["scale"] == "s"
+    n_params = sum(p.numel() for p in _model(d).parameters())
+    for name in (str(out), out.name):
+        if name == out.name:
+            monkeypatch.chdir(tmp_path)
+        model = DetectionModel(name, verbose=False)
+        assert model.yaml["backbone"] == d["backbone"]
+        assert sum(p.numel() for p in model.parameters()) == n_params
+
+
 @pytest.mark.slow
 def test_scale_and_file_name(tmp_path):
     """--scale picks the scale; the file name must not contradict it, and a name without a letter still gets it."""
@@ -158,7 +349,8 @@ def test_scale_and_file_name(tmp_path):
     assert d["scale"] == "m"
     params = sum(p.numel() for p in _model(d).parameters())
 
-    with pytest.raises(swap.SwapError, match="reads scale 's' from this file name.*name it yolov8m-effv2.yaml"):
+    with pytest.raises(swap.SwapError, match="yolov8s-effv2.yaml: Ultralytics reads scale 's' from this file name.*"
+                                             "name it yolov8m-effv2.yaml"):
         swap.swap_to_files("yolov8s.yaml", tmp_path / "yolov8s-effv2.yaml", "effv2", scale="m")
     assert not list(tmp_path.iterdir())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,12 +11,15 @@ import torchvision
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel, load_checkpoint
 
-from conftest import PYTHON, run_cli  # noqa: E402  (tests/ is on sys.path under pytest)
+from conftest import run_cli  # noqa: E402  (tests/ is on sys.path under pytest)
 from effdet_plugin import load_pretrained_backbone
-from effdet_plugin.weights import PretrainedWeightsError, backbone_rows, torchvision_key_map
+from effdet_plugin.commands.cli import main
+from effdet_plugin.stages import BACKBONES
+from effdet_plugin.weights import PretrainedWeightsError, backbone_rows, convert, read_state_dict, save_checkpoint
+from effdet_plugin.weights import torchvision_key_map
 
-ROOT = Path(__file__).resolve().parents[1]
-B0_FREEZE = 8  # yolov5*_effb0.yaml: rows 0-7 are the backbone, SPPF is row 8
+B0_FREEZE = BACKBONES["effb0"].freeze  # yolov5*_effb0.yaml: rows 0-7 are the backbone, SPPF is row 8
+EXPECTS = "pretrained= / load_pretrained_backbone expects a torchvision EfficientNet state dict"
 
 
 @pytest.fixture(scope="module")
@@ -101,20 +105,104 @@ def test_classifier_is_ignored_and_backbone_only_dict_loads(b0):
     assert load_pretrained_backbone(b0_model(), sd, verbose=False) == 352
 
 
-@pytest.mark.parametrize("content", [None, b"", b"not a checkpoint, just text\n"], ids=["truncated", "empty", "text"])
-def test_unreadable_file(b0, tmp_path, content):
+@pytest.fixture(scope="module")
+def ultralytics_checkpoint(tmp_path_factory) -> Path:
+    """An untrained yolov5n detector saved as an Ultralytics checkpoint: the wrong kind of file for pretrained=."""
+    return save_checkpoint(YOLO("yolov5n.yaml"), tmp_path_factory.mktemp("ckpt") / "yolov5n-trained.pt")
+
+
+NOT_TORCH = "not a torch checkpoint/state dict"
+UNREADABLE = {  # file content -> what the message says it is
+    "truncated": (None, "a damaged torch checkpoint/state dict (truncated?)"),
+    "empty": (b"", f"an empty file, {NOT_TORCH}"),
+    "text": (b"not a checkpoint, just text\n", f"{NOT_TORCH} (a text file starting 'not a checkpoint"),
+    "yaml": (b"epochs: 3\nimgsz: 64\n", f"{NOT_TORCH} (a text file starting 'epochs: 3"),  # torch.load: IndexError
+    "binary": (bytes(range(1, 64)) * 4, f"{NOT_TORCH} (it starts with bytes 01 02 03"),
+}
+
+
+@pytest.mark.parametrize("kind", UNREADABLE)
+def test_unreadable_file(b0, tmp_path, kind):
+    """Whatever torch.load raises (UnpicklingError, EOFError, IndexError, KeyError...), one message says what it is."""
+    content, says = UNREADABLE[kind]
     path = tmp_path / "broken.pth"
     path.write_bytes(b0[1].read_bytes()[: b0[1].stat().st_size // 2] if content is None else content)
     model = b0_model()
     before = snapshot(model)
-    with pytest.raises(PretrainedWeightsError, match=r"broken\.pth: not a readable torch state dict \(truncated"):
+    with pytest.raises(PretrainedWeightsError) as e:
+        load_pretrained_backbone(model, path)
+    assert str(e.value).startswith(f"{path}: {says}") and len(str(e.value).splitlines()) == 1, str(e.value)
+    assert_untouched(model, before)
+    with pytest.raises(PretrainedWeightsError, match=re.escape(f"{path}: {says}")):
+        read_state_dict(path)
+
+
+def test_ultralytics_checkpoint_is_named(ultralytics_checkpoint, b0, tmp_path):
+    """A detection checkpoint given as ImageNet weights: said to be one, and what pretrained= expects instead."""
+    model = b0_model()
+    before = snapshot(model)
+    with pytest.raises(PretrainedWeightsError) as e:
+        load_pretrained_backbone(model, ultralytics_checkpoint)
+    msg = str(e.value)
+    assert msg.startswith(f"{ultralytics_checkpoint}: an Ultralytics detection checkpoint") and EXPECTS in msg
+    assert "truncated" not in msg and len(msg.splitlines()) == 1
+    assert_untouched(model, before)
+
+    # the same checkpoint with its model as a state dict (loadable with weights_only): the same diagnosis
+    sd_ckpt = tmp_path / "as_state_dict.pt"
+    torch.save({"model": DetectionModel("yolov5n.yaml", verbose=False).state_dict(), "train_args": {}}, sd_ckpt)
+    with pytest.raises(PretrainedWeightsError, match=re.escape(f"{sd_ckpt}: an Ultralytics detection checkpoint")
+                       + ".*" + re.escape(EXPECTS)):
+        load_pretrained_backbone(model, sd_ckpt)
+    assert_untouched(model, before)
+
+
+def test_pickled_model_is_not_a_state_dict(b0, tmp_path):
+    """torch.save(model) instead of torch.save(model.state_dict()): named, with the classes it holds."""
+    path = tmp_path / "whole_model.pth"
+    torch.save(torchvision.models.efficientnet_b0(weights=None), path)
+    model = b0_model()
+    before = snapshot(model)
+    with pytest.raises(PretrainedWeightsError, match=re.escape(f"{path}: holds pickled Python objects (")
+                       + ".*not a state dict of tensors.*save model.state_dict"):
         load_pretrained_backbone(model, path)
     assert_untouched(model, before)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
+def test_non_finite_weights_are_refused(b0, tmp_path, bad):
+    """A NaN/inf anywhere (even in a BatchNorm buffer) is refused, naming the file and the first such key."""
+    sd = {k: v.clone() for k, v in b0[0].items()}
+    first, later = "features.3.1.block.1.1.running_var", "features.6.0.block.0.0.weight"
+    sd[first].view(-1)[5] = bad
+    sd[later].view(-1)[0] = float("nan")
+    path = tmp_path / "diverged.pth"
+    torch.save(sd, path)
+    model = b0_model()
+    before = snapshot(model)
+    what = "NaN" if bad != bad else "inf"
+    with pytest.raises(PretrainedWeightsError) as e:
+        load_pretrained_backbone(model, path)
+    assert str(e.value) == f"{path}: tensor {first} holds {what} values; refusing non-finite weights"
+    assert_untouched(model, before)
+    with pytest.raises(PretrainedWeightsError, match=re.escape(f"state dict: tensor {first} holds {what}")):
+        load_pretrained_backbone(model, sd)
+    assert_untouched(model, before)
+
+
+def test_convert_writes_nothing_on_bad_weights(ultralytics_checkpoint, tmp_path):
+    """The converter (weights.convert) refuses a detection checkpoint as ImageNet weights and writes nothing."""
+    out = tmp_path / "x.pt"
+    with pytest.raises(PretrainedWeightsError, match=re.escape(f"{ultralytics_checkpoint}: an Ultralytics detection")):
+        convert("yolov5n_effb0.yaml", ultralytics_checkpoint, out, nc=3)
+    assert not list(tmp_path.iterdir())
 
 
 def test_missing_path_and_wrong_inputs(tmp_path, b0):
     with pytest.raises(FileNotFoundError, match="pretrained weights not found: .*nope.pth"):
         load_pretrained_backbone(b0_model(), tmp_path / "nope.pth")
+    with pytest.raises(PretrainedWeightsError, match=re.escape(f"{tmp_path}: is a folder")):
+        load_pretrained_backbone(b0_model(), tmp_path)
     with pytest.raises(PretrainedWeightsError, match=r"not a torchvision EfficientNet state dict .*conv1.weight"):
         load_pretrained_backbone(b0_model(), torchvision.models.resnet18(weights=None).state_dict())
     with pytest.raises(TypeError, match="expected an Ultralytics YOLO or DetectionModel"):
@@ -167,12 +255,11 @@ def test_yolo_train_cli_pretrained(b0, demo_data, tmp_path):
 
 @pytest.mark.slow
 def test_convert_tool_then_train(b0, demo_data, tmp_path):
-    """tools/convert_weights.py writes a checkpoint that training (`yolo train model=that.pt`) starts from."""
+    """`effdet-plugin convert-weights` writes a checkpoint that training (`yolo train model=that.pt`) starts from."""
     sd, path = b0
     out = tmp_path / "yolov5n_effb0-imagenet.pt"
-    tool = str(ROOT / "tools" / "convert_weights.py")
-    run_cli([PYTHON, tool, "--model", "yolov5n_effb0.yaml", "--weights", str(path), "--out", str(out), "--nc", "3"],
-            cwd=tmp_path)
+    run_cli(["effdet-plugin", "convert-weights", "--model", "yolov5n_effb0.yaml", "--weights", str(path), "--out",
+             str(out), "--nc", "3"], cwd=tmp_path)
     converted = load_checkpoint(out)[0]
     assert_backbone_equals(converted, sd)  # FP32, bit-exact
     assert converted.yaml["nc"] == 3 and len(backbone_rows(converted)) == B0_FREEZE
@@ -182,15 +269,21 @@ def test_convert_tool_then_train(b0, demo_data, tmp_path):
     assert_backbone_equals(load_checkpoint(tmp_path / "ft" / "weights" / "last.pt")[0], sd, atol=2e-3)
 
 
-def test_convert_tool_errors(b0, tmp_path, capsys):
-    """Wrong architecture: one error line, exit 2, nothing written."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("convert_weights", ROOT / "tools" / "convert_weights.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+@pytest.mark.parametrize("kind", ["architecture", "text", "ultralytics"])
+def test_convert_tool_errors(kind, b0, ultralytics_checkpoint, tmp_path, capsys):
+    """Wrong architecture, a text file, a detection checkpoint: one line naming the file, exit 2, nothing written."""
+    weights, says = {
+        "architecture": (b0[1], "found efficientnet_b0"),
+        "text": (tmp_path / "notes.pth", "not a torch checkpoint/state dict"),
+        "ultralytics": (ultralytics_checkpoint, "an Ultralytics detection checkpoint"),
+    }[kind]
+    if kind == "text":
+        weights.write_text("epochs: 3\n")
     out = tmp_path / "x.pt"
-    assert tool.main(["--model", "yolov5n_effv2-s.yaml", "--weights", str(b0[1]), "--out", str(out)]) == 2
+    argv = ["convert-weights", "--model", "yolov5n_effv2-s.yaml" if kind == "architecture" else "yolov5n_effb0.yaml",
+            "--weights", str(weights), "--out", str(out)]
+    assert main(argv) == 2
     err = capsys.readouterr().err
-    assert not out.exists() and list(tmp_path.iterdir()) == []
-    assert err.startswith("convert_weights: error:") and "found efficientnet_b0" in err and len(err.splitlines()) == 1
+    assert not out.exists() and list(tmp_path.iterdir()) == ([weights] if kind == "text" else [])
+    assert err.startswith(f"effdet-plugin convert-weights: error: {weights}: ") and says in err, err
+    assert len(err.splitlines()) == 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import re
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -26,15 +27,13 @@ import torch
 import yaml
 
 from effdet_plugin.atomic import atomic_open
+from effdet_plugin.routing import stride_of, walk
 from effdet_plugin.rows import model_source
+from effdet_plugin.stages import backbone_yamls
 
-# --backbone -> shipped YAML whose backbone section (rows up to and including SPPF) is grafted in
-BACKBONES = {
-    "effv2": "yolov5_effv2.yaml",  # EfficientNetV2-S stage table, scaled by the source's width/depth
-    "effv2-wide": "yolov5_effv2-wide.yaml",  # the same with 1.5x wider stride-16/32 stages, no stochastic depth
-    **{f"effv2-{v}": f"yolov5_effv2-{v}.yaml" for v in "sml"},  # exact torchvision backbones
-    **{f"effb{i}": f"yolov5_effb{i}.yaml" for i in range(8)},
-}
+# --backbone -> shipped YAML whose backbone section (rows up to and including SPPF) is grafted in: effv2 (the
+# EfficientNetV2-S stage table, scaled by the source's width/depth), effv2-wide, and the exact torchvision backbones
+BACKBONES: dict[str, str] = backbone_yamls()
 # --neck -> suffix of the shipped YAMLs whose head rows (minus Detect) are the neck; any one of them serves, as its rows
 # are re-pointed by stride, but the one made for the chosen backbone is preferred
 NECKS = {"keep": None, "bifpn": "_bifpn"}
@@ -43,6 +42,7 @@ STRIDES = (8, 16, 32)
 _PLUGIN_KEYS = ("drop_path", "bn_eps", "scale_backbone")  # top-level keys that act on the backbone rows
 _NEW_LAYER = "new neck layer, no source counterpart"
 _PROBE = 256  # input size of the stride probe; large enough to see a stride-64 (P6) layer
+_P6_STEMS = frozenset(f"yolov{d}{x}6" for x in "nsmlx" for d in (5, 8))  # yaml_model_load renames these to -p6
 _SUPPORTED = (
     "supported: detection models whose head ends in Detect on P3/P4/P5 (stride 8/16/32) backbone outputs, such as "
     "yolov3u, yolov5u, yolov8, yolov9, yolov10, yolo11, yolo12, yolo26 and YAMLs like them"
@@ -50,7 +50,12 @@ _SUPPORTED = (
 
 
 class SwapError(ValueError):
-    """The source cannot have its backbone swapped (one message says why and what is supported)."""
+    """The source cannot have its backbone swapped, or the output cannot be written (one line naming the file)."""
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:300]
 
 
 @dataclass
@@ -83,30 +88,40 @@ def _load_source(source) -> dict:
     register()
     if isinstance(source, dict):
         return deepcopy(source)
-    return tasks.yaml_model_load(source)  # the module attribute: the plugin's wrapper resolves shipped names
+    try:
+        d = tasks.yaml_model_load(source)  # the module attribute: the plugin's wrapper resolves shipped names
+    except (FileNotFoundError, SwapError):
+        raise
+    except Exception as e:  # YAML syntax and the like: one line naming the file
+        raise SwapError(f"{source}: cannot be read as a model YAML: {_first_line(e)}") from None
+    if not isinstance(d, dict):
+        raise SwapError(f"{source}: not a model YAML (it holds a {type(d).__name__}, not a mapping)")
+    return d
 
 
 def _probe_strides(d: dict) -> list[int | None]:
-    """Build the backbone rows of ``d`` and return each row's output stride (None where it is not one feature map)."""
+    """Return the output stride of each backbone row of ``d`` (None where it is not one feature map).
+
+    The whole model is parsed (a model with plugin rows must have its detection head to pass validation) and the
+    routing walk stops after the last backbone row.
+    """
     from ultralytics.nn import tasks
 
-    probe = {**deepcopy(d), "head": []}
+    probe = deepcopy(d)
     if probe.get("scales") and not probe.get("scale"):
         probe["scale"] = next(iter(probe["scales"]))  # strides do not depend on the scale; skip Ultralytics' warning
+    name = model_source(d)
     try:
         layers, _ = tasks.parse_model(probe, ch=3, verbose=False)
     except Exception as e:  # the source's own YAML error, reported with its file
-        raise SwapError(f"{model_source(d)}: the backbone does not build: {e}") from None
-    y, x, strides = [], torch.zeros(1, 3, _PROBE, _PROBE), []
-    with torch.no_grad():
-        for m in layers.eval():
-            if m.f != -1:
-                x = y[m.f] if isinstance(m.f, int) else [x if j == -1 else y[j] for j in m.f]
-            x = m(x)
-            y.append(x)
-            ok = isinstance(x, torch.Tensor) and x.dim() == 4 and _PROBE % x.shape[-1] == 0
-            strides.append(_PROBE // x.shape[-1] if ok else None)
-    return strides
+        message = _first_line(e)
+        raise SwapError(message if message.startswith(name) else f"{name}: the model does not build: {message}") \
+            from None
+    last = len(d["backbone"]) - 1
+    try:
+        return [stride_of(y, _PROBE) for _, _, y in walk(layers, torch.zeros(1, 3, _PROBE, _PROBE), stop=last)]
+    except Exception as e:
+        raise SwapError(f"{name}: the backbone does not run on a {_PROBE}x{_PROBE} input: {_first_line(e)}") from None
 
 
 def _backbone_refs(d: dict) -> dict[int, list[int]]:
@@ -174,7 +189,7 @@ def _new_backbone(backbone: str) -> _Backbone:
     rows = list(d["backbone"])
     sppf = [i for i, r in enumerate(rows) if r[2] == "SPPF"]
     rows = rows[: sppf[-1] + 1] if sppf else rows
-    strides = _probe_strides({**d, "backbone": rows})
+    strides = _probe_strides(d)[: len(rows)]
     taps = {s: max(i for i, v in enumerate(strides) if v == s) for s in STRIDES if s in strides}
     if strides[-1] != 32 or len(taps) != len(STRIDES):
         raise SwapError(f"{path}: backbone strides {strides} do not end in a P3/P4/P5 pyramid")
@@ -263,17 +278,17 @@ def _swap(d: dict, backbone: str, neck: str, scale: str | None) -> tuple[dict, d
     return out, moved
 
 
-def _build(d: dict, nc: int | None = None):
-    """Build ``d`` as a DetectionModel and check it is a P3/P4/P5 detector."""
+def _build(d: dict, source: str, nc: int | None = None):
+    """Build ``d`` (swapped from ``source``) as a DetectionModel and check it is a P3/P4/P5 detector."""
     from ultralytics.nn.tasks import DetectionModel
 
     try:
         model = DetectionModel(deepcopy(d), ch=3, nc=nc, verbose=False)
     except Exception as e:
-        raise SwapError(f"the swapped model does not build: {e}") from None
+        raise SwapError(f"{source}: the swapped model does not build: {_first_line(e)}") from None
     strides = [int(s) for s in model.stride.tolist()]
     if strides != list(STRIDES):
-        raise SwapError(f"the swapped model has strides {strides}, expected {list(STRIDES)}")
+        raise SwapError(f"{source}: the swapped model has strides {strides}, expected {list(STRIDES)}")
     return model
 
 
@@ -290,8 +305,9 @@ def swap_backbone(source, backbone: str = "effv2", neck: str = "keep", scale: st
         (dict): the swapped model dict (with a ``scale`` key when the source has ``scales:``); it is checked to build
             with strides [8, 16, 32].
     """
-    d, _ = _swap(_load_source(source), backbone, neck, scale)
-    _build(d)
+    src = _load_source(source)
+    d, _ = _swap(src, backbone, neck, scale)
+    _build(d, model_source(src))
     return d
 
 
@@ -313,14 +329,14 @@ def swap_checkpoint(source, backbone: str = "effv2", neck: str = "keep", scale: 
     try:
         src, ckpt = load_checkpoint(path)
     except Exception as e:
-        raise SwapError(f"{source}: not a loadable Ultralytics checkpoint: {e}") from None
+        raise SwapError(f"{source}: not a loadable Ultralytics checkpoint: {_first_line(e)}") from None
     if not isinstance(src, DetectionModel) or not isinstance(getattr(src, "yaml", None), dict):
         kind = type(src).__name__
         raise SwapError(f"{source}: holds a {kind}, not a detection model built from a YAML; {_SUPPORTED}")
     d = deepcopy(src.yaml)
     d["yaml_file"] = str(source)
     out, moved = _swap(d, backbone, neck, scale)
-    model = _build(out, nc=out.get("nc"))
+    model = _build(out, str(source), nc=out.get("nc"))
     model.names = dict(src.names)
     report = _transfer(src, model, moved)
     model.args = {**(getattr(src, "args", None) or {})}
@@ -381,7 +397,7 @@ def _file_scale(d: dict, out: Path) -> dict:
     if named:
         fixed = re.sub(r"(yolo(e-)?v?\d+)[nslmx]", lambda m: m.group(1) + scale, out.stem, count=1) + out.suffix
         raise SwapError(
-            f"{out.name}: Ultralytics reads scale {named!r} from this file name but the model is scale {scale!r}; "
+            f"{out}: Ultralytics reads scale {named!r} from this file name but the model is scale {scale!r}; "
             f"name it {fixed} or pass --scale {named}"
         )
     # No letter in the name: the loader falls back to the first scale, so list the chosen one first.
@@ -416,18 +432,74 @@ def _checkpoint_bytes(model, ckpt_args: dict, info: dict) -> bytes:
     return buffer.getvalue()
 
 
-def swap_to_files(source, out, backbone: str = "effv2", neck: str = "keep", scale: str | None = None) -> dict:
+def loaded_instead(path) -> str | None:
+    """The file Ultralytics' ``yaml_model_load`` reads when given the existing file ``path``, if not ``path`` itself.
+
+    Two of its rules rewrite a name before looking for it: a stem such as ``yolov8s6`` becomes ``yolov8s-p6`` (P6
+    models), and in a path that mentions yolov3/yolov5, ``u.yaml`` becomes ``.yaml`` (``check_yolov5u_filename``:
+    ``yolov5su.yaml`` loads ``yolov5s.yaml``, or Ultralytics' own ``yolov5.yaml``).
+    """
+    from ultralytics.utils.checks import check_yolov5u_filename
+
+    text = str(path)
+    p = Path(text)
+    if p.stem in _P6_STEMS:
+        return str(p.with_name(re.sub(r"(\d+)([nslmx])6(.+)?$", r"\1\2-p6\3", p.stem) + p.suffix))
+    if text != text.strip():
+        return text.strip()
+    new = check_yolov5u_filename(text, verbose=False)
+    return new if new != text else None
+
+
+def _check_name(out: Path, backbone: str) -> None:
+    """Refuse an output that Ultralytics would not load by its own name (as given, and as the bare file name)."""
+    from ultralytics.nn.tasks import guess_model_scale
+
+    for name in dict.fromkeys((str(out), out.name)):
+        instead = loaded_instead(name)
+        if instead is None:
+            continue
+        scale, stem = guess_model_scale(out), out.stem
+        candidates = [f"{stem}-{backbone}" if backbone not in stem else "", stem.removesuffix("u"), f"{stem}-swapped"]
+        fixed = next((c + out.suffix for c in candidates if c and loaded_instead(out.with_name(c + out.suffix)) is None
+                      and guess_model_scale(c + out.suffix) == scale), None)
+        given = "" if name == str(out) else f" given as {name}"
+        raise SwapError(f"{out}: Ultralytics' yaml_model_load reads this name{given} as {instead}, so it would not "
+                        f"load this file; {f'name it {fixed}' if fixed else 'choose another name'}")
+
+
+def _check_outputs(source, out: Path, pt: Path | None, force: bool) -> None:
+    """Refuse (before any work) an output that exists or is the source itself, unless ``force``."""
+    if force:
+        return
+    src = Path(str(source)) if isinstance(source, (str, Path)) else None
+    for target in (out, pt) if pt is not None else (out,):
+        if src is not None and src.exists() and target.exists() and os.path.samefile(src, target):
+            raise SwapError(f"{target}: is the source file itself; write to another name, or pass --force "
+                            f"(force=True) to replace the source")
+        if target.exists():
+            raise SwapError(f"{target}: already exists; pass --force (force=True) to overwrite it")
+
+
+def swap_to_files(source, out, backbone: str = "effv2", neck: str = "keep", scale: str | None = None,
+                  force: bool = False) -> dict:
     """Write the swapped ``out`` YAML (and ``out`` with suffix .pt for a checkpoint source); nothing on error.
+
+    An existing output (either file) or the source itself is refused unless ``force``; so is an output name that
+    Ultralytics would rename when loading it (``loaded_instead``), or whose scale letter contradicts the model's.
 
     Returns:
         (dict): ``{"yaml": Path, "pt": Path | None, "transfer": Transfer | None, "model": DetectionModel}``.
     """
     out = Path(out)
     if out.suffix not in (".yaml", ".yml"):
-        raise SwapError(f"output {out} must end in .yaml")
+        raise SwapError(f"{out}: the output must end in .yaml")
     if not out.parent.is_dir():
-        raise FileNotFoundError(f"output folder {out.parent} does not exist")
+        raise FileNotFoundError(f"{out}: output folder {out.parent} does not exist")
     is_pt = Path(str(source)).suffix == ".pt"
+    pt = out.with_suffix(".pt") if is_pt else None
+    _check_name(out, backbone)
+    _check_outputs(source, out, pt, force)
     header = f"effdet-plugin swap: {Path(str(source)).name} with backbone {backbone}, neck {neck}"
     if is_pt:
         d, model, report = swap_checkpoint(source, backbone, neck, scale)
@@ -440,13 +512,12 @@ def swap_to_files(source, out, backbone: str = "effv2", neck: str = "keep", scal
     if is_pt:
         info = {"source": str(source), "backbone": backbone, "neck": neck, "transferred": report.transferred}
         blob = _checkpoint_bytes(model, dict(model.args), info)
+    # The .pt is written inside the YAML's atomic write: if it fails, the YAML's temp file goes too.
     with atomic_open(out, "w", encoding="utf-8") as f:
         f.write(text)
-    pt = None
-    if blob is not None:
-        pt = out.with_suffix(".pt")
-        with atomic_open(pt, "wb") as f:
-            f.write(blob)
+        if blob is not None:
+            with atomic_open(pt, "wb") as g:
+                g.write(blob)
     return {"yaml": out, "pt": pt, "transfer": report, "model": model}
 
 
@@ -459,11 +530,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--neck", default="keep", choices=list(NECKS), help="keep the source neck (default) or use BiFPN")
     p.add_argument("--scale", choices=list("nsmlx"), help="scale letter for a source with scales: (default: its own)")
     p.add_argument("-o", "--output", required=True, help="output YAML (a .pt source also writes it with suffix .pt)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files (even the source itself)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``effdet-plugin swap``."""
-    res = swap_to_files(args.source, args.output, args.backbone, args.neck, args.scale)
+    res = swap_to_files(args.source, args.output, args.backbone, args.neck, args.scale, force=args.force)
     print(f"wrote {res['yaml']}")
     if res["pt"] is not None:
         print(res["transfer"])
