@@ -16,7 +16,7 @@ os.environ.setdefault("YOLO_VERBOSE", "False")
 @pytest.fixture(scope="session")
 def demo_data(tmp_path_factory) -> Path:
     """A tiny generated YOLO dataset (24 train / 8 val / 8 test images, 96 px); returns the data YAML path."""
-    from effdet_plugin.demo import make_demo_dataset
+    from effdet_plugin.commands.demo import make_demo_dataset
 
     return make_demo_dataset(tmp_path_factory.mktemp("demo"), n_train=24, n_val=8, n_test=8, imgsz=96, seed=0)
 

@@ -1,31 +1,29 @@
-"""tools/accuracy.py: end to end on tiny generated data, the COCO ground truth it scores against, one-line errors."""
+"""``effdet-plugin accuracy``: end to end on tiny generated data, the COCO ground truth it scores, one-line errors."""
 
 from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import PYTHON, run_cli
 
-from conftest import PYTHON
+from effdet_plugin.commands import cli
+from effdet_plugin.commands.accuracy import ROW_KEYS, AccuracyError, coco_ground_truth, eval_split, split_images
+from effdet_plugin.commands.coco_eval import image_files, load_annotations
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-sys.path.insert(0, str(TOOLS))
-
-from accuracy import ROW_KEYS, AccuracyError, coco_ground_truth, eval_split  # noqa: E402
+ACCURACY = [PYTHON, "-m", "effdet_plugin.commands.cli", "accuracy"]  # a fresh process: training leaves state behind
 
 
 @pytest.mark.slow
-def test_end_to_end_json(demo_data, tmp_path, cli):
+def test_end_to_end_json(demo_data, tmp_path, capsys, monkeypatch):
     out = tmp_path / "acc.json"
     args = ["--models", "yolov5n_effv2.yaml", "yolov5nu.yaml", "--data", str(demo_data), "--epochs", "1"]
     args += ["--imgsz", "64", "--seeds", "0", "--device", "cpu", "--batch", "8", "--workers", "0", "--repeats", "2"]
     args += ["--json", str(out), "--plot", "p.png"]
-    proc = cli([PYTHON, str(TOOLS / "accuracy.py"), *args], tmp_path, env={"OMP_NUM_THREADS": "1"})
+    proc = run_cli([*ACCURACY, *args], tmp_path, env={"OMP_NUM_THREADS": "1"})
     assert "running on CPU at reduced settings" in proc.stdout
     rows = json.loads(out.read_text())
     assert [r["model"] for r in rows] == ["yolov5n_effv2.yaml", "yolov5nu.yaml"]
@@ -45,32 +43,29 @@ def test_end_to_end_json(demo_data, tmp_path, cli):
     best = Path(rows[0]["runs"][0]["weights"])
     stamp = best.stat().st_mtime_ns
     again = tmp_path / "again.json"
-    cli(
-        [PYTHON, str(TOOLS / "accuracy.py"), *args, "--reuse", "--json", str(again)],
-        tmp_path,
-        env={"OMP_NUM_THREADS": "1"},
-    )
+    run_cli([*ACCURACY, *args, "--reuse", "--json", str(again)], tmp_path, env={"OMP_NUM_THREADS": "1"})
     assert best.stat().st_mtime_ns == stamp
     for old, new in zip(rows, json.loads(again.read_text())):
         assert new["map50_95"] == pytest.approx(old["map50_95"]) and new["train_s"] == pytest.approx(old["train_s"])
         assert new["runs"][0]["best_epoch"] == old["runs"][0]["best_epoch"]
     # the cost columns at another size than training (CPU trains small, deployment latency is wanted at full size)
     again = tmp_path / "big.json"
-    cli([PYTHON, str(TOOLS / "accuracy.py"), *args, "--reuse", "--latency-imgsz", "96", "--json", str(again)], tmp_path)
+    run_cli([*ACCURACY, *args, "--reuse", "--latency-imgsz", "96", "--json", str(again)], tmp_path)
     big = json.loads(again.read_text())
     assert [r["latency_imgsz"] for r in big] == [96, 96] and big[0]["imgsz"] == 64
     assert big[0]["gflops"] > rows[0]["gflops"] and big[0]["map50_95"] == pytest.approx(rows[0]["map50_95"])
-    cmd = [PYTHON, str(TOOLS / "accuracy.py"), *args, "--reuse"]
-    cmd[cmd.index("--epochs") + 1] = "2"
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stdout + proc.stderr
-    expect = r"^accuracy: error: --reuse: .*yolov5n_effv2_seed0 was trained with epochs=1, this recipe has 2"
-    assert re.search(expect, proc.stderr.strip()), proc.stderr
+    argv = ["accuracy", *args, "--reuse"]
+    argv[argv.index("--epochs") + 1] = "2"
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert cli.main(argv) == 2  # in this process: the refusal comes before any training
+    err = capsys.readouterr().err.strip()
+    expect = r"^effdet-plugin accuracy: error: --reuse: .*_seed0 was trained with epochs=1, this recipe has 2;"
+    assert re.search(expect, err) and len(err.splitlines()) == 1, err
     assert best.stat().st_mtime_ns == stamp
 
 
 def test_ground_truth_matches_labels(demo_data, tmp_path):
-    from coco_eval import image_files, load_annotations
     from pycocotools.coco import COCO
 
     ann, images = coco_ground_truth(demo_data, "test", tmp_path / "gt.json")
@@ -106,24 +101,46 @@ def test_eval_split_fallback_and_errors(demo_data, tmp_path):
         eval_split(tmp_path / "missing.yaml")
 
 
-@pytest.mark.slow
+def test_split_images_lists_as_ultralytics(demo_data, tmp_path):
+    """Folders are searched recursively, .txt lists resolve './' against their folder, non-images are skipped."""
+    val = sorted((demo_data.parent / "images" / "val").iterdir())
+    assert split_images(demo_data, "val") == val
+    nested = tmp_path / "nested" / "deeper"
+    listed = tmp_path / "listed"
+    nested.mkdir(parents=True)
+    listed.mkdir()
+    (nested / val[0].name).write_bytes(val[0].read_bytes())
+    (nested / "notes.md").write_text("not an image")
+    for p in val[1:4]:
+        (listed / p.name).write_bytes(p.read_bytes())
+    (tmp_path / "list.txt").write_text("".join(f"./listed/{p.name}\n" for p in val[1:4]))
+    data = {**yaml.safe_load(demo_data.read_text()), "val": str(nested.parent), "test": str(tmp_path / "list.txt")}
+    alt = tmp_path / "alt.yaml"
+    alt.write_text(yaml.safe_dump(data))
+    assert split_images(alt, "val") == [nested / val[0].name]
+    assert split_images(alt, "test") == [listed / p.name for p in val[1:4]]
+    (nested / val[0].name).unlink()
+    with pytest.raises(AccuracyError, match=r"alt\.yaml: 'val' split .*nested: no image files \(.*bmp, .*jpg") as e:
+        split_images(alt, "val")
+    assert len(str(e.value).splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     "case, match",
     [
-        ("no_split", r"^accuracy: error: data YAML .*bad\.yaml has no 'test' or 'val' split to score on"),
-        ("unknown_model", r"^accuracy: error: unknown model 'yolov5q_nonexistent\.yaml'"),
+        ("no_split", r"^effdet-plugin accuracy: error: data YAML .*bad\.yaml has no 'test' or 'val' split to score on"),
+        ("unknown_model", r"^effdet-plugin accuracy: error: unknown model 'yolov5q_nonexistent\.yaml'"),
     ],
 )
-def test_bad_input_one_line(demo_data, tmp_path, case, match):
+def test_bad_input_one_line(demo_data, tmp_path, capsys, monkeypatch, case, match):
     data = demo_data
     if case == "no_split":
         d = yaml.safe_load(demo_data.read_text())
         data = tmp_path / "bad.yaml"
         data.write_text(yaml.safe_dump({k: v for k, v in d.items() if k not in ("test", "val")}))
-    models = ["yolov5nu.yaml", "yolov5q_nonexistent.yaml" if case == "unknown_model" else "yolov5n_effv2.yaml"]
-    cmd = [PYTHON, str(TOOLS / "accuracy.py"), "--models", *models, "--data", str(data), "--device", "cpu"]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # one line, no traceback
-    assert re.search(match, proc.stderr.strip()), proc.stderr
+    models = ["yolov5q_nonexistent.yaml" if case == "unknown_model" else "yolov5n_effv2.yaml", "yolov5nu.yaml"]
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["accuracy", "--models", *models, "--data", str(data), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(match, err), err  # one line, no traceback
     assert not (tmp_path / "runs").exists()  # nothing trained

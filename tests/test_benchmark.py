@@ -1,42 +1,28 @@
-"""tools/benchmark.py: the real tool on a tiny setting writes valid JSON; bad input gives one clear line."""
+"""``effdet-plugin benchmark``: a tiny run writes valid JSON and a table; bad input gives one clear line."""
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import PYTHON, run_cli
+from effdet_plugin.commands import benchmark as bench
+from effdet_plugin.commands import cli
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-TOOL = TOOLS / "benchmark.py"
 REQUIRED = {"model", "params", "gflops", "latency_ms", "images_per_s", "imgsz", "batch", "device", "peak_mem_mb"}
 
 
-@pytest.fixture(scope="module")
-def bench():
-    """The tool imported as a module, as tools/accuracy.py does."""
-    sys.path.insert(0, str(TOOLS))
-    try:
-        import benchmark
-
-        yield benchmark
-    finally:
-        sys.path.remove(str(TOOLS))
-
-
 @pytest.mark.slow
-def test_tiny_run_writes_json(tmp_path):
+def test_tiny_run_writes_json(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "sub" / "bench.json"
-    args = [PYTHON, str(TOOL), "--models", "yolov5n_effv2.yaml", "yolov5nu.yaml", "--imgsz", "64", "--batch", "1", "2"]
+    args = ["benchmark", "--models", "yolov5n_effv2.yaml", "yolov5nu.yaml", "--imgsz", "64", "--batch", "1", "2"]
     args += ["--repeats", "1", "--warmup", "0", "--threads", "1", "--train", "--onnx", "--json", str(out)]
-    proc = run_cli(args, cwd=tmp_path, timeout=300, env={"OMP_NUM_THREADS": "1"})
+    assert cli.main([*args, "--no-progress"]) == 0
     rows = json.loads(out.read_text())
     assert [(r["model"], r["batch"]) for r in rows] == [
         ("yolov5n_effv2", 1), ("yolov5nu", 1), ("yolov5n_effv2", 2), ("yolov5nu", 2)
-    ]
+    ]  # fmt: skip
     for r in rows:
         assert REQUIRED <= r.keys(), r
         assert r["imgsz"] == 64 and r["device"] == "cpu" and r["threads"] == 1
@@ -45,8 +31,24 @@ def test_tiny_run_writes_json(tmp_path):
     assert rows[0]["latency_ms_ratio"] == 1.0 and rows[2]["onnx_ms_ratio"] == 1.0
     assert rows[1]["latency_ms_ratio"] == pytest.approx(rows[1]["latency_ms"] / rows[0]["latency_ms"])
     assert rows[0]["params"] != rows[1]["params"]  # two different models were really built
-    assert "yolov5n_effv2" in proc.stdout and "x first" in proc.stdout  # the printed table
+    table = capsys.readouterr().out
+    assert "yolov5n_effv2" in table and "x first" in table and "train img/s" in table and "onnx(ms)" in table
     assert [p.name for p in out.parent.iterdir()] == ["bench.json"]  # atomic write left no temp file
+
+
+def test_table_columns_and_alignment():
+    rows = [
+        {"model": "a", "imgsz": 64, "batch": 1, "params": 2.5e6, "gflops": 0.5, "latency_ms": 10.0,
+         "latency_ms_ratio": 1.0, "images_per_s": 100.0, "extra_mem_mb": 3.0},
+        {"model": "longer_name", "imgsz": 64, "batch": 1, "params": 12.25e6, "gflops": 1.25, "latency_ms": 5.0,
+         "latency_ms_ratio": 0.5, "images_per_s": 200.0, "extra_mem_mb": 0.0},
+    ]  # fmt: skip
+    lines = bench.table(rows).splitlines()
+    assert lines[0].split() == ["model", "imgsz", "batch", "params(M)", "GFLOPs", "latency(ms)", "x", "first", "img/s",
+                                "mem+(MB)"]  # fmt: skip
+    assert lines[2].split() == ["longer_name", "64", "1", "12.25", "1.25", "5.00", "0.50", "200.0", "0"]
+    assert len({len(x) for x in lines}) == 1  # one width: names padded right, figures padded left
+    assert lines[1].startswith("a          ") and lines[1].endswith(" 3")
 
 
 @pytest.mark.parametrize(
@@ -58,30 +60,23 @@ def test_tiny_run_writes_json(tmp_path):
         (["--models", "yolov5nu.yaml", "--device", "7"], "device '7' is not available"),
         (["--models", "yolov5nu.yaml", "--half"], "--half needs a CUDA device"),
         (["--models", "yolov5nu.yaml", "--imgsz", "100"], "imgsz must be multiples of 32"),
+        (["--models", "yolov5nu.yaml", "--threads", "0"], "--threads must be a positive integer, got 0"),
     ],
 )
-def test_bad_input_one_line(bench, capsys, tmp_path, monkeypatch, argv, expected):
+def test_bad_input_one_line(capsys, tmp_path, monkeypatch, argv, expected):
     monkeypatch.chdir(tmp_path)
-    assert bench.main([*argv, "--no-progress"]) == 2
+    assert cli.main(["benchmark", *argv, "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("benchmark: error:") and expected in err[0], err
+    assert len(err) == 1 and err[0].startswith("effdet-plugin benchmark: error:") and expected in err[0], err
+    assert list(tmp_path.iterdir()) == []  # nothing written, nothing downloaded
 
 
-@pytest.mark.slow
-def test_bad_model_exit_status(tmp_path):
-    """The script itself exits non-zero with the one-line message (no traceback)."""
-    import subprocess
-
-    proc = subprocess.run([PYTHON, str(TOOL), "--models", "nope.yaml"], cwd=tmp_path, capture_output=True, text=True)
-    assert proc.returncode == 2 and "unknown model 'nope.yaml'" in proc.stderr and "Traceback" not in proc.stderr
-
-
-def test_cpu_latency_importable(bench):
+def test_cpu_latency_importable():
     ms = bench.cpu_latency({"a": "yolov5n_effv2.yaml", "b": "yolov5nu.yaml"}, imgsz=64, repeats=1, warmup=0, threads=1)
     assert set(ms) == {"a", "b"} and all(v > 0 for v in ms.values())
 
 
-def test_fused_model_matches_unfused(bench):
+def test_fused_model_matches_unfused():
     import torch
 
     model = bench.load_model("yolov5n_effv2.yaml").eval()
@@ -92,7 +87,7 @@ def test_fused_model_matches_unfused(bench):
     assert not any(hasattr(m, "bn") for m in fused.modules())  # every BatchNorm folded
 
 
-def test_write_json_atomic_replaces(bench, tmp_path):
+def test_write_json_atomic_replaces(tmp_path):
     f = tmp_path / "rows.json"
     f.write_text("old")
     bench.write_json([{"model": "x"}], f)

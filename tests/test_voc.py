@@ -1,7 +1,8 @@
-"""Pascal VOC -> YOLO converter: exact round trip of generated annotations, deterministic split, one-line errors."""
+"""Pascal VOC -> YOLO converter: exact round trip, deterministic split, boxes outside the image, one-line errors."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from effdet_plugin.voc import read_voc, voc_to_yolo
-from conftest import PYTHON
+from effdet_plugin.commands import cli
+from effdet_plugin.commands.voc import read_voc, voc_to_yolo
 
 CLASSES = ("raccoon", "dog", "cat")
 
@@ -66,7 +67,9 @@ def read_labels(data_yaml: Path) -> tuple[dict, dict[str, str], dict[str, np.nda
 
 def test_round_trip_exact(tmp_path):
     truth = make_voc(tmp_path / "voc", n=20)
-    data_yaml = voc_to_yolo(tmp_path / "voc", tmp_path / "yolo", split=(0.6, 0.2, 0.2), seed=3)
+    done = voc_to_yolo(tmp_path / "voc", tmp_path / "yolo", split=(0.6, 0.2, 0.2), seed=3)
+    data_yaml = done.data_yaml
+    assert done.images == {"train": 12, "val": 4, "test": 4} and done.dropped == 0
     data, split_of, rows = read_labels(data_yaml)
     names = [data["names"][i] for i in range(len(data["names"]))]
     assert names == sorted(CLASSES)  # every class name kept, ids in sorted-name order
@@ -86,9 +89,9 @@ def test_split_deterministic_and_loadable(tmp_path):
     from ultralytics.data.utils import check_det_dataset
 
     make_voc(tmp_path / "voc", n=20)
-    a = read_labels(voc_to_yolo(tmp_path / "voc", tmp_path / "a", seed=1))[1]
-    b = read_labels(voc_to_yolo(tmp_path / "voc", tmp_path / "b", seed=1))[1]
-    c = read_labels(voc_to_yolo(tmp_path / "voc", tmp_path / "c", seed=2))[1]
+    a = read_labels(voc_to_yolo(tmp_path / "voc", tmp_path / "a", seed=1).data_yaml)[1]
+    b = read_labels(voc_to_yolo(tmp_path / "voc", tmp_path / "b", seed=1).data_yaml)[1]
+    c = read_labels(voc_to_yolo(tmp_path / "voc", tmp_path / "c", seed=2).data_yaml)[1]
     assert a == b and a != c
     data = check_det_dataset(str(tmp_path / "a" / "data.yaml"))  # Ultralytics reads the result as a dataset
     assert data["nc"] == 3 and Path(data["test"]).is_dir()
@@ -107,7 +110,7 @@ def test_clip_difficult_and_split_minimum(tmp_path):
     assert len(read_voc(src / "a.xml", src, keep_difficult=True)["names"]) == 2
     with pytest.raises(ValueError, match=r"leaves 0 train / 2 val; need >= 1 each"):
         voc_to_yolo(src, tmp_path / "bad", split=(0.0, 1.0, 0.0))
-    data_yaml = voc_to_yolo(src, tmp_path / "out", split=(0.5, 0.5, 0.0))
+    data_yaml = voc_to_yolo(src, tmp_path / "out", split=(0.5, 0.5, 0.0)).data_yaml
     data, split_of, rows = read_labels(data_yaml)
     assert "test" not in data and sorted(split_of) == ["a", "b"]
     np.testing.assert_allclose(rows["a"], [[0, 0.5, 0.5, 1.0, 0.6]], atol=1e-6)  # clipped to the image
@@ -149,11 +152,44 @@ def test_bad_input(tmp_path, case, error, match):
         voc_to_yolo(src, tmp_path / "out", split=split, names=names)
 
 
-@pytest.mark.slow
-def test_cli(tmp_path, cli):
+def test_boxes_outside_the_image(tmp_path, capsys, monkeypatch):
+    """Wholly outside (each side, and touching an edge from outside): dropped and counted; partly outside: clipped."""
+    src = tmp_path / "voc"
+    (src / "images").mkdir(parents=True)
+    w, h = 100, 50
+    outside = [(-30, 10, -5, 20), (105, 10, 130, 20), (10, -40, 20, -1), (10, 50, 20, 70), (-20, 5, 0, 15)]
+    partly = [(90, 40, 120, 70), (-10, -10, 10, 10)]
+    for stem in ("a", "b", "c"):
+        cv2.imwrite(str(src / "images" / f"{stem}.jpg"), np.zeros((h, w, 3), np.uint8))
+    objects = [("cat", b) for b in outside[:3] + partly[:1]]
+    (src / "a.xml").write_text(_voc_xml("a.jpg", w, h, objects))
+    (src / "b.xml").write_text(_voc_xml("b.jpg", w, h, [("dog", b) for b in outside[3:] + partly[1:]]))
+    (src / "c.xml").write_text(_voc_xml("c.jpg", w, h, [("dog", (10, 10, 30, 30))]))
+
+    record = read_voc(src / "a.xml", src)
+    assert record["dropped"] == 3 and record["names"] == ["cat"]
+    np.testing.assert_array_equal(record["xyxy"], [partly[0]])  # kept as written, clipped when written out
+
+    done = voc_to_yolo(src, tmp_path / "out", split=(1 / 3, 1 / 3, 1 / 3))
+    assert done.dropped == 5 and [x.name for x in done.dropped_in] == ["a.xml", "b.xml"]
+    rows = read_labels(done.data_yaml)[2]
+    np.testing.assert_allclose(rows["a"], [[0, 0.95, 0.9, 0.1, 0.2]], atol=1e-6)  # (90, 40, 100, 50)
+    np.testing.assert_allclose(rows["b"], [[1, 0.05, 0.1, 0.1, 0.2]], atol=1e-6)  # (0, 0, 10, 10)
+    assert all(r[3] > 0 and r[4] > 0 for r in np.concatenate(list(rows.values())))  # no degenerate label
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["voc2yolo", "voc", "again", "--split", "0.34", "0.33", "0.33"]) == 0
+    out = capsys.readouterr().out
+    assert "dropped 5 boxes lying wholly outside their image (a.xml, b.xml)" in out
+
+
+def test_cli(tmp_path, capsys, monkeypatch):
     make_voc(tmp_path / "voc", n=10)
-    proc = cli([PYTHON, "-m", "effdet_plugin.cli", "voc2yolo", "voc", "yolo", "--split", "0.8", "0.1", "0.1"], tmp_path)
-    assert "train 8, val 1, test 1 images" in proc.stdout
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["voc2yolo", "voc", "yolo", "--split", "0.8", "0.1", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "train 8, val 1, test 1 images" in out and "dropped" not in out
     assert (tmp_path / "yolo" / "data.yaml").is_file()
-    with pytest.raises(AssertionError, match=r"effdet-plugin voc2yolo: error: output folder .* is not empty"):
-        cli([PYTHON, "-m", "effdet_plugin.cli", "voc2yolo", "voc", "yolo"], tmp_path)
+    assert cli.main(["voc2yolo", "voc", "yolo"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.match(r"effdet-plugin voc2yolo: error: output folder .* is not empty$", err[0]), err

@@ -1,6 +1,6 @@
 """Accuracy per cost: train detectors with one recipe, score them on held-out data with pycocotools, one table.
 
-    python tools/accuracy.py --models yolov5s_effv2.yaml yolov5su.yaml --data DATA.yaml --epochs 60 --imgsz 640 \
+    effdet-plugin accuracy --models yolov5s_effv2.yaml yolov5su.yaml --data DATA.yaml --epochs 60 --imgsz 640 \
         --seeds 0 1 --device 0 --json out.json [--batch 16] [--workers 4] [--pretrained] [--project runs/accuracy] \
         [--reuse]
 
@@ -19,19 +19,17 @@ import argparse
 import csv
 import os
 import statistics
-import sys
 from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import yaml
 
 from effdet_plugin.atomic import atomic_open, write_json
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling tools, also when imported from elsewhere
-
-from benchmark import BenchmarkError, benchmark, load_model, resolve_device  # noqa: E402
-from coco_eval import CocoEvalError, evaluate  # noqa: E402
+from effdet_plugin.commands.benchmark import benchmark, load_model, resolve_device
+from effdet_plugin.commands.coco_eval import evaluate
+from effdet_plugin.commands.table import format_table
 
 GPU_RECIPE = {"imgsz": 640, "epochs": 60, "seeds": [0, 1]}  # what a conclusive comparison needs
 CPU_RECIPE = {"imgsz": 320, "epochs": 10, "seeds": [0]}  # default when no GPU: indicative only
@@ -69,29 +67,33 @@ def dataset(data_yaml: str | Path) -> dict:
 
     try:
         return check_det_dataset(str(data_yaml))
-    except Exception as e:  # SyntaxError/FileNotFoundError/TypeError... with multi-line, emoji-laden text
+    except Exception as e:  # noqa: BLE001  SyntaxError/FileNotFoundError/TypeError..., multi-line, emoji-laden
         first = next((x.strip() for x in str(e).splitlines() if x.strip()), type(e).__name__)
         raise AccuracyError(f"data YAML {data_yaml}: {first}") from None
 
 
 def split_images(data_yaml: str | Path, split: str) -> list[Path]:
-    """Return the image files of ``split`` as Ultralytics lists them (folders searched recursively, or .txt lists)."""
+    """Return the image files of ``split`` exactly as Ultralytics' training/validation datasets list them.
+
+    The listing is ``BaseDataset.get_img_files`` itself (folders searched recursively, ``.txt`` lists with ``./``
+    lines relative to the list), called without building a dataset: building one would read every label and write
+    ``.cache`` files beside them. The method reads only ``prefix`` and ``fraction`` from its instance.
+    """
+    from ultralytics.data.base import BaseDataset
     from ultralytics.data.utils import IMG_FORMATS
 
     data = dataset(data_yaml)  # paths resolved against 'path:' exactly as training does
-    entries = data[split] if isinstance(data[split], list) else [data[split]]
-    files = []
-    for entry in map(Path, entries):
-        if entry.is_dir():
-            files += [f for f in entry.rglob("*") if f.suffix[1:].lower() in IMG_FORMATS]
-        elif entry.is_file():  # a .txt list; './' lines are relative to the list's folder
-            lines = [x.strip() for x in entry.read_text().splitlines() if x.strip()]
-            files += [entry.parent / x[2:] if x.startswith("./") else Path(x) for x in lines]
+    listing = SimpleNamespace(prefix="", fraction=1.0)  # the whole split
+    try:
+        files = BaseDataset.get_img_files(listing, data[split])
+    except FileNotFoundError as e:  # Ultralytics' text spans lines and ends in a help link; its cause says what failed
+        cause = e.__cause__ or e
+        if isinstance(cause, AssertionError):  # the listing came back empty
+            why = f"no image files ({', '.join(sorted(IMG_FORMATS))})"
         else:
-            raise AccuracyError(f"{data_yaml}: '{split}' path {entry} not found")
-    if not files:
-        raise AccuracyError(f"{data_yaml}: '{split}' split has no images")
-    return sorted(files)
+            why = next((x.strip() for x in str(cause).splitlines() if x.strip()), type(cause).__name__)
+        raise AccuracyError(f"{data_yaml}: '{split}' split {data[split]}: {why}") from None
+    return sorted(map(Path, files))
 
 
 def coco_ground_truth(data_yaml: str | Path, split: str, out: str | Path) -> tuple[Path, Path]:
@@ -250,7 +252,7 @@ def make_rows(cost: list[dict], runs: dict[str, list[dict]], args: argparse.Name
     return rows
 
 
-def format_table(rows: list[dict]) -> str:
+def table(rows: list[dict]) -> str:
     """Return ``rows`` as an aligned text table: cost columns, then accuracy as mean ± sample std over seeds."""
 
     def pm(mean, sd):
@@ -271,9 +273,7 @@ def format_table(rows: list[dict]) -> str:
         ]
         for r in rows
     ]
-    widths = [max(len(x) for x in col) for col in zip(header, *cells)]
-    line = lambda xs: "  ".join(x.rjust(w) if i else x.ljust(w) for i, (x, w) in enumerate(zip(xs, widths)))  # noqa
-    return "\n".join([line(header)] + [line(c) for c in cells])
+    return format_table(header, cells)
 
 
 def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
@@ -302,9 +302,9 @@ def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
     return path
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse the command line."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+# ------------------------------------------------------------------------------- effdet-plugin accuracy
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``accuracy`` options to ``p``."""
     p.add_argument("--models", nargs="+", required=True, help="model YAML names/paths or .pt files; first = reference")
     p.add_argument("--data", required=True, help="dataset YAML with train, val and (preferably) test splits")
     p.add_argument("--epochs", type=int, help="training epochs (default 60 on GPU, 10 on CPU)")
@@ -322,10 +322,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=20, help="timed rounds of the latency measurement (default 20)")
     p.add_argument("--json", default=None, help="write the rows to this JSON file (rewritten after every run)")
     p.add_argument("--plot", default=None, help="save mAP50-95 against CPU latency to this PNG (needs matplotlib)")
-    return p.parse_args(argv)
 
 
-def run(args: argparse.Namespace) -> list[dict]:
+def sweep(args: argparse.Namespace) -> list[dict]:
     """Measure cost, train and score every model for every seed; return the rows (also written to ``--json``)."""
     split = eval_split(args.data)
     dataset(args.data)  # train/val present, paths exist: fail before any work
@@ -383,22 +382,13 @@ def run(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run from the command line; return the exit status (2 for bad input)."""
-    args = parse_args(argv)
-    try:
-        rows = run(args)
-    except (AccuracyError, BenchmarkError, CocoEvalError) as e:
-        print(f"accuracy: error: {e}", file=sys.stderr)
-        return 2
+def run(args: argparse.Namespace) -> int:
+    """Run the sweep, print the table, write ``--json``/``--plot``; bad input raises ``AccuracyError`` (exit 2)."""
+    rows = sweep(args)
     print(f"\nscored on the '{rows[0]['eval_split']}' split; mAP as mean ± sample std over seeds {args.seeds}")
-    print(format_table(rows))
+    print(table(rows))
     if args.json:
         print(f"wrote {args.json}")
     if args.plot:
         print(f"wrote {plot(rows, args.plot)}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,12 +1,13 @@
 """Measure detectors side by side in one process: params, GFLOPs, latency, memory, training and ONNX speed.
 
-    python tools/benchmark.py --models yolov5s_effv2.yaml yolov5su.yaml --imgsz 320 640 --batch 1 8 --device cpu \
+    effdet-plugin benchmark --models yolov5s_effv2.yaml yolov5su.yaml --imgsz 320 640 --batch 1 8 --device cpu \
         [--half] [--train] [--onnx] [--threads N] [--repeats R] [--warmup W] --json out.json
 
 Every model is timed once per round, in an order that rotates each round, so machine drift hits all models alike; the
 first ``--warmup`` rounds are discarded and the figure is the median of the remaining ``--repeats``. Inference runs on
-the fused model (``model.fuse()``) in eval mode under ``torch.inference_mode()``. Other scripts import the measuring
-functions (``benchmark``, ``cpu_latency``, ``time_inference``, ...) to time models the same way.
+the fused model (``model.fuse()``) in eval mode under ``torch.inference_mode()``. Other code imports the measuring
+functions (``benchmark``, ``cpu_latency``, ``time_inference``, ...) from ``effdet_plugin.commands.benchmark`` to time
+models the same way.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable
 
 import torch
 from torch import nn
 
 from effdet_plugin.atomic import write_json
+from effdet_plugin.commands.table import format_table
 
 # Which row fields the table shows: (key, header, format); ratio columns are added for the keys in RATIO_KEYS.
 COLUMNS = (
@@ -58,7 +61,7 @@ def known_model_names() -> tuple[list[str], list[str]]:
 
     import ultralytics
 
-    from effdet_plugin.registry import model_yaml_dir
+    from effdet_plugin.paths import model_yaml_dir
 
     def names(folder: Path) -> list[str]:
         out = []
@@ -68,7 +71,7 @@ def known_model_names() -> tuple[list[str], list[str]]:
                 continue
             m = re.match(r"(\D*\d+)(.*)$", f.stem)
             if "\nscales:" in text and m:
-                letters = ",".join(re.findall(r"^\s+([nslmx]):", text.split("\nscales:")[1], re.M))
+                letters = ",".join(re.findall(r"^\s+([nslmx]):", text.split("\nscales:")[1], re.MULTILINE))
                 out.append(f"{m[1]}{{{letters}}}{m[2]}.yaml")
             else:
                 out.append(f.name)
@@ -187,8 +190,9 @@ class PeakMemory:
     def _cpu_now_peak(self) -> tuple[float, float]:
         rss, hwm = self._status_kb("VmRSS"), self._status_kb("VmHWM")
         if rss is None or hwm is None:  # not Linux: psutil RSS and the lifetime peak from getrusage
-            import psutil
             import resource
+
+            import psutil
 
             rss = psutil.Process().memory_info().rss / 1024
             hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform == "darwin" else 1)
@@ -524,7 +528,7 @@ def benchmark(
     return rows
 
 
-def format_table(rows: list[dict]) -> str:
+def table(rows: list[dict]) -> str:
     """Return ``rows`` as an aligned text table with each ratio column (x first model) after its value."""
     cols = [c for c in COLUMNS if any(c[0] in r for r in rows)]
     header, cells = [], []
@@ -540,14 +544,12 @@ def format_table(rows: list[dict]) -> str:
             if key in RATIO_KEYS:
                 line.append("" if v is None else f"{r[key + '_ratio']:.2f}")
         cells.append(line)
-    widths = [max(len(x) for x in col) for col in zip(header, *cells)]
-    fmt_line = lambda xs: "  ".join(x.rjust(w) if i else x.ljust(w) for i, (x, w) in enumerate(zip(xs, widths)))  # noqa
-    return "\n".join([fmt_line(header)] + [fmt_line(c) for c in cells])
+    return format_table(header, cells)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse the command line."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+# ------------------------------------------------------------------------------- effdet-plugin benchmark
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``benchmark`` options to ``p``."""
     p.add_argument("--models", nargs="+", required=True, help="model YAML names/paths or .pt files; first = baseline")
     p.add_argument("--imgsz", nargs="+", type=int, default=[640], help="square image sizes (multiples of 32)")
     p.add_argument("--batch", nargs="+", type=int, default=[1], help="batch sizes")
@@ -560,39 +562,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="discarded rounds before timing")
     p.add_argument("--json", default=None, help="write the rows to this JSON file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark from the command line; return the exit status (2 for bad input)."""
-    args = parse_args(argv)
-    os.environ.setdefault("YOLO_OFFLINE", "1")  # a benchmark never downloads
-    try:
-        if args.threads is not None and args.threads < 1:
-            raise BenchmarkError(f"--threads must be a positive integer, got {args.threads}")
-        if args.warmup < 0:
-            raise BenchmarkError(f"--warmup must be >= 0, got {args.warmup}")
-        rows = benchmark(
-            args.models,
-            args.imgsz,
-            args.batch,
-            args.device,
-            half=args.half,
-            train=args.train,
-            onnx=args.onnx,
-            repeats=args.repeats,
-            warmup=args.warmup,
-            threads=args.threads,
-            progress=not args.no_progress,
-        )
-    except BenchmarkError as e:
-        print(f"benchmark: error: {e}", file=sys.stderr)
-        return 2
-    print(format_table(rows))
+def run(args: argparse.Namespace) -> int:
+    """Benchmark, print the table, write ``--json``; bad input raises ``BenchmarkError`` (one line, exit 2)."""
+    # read by Ultralytics when it is first imported, which is below: a benchmark never downloads
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    if args.threads is not None and args.threads < 1:
+        raise BenchmarkError(f"--threads must be a positive integer, got {args.threads}")
+    if args.warmup < 0:
+        raise BenchmarkError(f"--warmup must be >= 0, got {args.warmup}")
+    rows = benchmark(
+        args.models,
+        args.imgsz,
+        args.batch,
+        args.device,
+        half=args.half,
+        train=args.train,
+        onnx=args.onnx,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads,
+        progress=not args.no_progress,
+    )
+    print(table(rows))
     if args.json:
         print(f"wrote {write_json(rows, args.json, indent=2)}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

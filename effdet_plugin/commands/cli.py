@@ -6,27 +6,63 @@ import argparse
 import importlib
 import sys
 
+from effdet_plugin.hosts.unavailable import PluginUnavailableError
+
+DESCRIPTION = "EfficientNet backbones and a BiFPN neck for YOLO (Ultralytics, YOLOv5): data, models, weights, speed and mAP."
+
 # subcommand -> (module, one-line help)
 COMMANDS = {
     "demo-data": ("effdet_plugin.commands.demo", "write the generated demo dataset (YOLO layout + data.yaml)"),
     "swap": ("effdet_plugin.commands.swap", "replace the backbone of a detection YAML or checkpoint with an EfficientNet one"),
     "voc2yolo": ("effdet_plugin.commands.voc", "convert Pascal VOC xml + images to a YOLO dataset with a train/val/test split"),
-}
+    "benchmark": ("effdet_plugin.commands.benchmark", "time detectors side by side: params, GFLOPs, latency, memory, training and ONNX speed"),
+    "coco-eval": ("effdet_plugin.commands.coco_eval", "COCO mAP of a detector on a COCO-format dataset, computed by pycocotools"),
+    "accuracy": ("effdet_plugin.commands.accuracy", "train detectors with one recipe and tabulate held-out mAP against cost"),
+    "convert-weights": ("effdet_plugin.commands.convert_weights", "write a checkpoint whose EfficientNet backbone holds torchvision ImageNet weights"),
+    "bifpn-weights": ("effdet_plugin.commands.bifpn_weights", "print every BiFPN fusion node's normalized input weights"),
+    "yaml": ("effdet_plugin.commands.export_yaml", "write a shipped model YAML (Ultralytics or classic YOLOv5 format) to a file"),
+}  # fmt: skip
+
+# Bad input, reported as one line and exit status 2. Each command's own error class (BenchmarkError, CocoEvalError,
+# AccuracyError, PretrainedWeightsError, ...) derives from ValueError, so this tuple covers them all.
+USER_ERRORS = (FileNotFoundError, ValueError, PluginUnavailableError)
+
+
+def _chosen(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv``: the top-level parser takes no option besides -h, so the first word."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Return the parser; only ``command``'s module is imported (for its options), so ``--help`` and every other
+    subcommand keep working when one module is slow to import or broken."""
+    parser = argparse.ArgumentParser(prog="effdet-plugin", description=DESCRIPTION)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=module)
+        if name == command:
+            mod = importlib.import_module(module)
+            if mod.__doc__:  # its usage examples, laid out as written
+                p.description = mod.__doc__.strip()
+                p.formatter_class = argparse.RawDescriptionHelpFormatter
+            mod.add_arguments(p)
+    return parser
+
+
+def _one_line(e: BaseException) -> str:
+    """The first non-blank line of an error (Ultralytics' own errors add help links and blank lines)."""
+    return next((x.strip() for x in str(e).splitlines() if x.strip()), type(e).__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``effdet-plugin`` command line and return its exit status."""
-    parser = argparse.ArgumentParser(prog="effdet-plugin", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, (module, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
-        p.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(p)
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_chosen(argv)).parse_args(argv)
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
-    except (FileNotFoundError, ValueError) as e:  # user errors: one line, no traceback
-        print(f"effdet-plugin {args.command}: error: {e}", file=sys.stderr)
+    except USER_ERRORS as e:  # one line, no traceback
+        print(f"effdet-plugin {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
 
 

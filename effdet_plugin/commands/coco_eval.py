@@ -1,11 +1,12 @@
 """COCO mAP of any Ultralytics detector on a COCO-format dataset, computed by pycocotools.
 
-    python tools/coco_eval.py --weights best.pt --ann instances_val.json --images images/val --out runs/coco_eval \
+    effdet-plugin coco-eval --weights best.pt --ann instances_val.json --images images/val --out runs/coco_eval \
         [--imgsz 640] [--batch 16] [--conf 0.001] [--iou 0.7] [--max-det 300] [--device cpu|0]
 
 Images go through Ultralytics' own predictor (letterbox, NMS, boxes scaled back to original pixels); the tool writes
 ``OUT/predictions.json`` (COCO results format) and ``OUT/metrics.json`` (the 12 COCOeval statistics) and prints
-pycocotools' summary. Other scripts call ``evaluate(weights, ann, images, out, ...) -> dict``; see docs/coco_eval.md.
+pycocotools' summary. Other code calls ``effdet_plugin.commands.coco_eval.evaluate(weights, ann, images, out, ...)``,
+which returns the statistics as a dict; see docs/coco_eval.md.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -259,7 +261,7 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     shape = {im["id"]: (im["height"], im["width"]) for im in coco.dataset["images"]}
     rows, seen, resized = [], set(), []
-    args = dict(imgsz=imgsz, batch=batch, conf=conf, iou=iou, max_det=max_det, device=device)
+    args = {"imgsz": imgsz, "batch": batch, "conf": conf, "iou": iou, "max_det": max_det, "device": device}
     for r in predict(model, list(files), out, **args):
         image_id = files[str(Path(r.path).absolute())]
         seen.add(image_id)
@@ -287,9 +289,9 @@ def evaluate(
     return metrics
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point; returns the exit status."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+# ------------------------------------------------------------------------------- effdet-plugin coco-eval
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``coco-eval`` options to ``p``."""
     p.add_argument("--weights", required=True, help="Ultralytics checkpoint or exported model")
     p.add_argument("--ann", required=True, help="COCO annotation JSON (instances_*.json style)")
     p.add_argument("--images", required=True, help="folder holding the images named by the annotation file_name")
@@ -300,16 +302,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold")
     p.add_argument("--max-det", type=int, default=300)
     p.add_argument("--device", default=None, help="cpu, 0, 0,1, ... (default: Ultralytics' choice)")
-    a = p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate as the options say; bad input raises ``CocoEvalError`` (one line, exit 2)."""
+    a = args
     if a.imgsz < 32 or a.batch < 1 or a.max_det < 1 or not (0 <= a.conf <= 1 and 0 < a.iou <= 1):
-        p.error("need --imgsz >= 32, --batch >= 1, --max-det >= 1, 0 <= --conf <= 1 and 0 < --iou <= 1")
-    try:
-        evaluate(a.weights, a.ann, a.images, a.out, a.imgsz, a.batch, a.conf, a.iou, a.max_det, a.device)
-    except CocoEvalError as e:
-        print(f"coco_eval: error: {e}", file=sys.stderr)
-        return 2
+        raise CocoEvalError(
+            f"need --imgsz >= 32, --batch >= 1, --max-det >= 1, 0 <= --conf <= 1 and 0 < --iou <= 1; got --imgsz "
+            f"{a.imgsz}, --batch {a.batch}, --max-det {a.max_det}, --conf {a.conf}, --iou {a.iou}"
+        )
+    from effdet_plugin import register
+
+    register()  # a checkpoint of a plugin model needs the plugin's rows, also with auto-activation off
+    evaluate(a.weights, a.ann, a.images, a.out, a.imgsz, a.batch, a.conf, a.iou, a.max_det, a.device)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,8 @@
 
 Layout read (raccoon_dataset, labelImg, VOCdevkit): ``SRC/**/*.xml`` and the images they name, looked up in
 ``SRC/images``, ``SRC/JPEGImages``, beside the xml, then in ``SRC`` itself. Box corners are taken as written (no
-1-pixel VOC offset) and clipped to the image, as Ultralytics' ``xyxy2xywhn(clip=True)`` does.
+1-pixel VOC offset) and clipped to the image, as Ultralytics' ``xyxy2xywhn(clip=True)`` does; a box lying wholly
+outside its image (nothing left after clipping) is dropped and counted, never written as a zero-size label.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 import os
 import shutil
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +58,12 @@ def _find_image(src: Path, xml: Path, filename: str | None) -> Path:
 
 
 def read_voc(xml: str | Path, src: str | Path | None = None, keep_difficult: bool = False) -> dict:
-    """Parse one VOC annotation; return ``{"image": Path, "width", "height", "names": [...], "xyxy": (n, 4) array}``.
+    """Parse one VOC annotation; return ``{"image": Path, "width", "height", "names": [...], "xyxy": (n, 4) array,
+    "dropped": int}``.
 
     Objects marked ``<difficult>1</difficult>`` are skipped unless ``keep_difficult`` (as Ultralytics' VOC.yaml does).
+    Boxes are returned as written; those wholly outside the image are left out and counted in ``dropped`` (a partly
+    outside box is kept, to be clipped when written).
     """
     xml = Path(xml)
     try:
@@ -76,7 +81,7 @@ def read_voc(xml: str | Path, src: str | Path | None = None, keep_difficult: boo
     if w <= 0 or h <= 0:  # some tools write 0x0 sizes: read the image instead
         with Image.open(image) as im:
             w, h = im.size
-    names, boxes = [], []
+    names, boxes, dropped = [], [], 0
     for obj in root.iter("object"):
         if not keep_difficult and (obj.findtext("difficult") or "0").strip() == "1":
             continue
@@ -86,9 +91,14 @@ def read_voc(xml: str | Path, src: str | Path | None = None, keep_difficult: boo
         box = [_number(bnd, k, xml) for k in ("xmin", "ymin", "xmax", "ymax")]
         if box[2] <= box[0] or box[3] <= box[1]:
             raise ValueError(f"{xml}: box {box} of {obj.findtext('name')!r} has xmax <= xmin or ymax <= ymin")
-        names.append(_text(obj, "name", xml))
+        name = _text(obj, "name", xml)
+        if box[2] <= 0 or box[3] <= 0 or box[0] >= w or box[1] >= h:  # clipping would leave no area
+            dropped += 1
+            continue
+        names.append(name)
         boxes.append(box)
-    return {"image": image, "width": w, "height": h, "names": names, "xyxy": np.array(boxes, np.float64).reshape(-1, 4)}
+    xyxy = np.array(boxes, np.float64).reshape(-1, 4)
+    return {"image": image, "width": w, "height": h, "names": names, "xyxy": xyxy, "dropped": dropped}
 
 
 def split_counts(n: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:
@@ -109,6 +119,16 @@ def _place(image: Path, target: Path) -> None:
         shutil.copy2(image, target)
 
 
+@dataclass
+class Conversion:
+    """What ``voc_to_yolo`` wrote: the data YAML, images per split, and the boxes it dropped (wholly outside)."""
+
+    data_yaml: Path
+    images: dict[str, int]  # split -> image count
+    dropped: int = 0  # boxes lying wholly outside their image
+    dropped_in: list[Path] = field(default_factory=list)  # the xml files those boxes came from
+
+
 def voc_to_yolo(
     src: str | Path,
     dst: str | Path,
@@ -116,12 +136,13 @@ def voc_to_yolo(
     seed: int = 0,
     names: list[str] | None = None,
     keep_difficult: bool = False,
-) -> Path:
-    """Convert every VOC xml under ``src`` into a YOLO dataset at ``dst``; return ``dst/data.yaml``.
+) -> Conversion:
+    """Convert every VOC xml under ``src`` into a YOLO dataset at ``dst``; return what was written.
 
     Writes ``dst/images/{train,val[,test]}`` (hard links, else copies), matching ``labels/`` (an empty file for an image
     without objects) and ``data.yaml``. The split is a seeded permutation of the xml files sorted by path, so one seed
-    gives one split. Class ids follow ``names`` when given, else the sorted class names found.
+    gives one split. Class ids follow ``names`` when given, else the sorted class names found. Boxes partly outside
+    their image are clipped; boxes wholly outside are dropped and counted in ``Conversion.dropped``.
     """
     src, dst = Path(src).resolve(), Path(dst).resolve()
     if not src.is_dir():
@@ -163,7 +184,9 @@ def voc_to_yolo(
     path = dst / "data.yaml"
     with atomic_open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump(data, f, sort_keys=False)
-    return path
+    dropped_in = [x for x, r in zip(xmls, records) if r["dropped"]]
+    dropped = sum(r["dropped"] for r in records)
+    return Conversion(path, {s: len(idx) for s, idx in splits.items()}, dropped, dropped_in)
 
 
 # ------------------------------------------------------------------------------- effdet-plugin voc2yolo SRC DST
@@ -177,8 +200,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    path = voc_to_yolo(args.src, args.dst, tuple(args.split), args.seed, args.names, args.keep_difficult)
-    data = yaml.safe_load(path.read_text())
-    sizes = ", ".join(f"{s} {len(list((path.parent / 'labels' / s).iterdir()))}" for s in SPLITS if s in data)
-    print(f"{path}  ({sizes} images; classes {list(data['names'].values())})")
+    """Convert and print the data YAML, split sizes, classes and any dropped boxes."""
+    done = voc_to_yolo(args.src, args.dst, tuple(args.split), args.seed, args.names, args.keep_difficult)
+    data = yaml.safe_load(done.data_yaml.read_text())
+    sizes = ", ".join(f"{s} {n}" for s, n in done.images.items())
+    print(f"{done.data_yaml}  ({sizes} images; classes {list(data['names'].values())})")
+    if done.dropped:
+        where = ", ".join(x.name for x in done.dropped_in[:5]) + (", ..." if len(done.dropped_in) > 5 else "")
+        print(f"dropped {done.dropped} boxes lying wholly outside their image ({where})")
     return 0
