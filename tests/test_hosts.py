@@ -352,3 +352,15 @@ def test_broken_variable_entry_warns_once_and_others_register(monkeypatch, user_
         effdet_plugin.unregister_module("Plain")
         effdet_plugin.unregister_module("Ghosty")
         effdet_plugin.unregister_module("StridedBlock")
+
+
+def test_unsupported_ultralytics_is_one_clear_error(monkeypatch):
+    """Another Ultralytics line: built-in models still build, plugin rows get one message with the range."""
+    import ultralytics
+
+    from effdet_plugin import UnsupportedUltralyticsError
+
+    monkeypatch.setattr(ultralytics, "__version__", "9.0.0")
+    assert sum(p.numel() for p in DetectionModel("yolov8n.yaml", verbose=False).parameters()) > 3_000_000
+    with pytest.raises(UnsupportedUltralyticsError, match=r"supports ultralytics >=8.4.0,<8.5.0, found 9.0.0"):
+        DetectionModel("yolov5n_effv2.yaml", verbose=False)

@@ -8,30 +8,13 @@ message that names the variable.
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 from types import ModuleType
 
-DISABLE = "EFFDET_PLUGIN_DISABLE"
+from effdet_plugin.hosts.unavailable import PluginDisabledError, disabled, disabled_error  # noqa: F401  (re-exported)
+
 YOLOV5_MODULES = ("models.yolo", "yolov5.models.yolo")  # a clone of the repo, the pip package
-
-
-class PluginDisabledError(RuntimeError):
-    """A plugin model was loaded while ``EFFDET_PLUGIN_DISABLE`` is set."""
-
-
-def disabled() -> bool:
-    """Whether ``EFFDET_PLUGIN_DISABLE`` turns auto-activation off."""
-    return os.environ.get(DISABLE, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def disabled_error(what: str) -> PluginDisabledError:
-    """The message for a plugin model met while the plugin is off."""
-    return PluginDisabledError(
-        f"{what}, but effdet-plugin is disabled ({DISABLE}={os.environ.get(DISABLE, '')}); unset {DISABLE} "
-        f"or call effdet_plugin.register() first"
-    )
 
 
 def register() -> None:

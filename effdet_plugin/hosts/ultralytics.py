@@ -21,6 +21,7 @@ from torch import nn
 
 from effdet_plugin import assemble, progressive, user_modules
 from effdet_plugin.assemble import HostRules, Scaling
+from effdet_plugin.hosts.unavailable import UnsupportedUltralyticsError, disabled_error
 from effdet_plugin.hosts.rebind import original, rebind
 from effdet_plugin.paths import model_yaml_dir
 from effdet_plugin.rows import HostNames, MultiInputRow, RowKind, SameWidthRow, key_error, uses_plugin
@@ -30,10 +31,6 @@ HEADS = frozenset({"Detect", "v10Detect", "Segment", "Segment26", "Pose", "Pose2
                    "YOLOESegment", "YOLOESegment26", "WorldDetect"})
 _ENGINE = ("ultralytics.nn", "ultralytics.engine.model", "ultralytics.engine.trainer")  # import the names by name
 _ACT = re.compile(r"^(?:torch\.)?nn\.([A-Za-z_][A-Za-z0-9_]*)\((.*)\)$")
-
-
-class UnsupportedUltralyticsError(RuntimeError):
-    """The installed ultralytics is outside the range this adapter was tested on."""
 
 
 def check_version() -> None:
@@ -173,8 +170,6 @@ def _yaml_model_load_wrapper(yaml_model_load):
 
 def _disabled_yaml_model_load_wrapper(yaml_model_load):
     def yaml_model_load_disabled(path):
-        from effdet_plugin.hosts.activate import disabled_error
-
         if resolve_shipped(path) is not None:
             raise disabled_error(f"{path} is an effdet-plugin model")
         d = yaml_model_load(path)
