@@ -24,7 +24,7 @@ from effdet_plugin.assemble import HostRules, Scaling
 from effdet_plugin.hosts.unavailable import UnsupportedUltralyticsError, disabled_error
 from effdet_plugin.hosts.rebind import original, rebind
 from effdet_plugin.paths import model_yaml_dir
-from effdet_plugin.rows import HostNames, MultiInputRow, RowKind, SameWidthRow, key_error, uses_plugin
+from effdet_plugin.rows import HostNames, MultiInputRow, RowKind, SameWidthRow, key_error, kinds, uses_plugin
 
 SUPPORTED = ">=8.4.0,<8.5.0"
 HEADS = frozenset({"Detect", "v10Detect", "Segment", "Segment26", "Pose", "Pose26", "OBB", "OBB26", "YOLOEDetect",
@@ -226,6 +226,9 @@ def _load_checkpoint_wrapper(load_checkpoint):
     def load_checkpoint_with_plugin(weight, *args, **kwargs):
         if is_torchvision_file(weight):
             return backbone_donor(weight, load_checkpoint), None
+        # a checkpoint pickles plugin (and users') modules: registering them allow-lists them for restricted loading
+        kinds()
+        user_modules.load()
         return load_checkpoint(weight, *args, **kwargs)
 
     load_checkpoint_with_plugin.__wrapped__ = load_checkpoint
