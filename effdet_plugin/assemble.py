@@ -65,7 +65,7 @@ class HostRules(ABC):
     @abstractmethod
     def standin(self, kind: RowKind, f, c2: int | None) -> tuple[str, list]:
         """A built-in ``(module, args)`` row whose output width, as the host computes it, is ``c2`` (for a
-        same-width row: its input's width)."""
+        same-width row: its input's width). ``ValueError``: the host cannot carry ``c2`` (reported with the row)."""
 
     @abstractmethod
     def activation(self, d: dict) -> nn.Module | None:
@@ -110,7 +110,10 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
     standin = dict(d)
     swapped = list(rows)
     for i, kind in ours.items():
-        module, args = host.standin(kind, rows[i][0], plan[i][0])
+        try:
+            module, args = host.standin(kind, rows[i][0], plan[i][0])
+        except ValueError as e:  # a width the host's parser cannot carry to the next row
+            raise row_error(d, i, rows[i], str(e)) from None
         swapped[i] = [rows[i][0], 1, module, args]
     standin["backbone"], standin["head"] = swapped[:n_backbone], swapped[n_backbone:]
 

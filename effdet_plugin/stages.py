@@ -3,7 +3,8 @@
 One table per family, as torchvision's ``_efficientnet_conf`` writes them (``partial(MBConvConfig, ...)`` rows):
 EfficientNet-B0 (B1..B7 derived by compound scaling with torchvision's own ``adjust_channels``/``adjust_depth``),
 EfficientNetV2-S/M/L, and the ``-wide`` variant derived from V2-S. Every YAML in ``models_yaml/`` is rendered from
-these tables (``MODEL_YAMLS``); regenerate after editing a table with
+these tables (``MODEL_YAMLS``; the classic YOLOv5 files in ``models_yaml/yolov5/`` with ``effdet_plugin.classic``'s
+header and keys); regenerate after editing a table with
 
     python -m effdet_plugin.stages          # rewrite the YAMLs
     python -m effdet_plugin.stages --check  # exit 1 if any committed YAML is stale
@@ -21,6 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
+from effdet_plugin import classic
 from effdet_plugin.atomic import atomic_open
 from effdet_plugin.bifpn import PHI_BY_SCALE, bifpn_size
 from effdet_plugin.paths import model_yaml_dir
@@ -219,8 +221,9 @@ def _backbone_rows(table: Table) -> list[str]:
     return rows
 
 
-def pan_head(p3: int, p4: int, sppf: int) -> str:
-    """YOLOv5's v6.0 PAN head on taps ``p3``, ``p4`` and the SPPF row (Ultralytics ``Detect``)."""
+def pan_head(p3: int, p4: int, sppf: int, detect: str = "nc") -> str:
+    """YOLOv5's v6.0 PAN head on taps ``p3``, ``p4`` and the SPPF row (``detect``: the Detect row's args; Ultralytics'
+    ``nc``, classic YOLOv5's ``nc, anchors``)."""
     h = sppf + 1
     return f"""\
 # YOLOv5 v6.0 head
@@ -243,22 +246,23 @@ head:
   - [[-1, {h}], 1, Concat, [1]] # cat head P5
   - [-1, 3, C3, [1024, False]] # {h + 13} (P5/32-large)
 
-  - [[{h + 7}, {h + 10}, {h + 13}], 1, Detect, [nc]] # Detect(P3, P4, P5)
+  - [[{h + 7}, {h + 10}, {h + 13}], 1, Detect, [{detect}]] # Detect(P3, P4, P5)
 """
 
 
-def bifpn_head(p3: int, p4: int, sppf: int) -> str:
-    """A BiFPN row on taps ``p3``, ``p4`` and the SPPF row, three ``Level`` rows and ``Detect``."""
+def bifpn_head(p3: int, p4: int, sppf: int, detect: str = "nc", phi: str = "bifpn_phi") -> str:
+    """A BiFPN row on taps ``p3``, ``p4`` and the SPPF row, three ``Level`` rows and ``Detect`` (``detect``, ``phi``:
+    the Detect row's args and the BiFPN's phi as written)."""
     h = sppf + 1
     return f"""\
 # BiFPN neck: [[P3, P4, P5], 1, BiFPN, [phi, fusion mode]] -> [P3, P4, P5]; Level [k] picks output k
 head:
-  - [[{p3}, {p4}, {sppf}], 1, BiFPN, [bifpn_phi, fastattn]] # {h}
+  - [[{p3}, {p4}, {sppf}], 1, BiFPN, [{phi}, fastattn]] # {h}
   - [{h}, 1, Level, [0]] # {h + 1} (P3/8-small)
   - [{h}, 1, Level, [1]] # {h + 2} (P4/16-medium)
   - [{h}, 1, Level, [2]] # {h + 3} (P5/32-large)
 
-  - [[{h + 1}, {h + 2}, {h + 3}], 1, Detect, [nc]] # Detect(P3, P4, P5)
+  - [[{h + 1}, {h + 2}, {h + 3}], 1, Detect, [{detect}]] # Detect(P3, P4, P5)
 """
 
 
@@ -270,8 +274,6 @@ def _bifpn_phi_line() -> str:
 
 def render_yaml(spec: ModelYaml) -> str:
     """Return the model YAML text of ``spec``."""
-    p3, p4, _ = spec.table.taps
-    sppf = len(spec.table.stages) + 1
     bb = spec.exact
     what = f"torchvision's {bb.torchvision} feature extractor" if bb else spec.header.splitlines()[0]
     neck = "YOLOv5 (v6.0 PAN head, Ultralytics Detect)" if spec.neck == "pan" else "BiFPN neck + Ultralytics Detect"
@@ -291,13 +293,24 @@ def render_yaml(spec: ModelYaml) -> str:
     keys += "".join(f"  {k}: [{d:.2f}, {w:.2f}, {m}]\n" for k, (d, w, m) in SCALES.items())
     if spec.neck == "bifpn":
         keys += _bifpn_phi_line()
-    head = (pan_head if spec.neck == "pan" else bifpn_head)(p3, p4, sppf)
-    return (
-        "\n".join(f"# {line}".rstrip() for line in header)
-        + "\n\n" + keys
-        + "\n# [from, repeats, module, [c_out, kernel, stride, expansion, se_ratio]]\nbackbone:\n"
-        + "\n".join(_backbone_rows(spec.table)) + "\n\n" + head
-    )
+    return "\n".join(f"# {line}".rstrip() for line in header) + "\n\n" + keys + _rows_text(spec.table, spec.neck)
+
+
+def _rows_text(table: Table, neck: str, detect: str = "nc", phi: str = "bifpn_phi") -> str:
+    """A model YAML's backbone and head rows (``detect``, ``phi``: the Detect row's args, the BiFPN's phi as written)."""
+    p3, p4, _ = table.taps
+    sppf = len(table.stages) + 1
+    head = pan_head(p3, p4, sppf, detect) if neck == "pan" else bifpn_head(p3, p4, sppf, detect, phi)
+    return ("\n# [from, repeats, module, [c_out, kernel, stride, expansion, se_ratio]]\nbackbone:\n"
+            + "\n".join(_backbone_rows(table)) + "\n\n" + head)
+
+
+def render_classic(spec: classic.ClassicYaml) -> str:
+    """The classic YOLOv5 YAML ``spec``: ``effdet_plugin.classic``'s header and keys, then the rows of its
+    Ultralytics-format source file with ``Detect [nc, anchors]`` and the scale's BiFPN phi."""
+    src = MODEL_YAMLS[spec.ultralytics_file]
+    rows = _rows_text(src.table, src.neck, detect=classic.DETECT_ARGS, phi=str(spec.phi))
+    return classic.render(spec, rows, src.table.taps, src.drop_path)
 
 
 def _exact_header(bb: Backbone) -> str:
@@ -388,23 +401,32 @@ def imagenet_top1(bb: Backbone) -> dict[str, float]:
             for w in get_model_weights(bb.torchvision)}
 
 
+def generated_yamls() -> dict[str, str]:
+    """Every generated YAML, path relative to the YAML folder -> text: ``MODEL_YAMLS`` (Ultralytics format), then the
+    classic YOLOv5 files (``classic.CLASSIC_YAMLS``, in ``yolov5/``)."""
+    return {**{f: render_yaml(spec) for f, spec in MODEL_YAMLS.items()},
+            **{f"{classic.FOLDER}/{f}": render_classic(spec) for f, spec in classic.CLASSIC_YAMLS.items()}}
+
+
 def stale_yamls(folder: Path) -> list[Path]:
-    """Return the generated YAMLs in ``folder`` that are missing or differ from ``render_yaml``."""
-    return [folder / f for f, spec in MODEL_YAMLS.items()
-            if not (folder / f).is_file() or (folder / f).read_text(encoding="utf-8") != render_yaml(spec)]
+    """Return the generated YAMLs in ``folder`` that are missing or differ from what the tables generate."""
+    return [folder / f for f, text in generated_yamls().items()
+            if not (folder / f).is_file() or (folder / f).read_text(encoding="utf-8") != text]
 
 
 def write_yamls(folder: Path) -> list[Path]:
     """(Re)write every generated YAML into ``folder`` atomically; return the files that changed."""
+    texts = generated_yamls()
     changed = stale_yamls(folder)
     for path in changed:
         with atomic_open(path, "w", encoding="utf-8") as f:
-            f.write(render_yaml(MODEL_YAMLS[path.name]))
+            f.write(texts[path.relative_to(folder).as_posix()])
     return changed
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Regenerate the shipped model YAMLs (``--check``: only report stale ones, exit 1 if any)."""
+    """Regenerate the shipped model YAMLs, classic YOLOv5 ones in yolov5/ included (``--check``: only report stale
+    ones, exit 1 if any)."""
     parser = argparse.ArgumentParser(prog="python -m effdet_plugin.stages", description=main.__doc__)
     parser.add_argument("--check", action="store_true", help="do not write; exit 1 if a YAML is stale")
     parser.add_argument("--dir", type=Path, default=model_yaml_dir(), help="YAML folder (default: %(default)s)")

@@ -32,6 +32,7 @@ from effdet_plugin import assemble, user_modules
 from effdet_plugin.assemble import HostRules, Scaling
 from effdet_plugin.hosts.rebind import original, rebind, undo
 from effdet_plugin.hosts.ultralytics import parse_activation
+from effdet_plugin.hosts.unavailable import disabled_error
 from effdet_plugin.rows import (
     HostNames,
     MultiInputRow,
@@ -232,8 +233,6 @@ def _parse_model_wrapper(module: ModuleType):
 def _disabled_parse_model_wrapper(parse_model):
     def parse_model_disabled(d, ch):
         if uses_plugin(d):
-            from effdet_plugin.hosts.activate import disabled_error
-
             d = _with_source(d)
             raise disabled_error(f"{d.get('yaml_file') or 'the model YAML'} uses effdet-plugin rows")
         return parse_model(d, ch)

@@ -1,0 +1,447 @@
+"""Classic YOLOv5 host: the adapter (hosts/yolov5.py), the classic YAMLs (classic.py) and ``effdet-plugin yaml``.
+
+The first tests run here. The rest run the real pip package ``yolov5`` 7.0.14 in its own virtual environment, in
+subprocesses (so auto-activation is what is tested): make one with ``bash tools/setup_yolov5_env.sh DIR`` and set
+``EFFDET_YOLOV5_PYTHON=DIR/bin/python``; without it they are skipped. ``EFFDET_YOLOV5_REPO=PATH`` (a clone of
+ultralytics/yolov5, run with that same python) adds the clone's train.py/val.py/detect.py/export.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import subprocess
+import textwrap
+import types
+from pathlib import Path
+
+import pytest
+import yaml
+from torch import nn
+
+from effdet_plugin import classic
+from effdet_plugin.bifpn import PHI_BY_SCALE, bifpn_size
+from effdet_plugin.commands import export_yaml
+from effdet_plugin.hosts import yolov5 as host
+from effdet_plugin.paths import model_yaml_dir
+from effdet_plugin.rows import ModelRowError
+from effdet_plugin.stages import SCALES, main, stale_yamls
+
+PY = os.environ.get("EFFDET_YOLOV5_PYTHON")
+REPO = os.environ.get("EFFDET_YOLOV5_REPO")
+needs_package = pytest.mark.skipif(
+    not PY, reason="EFFDET_YOLOV5_PYTHON is unset: the yolov5 pip package runs in its own venv "
+                   "(bash tools/setup_yolov5_env.sh DIR, then EFFDET_YOLOV5_PYTHON=DIR/bin/python)")
+needs_clone = pytest.mark.skipif(
+    not (PY and REPO), reason="EFFDET_YOLOV5_REPO (a clone of ultralytics/yolov5) and EFFDET_YOLOV5_PYTHON are needed")
+CLASSIC = model_yaml_dir() / classic.FOLDER
+
+
+# ------------------------------------------------------------------------------------------- here: YAMLs, command
+def test_classic_yamls_follow_the_tables():
+    """Ten files: EfficientNetV2-S rows as the Ultralytics file, YOLOv5's multipliers and anchors, Detect [nc, anchors],
+    and for BiFPN the phi of the scale."""
+    unified = {n: yaml.safe_load((model_yaml_dir() / n).read_text()) for n in ("yolov5_effv2.yaml",
+                                                                              "yolov5_effv2_bifpn.yaml")}
+    assert sorted(p.name for p in CLASSIC.glob("*.yaml")) == sorted(classic.CLASSIC_YAMLS) and len(classic.CLASSIC_YAMLS) == 10
+    for name, spec in classic.CLASSIC_YAMLS.items():
+        d = yaml.safe_load((CLASSIC / name).read_text(encoding="ascii", errors="ignore"))  # as YOLOv5 reads it
+        assert (d["depth_multiple"], d["width_multiple"]) == classic.SCALES[spec.scale] == SCALES[spec.scale][:2]
+        assert d["anchors"] == [list(a) for a in classic.ANCHORS] and "scales" not in d
+        assert d["backbone"] == unified[spec.ultralytics_file]["backbone"]
+        assert d["head"][-1][2:] == ["Detect", ["nc", "anchors"]]
+        if spec.neck == "bifpn":
+            assert d["head"][0][2:] == ["BiFPN", [PHI_BY_SCALE[spec.scale], "fastattn"]]
+            assert f"width {bifpn_size(PHI_BY_SCALE[spec.scale])[0]}" in (CLASSIC / name).read_text()
+        else:
+            assert [r[2] for r in d["head"]] == [r[2] for r in unified["yolov5_effv2.yaml"]["head"]]
+
+
+def test_one_command_regenerates_and_checks_the_classic_files(tmp_path, capsys):
+    assert stale_yamls(model_yaml_dir()) == []
+    assert main(["--dir", str(tmp_path)]) == 0 and (tmp_path / "yolov5" / "yolov5s_effv2.yaml").is_file()
+    (tmp_path / "yolov5" / "yolov5m_effv2_bifpn.yaml").write_text("stale\n")
+    capsys.readouterr()
+    assert main(["--check", "--dir", str(tmp_path)]) == 1
+    assert "yolov5m_effv2_bifpn.yaml" in capsys.readouterr().out
+    assert main(["--dir", str(tmp_path)]) == 0 and stale_yamls(tmp_path) == []
+
+
+def _args(name, output=None, fmt="ultralytics", force=False):
+    return argparse.Namespace(name=name, output=output, format=fmt, force=force)
+
+
+def test_yaml_command_writes_refuses_and_suggests(tmp_path, capsys):
+    out = tmp_path / "models" / "yolov5s_effv2.yaml"
+    assert export_yaml.run(_args("yolov5s_effv2.yaml", out, "yolov5")) == 0
+    assert out.read_text() == (CLASSIC / "yolov5s_effv2.yaml").read_text()
+    out.write_text("mine\n")
+    with pytest.raises(ValueError, match="exists; pass --force"):
+        export_yaml.run(_args("yolov5s_effv2.yaml", out, "yolov5"))
+    assert out.read_text() == "mine\n"
+    assert export_yaml.run(_args("yolov5s_effv2", out, "yolov5", force=True)) == 0  # .yaml optional
+    assert out.read_text() == (CLASSIC / "yolov5s_effv2.yaml").read_text()
+    with pytest.raises(ValueError, match=r"unknown --format yolov5 model 'yolov5s_efv2'; did you mean 'yolov5s_effv2\.yaml'"):
+        export_yaml.run(_args("yolov5s_efv2", tmp_path / "x.yaml", "yolov5"))
+    with pytest.raises(ValueError, match="it is a --format ultralytics model"):
+        export_yaml.run(_args("yolov5_effb0.yaml", tmp_path / "x.yaml", "yolov5"))
+    # Ultralytics format: the file with every scale; a scale-lettered name picks the unified file
+    capsys.readouterr()
+    assert export_yaml.run(_args("yolov5s_effv2_bifpn.yaml", tmp_path / "yolov5s_effv2_bifpn.yaml")) == 0
+    assert (tmp_path / "yolov5s_effv2_bifpn.yaml").read_text() == (model_yaml_dir() / "yolov5_effv2_bifpn.yaml").read_text()
+    assert "note:" not in capsys.readouterr().out
+    assert export_yaml.run(_args("yolov5s_effv2_bifpn.yaml", tmp_path / "mine.yaml")) == 0
+    assert "scale letter" in capsys.readouterr().out  # mine.yaml would train at the first scale: say so
+    assert not list(tmp_path.glob("x.yaml"))
+
+
+def test_yaml_command_through_the_cli(tmp_path, capsys):
+    from effdet_plugin.commands import cli
+
+    if "yaml" not in cli.COMMANDS:
+        pytest.skip("the 'yaml' subcommand is not registered in effdet_plugin.commands.cli yet")
+    out = tmp_path / "y.yaml"
+    assert cli.main(["yaml", "yolov5n_effv2_bifpn.yaml", "--format", "yolov5", "-o", str(out)]) == 0
+    assert cli.main(["yaml", "yolov5n_effv2_bifpn.yaml", "--format", "yolov5", "-o", str(out)]) == 2
+    assert cli.main(["yaml", "yolov5n_efv2.yaml", "--format", "yolov5", "-o", str(tmp_path / "z.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "--force" in err[0] and "did you mean 'yolov5n_effv2.yaml'" in err[1]
+
+
+# ------------------------------------------------------------------------------------- here: fingerprint, rules
+def _fake_yolo(kind: str = "yolov5") -> types.ModuleType:
+    """A module shaped like YOLOv5's models/yolo.py (or a fork's): only what the fingerprint reads."""
+    mod = types.ModuleType("models.yolo")
+
+    class Conv(nn.Module):
+        default_act = nn.SiLU()
+
+    class Concat(nn.Module):
+        pass
+
+    if kind == "yolov9":  # YOLOv9: anchor-free Detect(nc, ch), DDetect
+        class Detect(nn.Module):
+            def __init__(self, nc=80, ch=(), inplace=True):
+                super().__init__()
+
+        mod.DDetect = Detect
+    else:
+        class Detect(nn.Module):
+            def __init__(self, nc=80, anchors=(), ch=(), inplace=True):
+                super().__init__()
+
+    class DetectionModel(nn.Module):
+        def __init__(self, cfg="yolov5s.yaml", ch=3, nc=None, anchors=None):
+            super().__init__()
+
+    def parse_model(d, ch):
+        return None
+
+    def make_divisible(x, divisor):
+        return math.ceil(x / divisor) * divisor
+
+    vars(mod).update(Conv=Conv, Concat=Concat, Detect=Detect, DetectionModel=DetectionModel, parse_model=parse_model,
+                     make_divisible=make_divisible, LOGGER=logging.getLogger("yolov5"), nn=nn)
+    if kind == "yolov7":  # YOLOv7: IDetect and friends, a module-level `logger`, no LOGGER
+        mod.IDetect = Detect
+        del mod.LOGGER
+    return mod
+
+
+def test_fingerprint_tells_yolov5_from_the_forks():
+    assert host.is_yolov5(_fake_yolo())
+    assert not host.is_yolov5(_fake_yolo("yolov7"))
+    assert not host.is_yolov5(_fake_yolo("yolov9"))
+    other = _fake_yolo()
+    other.parse_model = lambda cfg, ch, verbose=True: None  # another parser signature
+    assert not host.is_yolov5(other)
+    assert not host.is_yolov5(types.ModuleType("models.yolo"))
+
+
+def test_rules_scale_as_yolov5_and_find_standin_widths():
+    d = {"nc": 80, "depth_multiple": 0.33, "width_multiple": 0.25, "anchors": [[10, 13, 16, 30, 33, 23]] * 3,
+         "backbone": [], "head": []}
+    rules = host.Rules(_fake_yolo(), d)
+    s = rules.scaling(d)
+    assert [s.width(c) for c in (24, 48, 64, 128, 255, 256)] == [8, 16, 16, 32, 255, 64]  # 255 = no: left as written
+    assert [s.depth(n) for n in (1, 2, 4, 9, 15)] == [1, 1, 1, 3, 5]
+    for w in range(8, 2049, 8):
+        assert rules.width(rules.conv_arg(w)) == w
+    assert rules.conv_arg(255) == 255
+    with pytest.raises(ValueError, match="multiples of 8"):
+        rules.conv_arg(20)
+    with pytest.raises(ModelRowError, match="width_multiple"):
+        host.Rules(_fake_yolo(), {**d, "width_multiple": "big"}).scaling(d)
+
+
+# --------------------------------------------------------------------------------------- the yolov5 pip package
+def _env(tmp: Path, **extra: str) -> dict:
+    # the venv is self-contained: no PYTHONPATH (CI's second pass points it at another Ultralytics) and the plugin on
+    env = {k: v for k, v in os.environ.items() if k not in ("EFFDET_PLUGIN_DISABLE", "PYTHONPATH")}
+    venv = Path(PY).parent.parent if PY else Path(".")
+    env.update(YOLO_OFFLINE="1", TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", PYTHONWARNINGS="ignore", MPLBACKEND="Agg",
+               YOLO_CONFIG_DIR=str(tmp / "ultralytics-config"), PYTHONUNBUFFERED="1")
+    env.setdefault("YOLOV5_CONFIG_DIR", str(venv / "yolov5-config"))  # holds Arial.ttf (setup_yolov5_env.sh)
+    env.update(extra)
+    return env
+
+
+def _run(args: list, cwd: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(a) for a in args], cwd=cwd, env=_env(cwd, **env), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-4000:]}")
+    return proc
+
+
+def _script(code: str, cwd: Path, timeout: float = 300, **env: str) -> dict:
+    """Run ``code`` with the venv's python; it prints one JSON line last."""
+    out = _run([PY, "-c", textwrap.dedent(code)], cwd, timeout, **env).stdout.strip().splitlines()
+    return json.loads(out[-1])
+
+
+BUILD = """
+import json, logging, torch
+import yolov5.models.yolo as a
+import models.yolo as b  # the same source imported again under the clone's name: a second module, its own seams
+from effdet_plugin.bifpn import PHI_BY_SCALE, bifpn_size
+from effdet_plugin.blocks import FusedMBConv, MBConv
+from effdet_plugin.hosts import rebind, yolov5 as host
+logging.getLogger("yolov5").setLevel(logging.ERROR)
+out = {"fingerprint": [host.is_yolov5(a), host.is_yolov5(b)],
+       "rebound": [rebind.is_rebound(a, "parse_model"), rebind.is_rebound(b, "parse_model")],
+       "own_seams": a is not b and rebind.original(a, "parse_model") is not rebind.original(b, "parse_model")}
+# a Conv row of c_out conv_arg(w) is w wide in YOLOv5, checked with YOLOv5's own make_divisible
+d = {"nc": 80, "depth_multiple": 0.33, "width_multiple": 0.25, "anchors": 3}
+bad = []
+for gw in (0.25, 0.5, 0.75, 1.0, 1.25):
+    r = host.Rules(a, {**d, "width_multiple": gw})
+    bad += [(gw, w) for w in range(8, 1281, 8) if a.make_divisible(r.conv_arg(w) * gw, 8) != w]
+out["conv_arg_mismatches"] = bad
+models = {}
+for mod, name in [(a, "yolov5n_effv2"), (a, "yolov5s_effv2"), (a, "yolov5n_effv2_bifpn"), (a, "yolov5s_effv2_bifpn"),
+                  (b, "yolov5n_effv2")]:
+    m = mod.DetectionModel(f"{FOLDER}/{name}.yaml", nc=3).eval()
+    gd, gw = m.yaml["depth_multiple"], m.yaml["width_multiple"]
+    no = 3 * (m.yaml["nc"] + 5)  # YOLOv5 leaves a row of this width unscaled: 24 with 3 classes, as the stem's
+    x = torch.rand(1, 3, 128, 128)
+    y, outs = m(x)[0], []
+    feats, h = [], x
+    for layer in m.model:  # widths and repeats of the plugin rows against YOLOv5's rule for a Conv/C3 row
+        inp = h if layer.f == -1 else (feats[layer.f] if isinstance(layer.f, int) else [feats[j] for j in layer.f])
+        h = layer(inp)
+        feats.append(h)
+    rows = m.yaml["backbone"] + m.yaml["head"]
+    widths = []
+    for i, (f, n, name_, args) in enumerate(rows):
+        if name_ in ("stem", "FusedMBConv", "MBConv"):
+            blocks = len(m.model[i]) if isinstance(m.model[i], torch.nn.Sequential) else 1
+            want = args[0] if args[0] == no else a.make_divisible(args[0] * gw, 8)
+            widths.append([feats[i].shape[1], want, blocks, max(round(n * gd), 1) if n > 1 else n])
+        if name_ == "BiFPN":
+            widths.append([feats[i][0].shape[1], bifpn_size(PHI_BY_SCALE[name[6]])[0], 1, 1])
+    convs = [k for k in m.modules() if type(k).__name__ == "Conv"]
+    models[f"{mod.__name__}:{name}"] = {
+        "params": sum(p.numel() for p in m.parameters()), "stride": m.stride.tolist(), "widths": widths,
+        "blocks": sorted({type(k).__name__ for k in m.modules() if isinstance(k, (FusedMBConv, MBConv))}),
+        "host_conv": all(type(k) is mod.Conv for k in convs),
+        "table": sum(type(k).__module__.startswith("effdet_plugin") for k in m.model),
+    }
+    m.fuse()
+    models[f"{mod.__name__}:{name}"].update(
+        bn_after_fuse=sum(isinstance(k, torch.nn.BatchNorm2d) for k in m.modules()),
+        fused_diff=float((m(x)[0] - y).abs().max() / y.abs().max()))
+out["models"] = models
+print(json.dumps(out))
+"""
+
+
+@needs_package
+def test_package_builds_classic_yamls(tmp_path):
+    """Both copies of YOLOv5's model module (yolov5.models.yolo and models.yolo) are fingerprinted and rebound with
+    their own seams; the classic YAMLs build with YOLOv5's widths, repeats, Conv and strides; fuse() folds every BN."""
+    out = _script(f"FOLDER = {str(CLASSIC)!r}\n" + BUILD, tmp_path)
+    assert out["fingerprint"] == [True, True] and out["rebound"] == [True, True] and out["own_seams"]
+    assert out["conv_arg_mismatches"] == []
+    for name, m in out["models"].items():
+        assert m["stride"] == [8.0, 16.0, 32.0], name
+        assert all(got == want and blocks == repeats for got, want, blocks, repeats in m["widths"]), (name, m["widths"])
+        assert m["blocks"] == ["FusedMBConv", "MBConv"] and m["host_conv"], name
+        assert m["bn_after_fuse"] == 0 and m["fused_diff"] < 1e-4, name
+    assert out["models"]["models.yolo:yolov5n_effv2"]["params"] == out["models"]["yolov5.models.yolo:yolov5n_effv2"]["params"]
+    assert out["models"]["yolov5.models.yolo:yolov5n_effv2"]["widths"][0][0] == 24  # c_out == no (3 classes): unscaled
+
+
+COUNTS = """
+import json, logging
+from pathlib import Path
+import yolov5.models.yolo as y
+logging.getLogger("yolov5").setLevel(logging.ERROR)
+out = {"parse_model": y.parse_model.__name__}
+for f in sorted(Path(y.__file__).parent.glob("yolov5*.yaml")):
+    out[f.name] = sum(p.numel() for p in y.DetectionModel(str(f)).parameters())
+print(json.dumps(out))
+"""
+
+
+@needs_package
+def test_package_own_yamls_identical_with_plugin_on_and_off(tmp_path):
+    on = _script(COUNTS, tmp_path)
+    off = _script(COUNTS, tmp_path, EFFDET_PLUGIN_DISABLE="1")
+    assert on.pop("parse_model") == "parse_model_with_plugin" and off.pop("parse_model") == "parse_model_disabled"
+    assert sorted(on) == [f"yolov5{s}.yaml" for s in "lmnsx"]
+    assert on == off and on["yolov5s.yaml"] == 7235389  # YOLOv5s, 80 classes: README's 7.2M
+
+
+ERRORS = """
+import json, sys
+from yolov5.models.yolo import DetectionModel
+out = {}
+for f in sys.argv[1:]:
+    try:
+        DetectionModel(f)
+        out[f] = "built"
+    except Exception as e:
+        out[f] = f"{type(e).__name__}: {e}"
+print(json.dumps(out))
+"""
+
+
+@needs_package
+def test_bad_rows_name_file_row_and_value(tmp_path):
+    text = (CLASSIC / "yolov5n_effv2.yaml").read_text()
+    bifpn = (CLASSIC / "yolov5n_effv2_bifpn.yaml").read_text()
+    cases = {
+        "stride.yaml": text.replace("[48, 3, 2, 4, 0]", "[48, 3, 3, 4, 0]"),
+        "typo.yaml": text.replace("MBConv, [128", "MBConvv, [128"),
+        "odd.yaml": text.replace("stem, [24, 3, 2]", "stem, [20, 3, 2]").replace("drop_path", "scale_backbone: false\ndrop_path"),
+        "direct.yaml": bifpn.replace("[[9, 10, 11], 1, Detect", "[[8, 10, 11], 1, Detect"),
+    }
+    for name, t in cases.items():
+        (tmp_path / name).write_text(t)
+    proc = _run([PY, "-c", ERRORS, *(tmp_path / n for n in cases)], tmp_path)
+    msg = {Path(k).name: v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+    for name, v in msg.items():
+        assert v.startswith(f"ModelRowError: {tmp_path / name}: row "), v
+    assert "row 2 [-1, 4, FusedMBConv, [48, 3, 3, 4, 0]]: stride must be 1 or 2, got 3" in msg["stride.yaml"]
+    assert "row 4 [-1, 6, MBConvv, [128, 3, 2, 4, 0.25]]: unknown module 'MBConvv'; did you mean 'MBConv'?" in msg["typo.yaml"]
+    assert "row 0 [-1, 1, stem, [20, 3, 2]]: YOLOv5's parser carries only widths that are multiples of 8" in msg["odd.yaml"]
+    assert "row 12 [[8, 10, 11], 1, Detect, [nc, anchors]]: YOLOv5's parser cannot size a row that reads BiFPN (row 8)" in msg["direct.yaml"]
+
+
+DISABLED = """
+import json, logging, sys
+from yolov5.models.yolo import DetectionModel
+logging.getLogger("yolov5").setLevel(logging.ERROR)
+out = {}
+try:
+    DetectionModel(sys.argv[1])
+except Exception as e:
+    out["off"] = f"{type(e).__name__}: {e}"
+import effdet_plugin
+effdet_plugin.register()  # turns the plugin on in this process after all
+out["after_register"] = sum(p.numel() for p in DetectionModel(sys.argv[1]).parameters())
+print(json.dumps(out))
+"""
+
+
+@needs_package
+def test_disabled_plugin_names_the_variable(tmp_path):
+    f = CLASSIC / "yolov5n_effv2.yaml"
+    out = json.loads(_run([PY, "-c", DISABLED, f], tmp_path, EFFDET_PLUGIN_DISABLE="1").stdout.strip().splitlines()[-1])
+    assert out["off"].startswith(f"PluginDisabledError: {f} uses effdet-plugin rows")
+    assert "EFFDET_PLUGIN_DISABLE=1" in out["off"] and out["after_register"] > 0
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """``yolov5 train`` (the package's command) for one epoch on generated data; returns best.pt."""
+    from effdet_plugin.commands.demo import make_demo_dataset
+
+    root = tmp_path_factory.mktemp("yolov5-train")
+    data = make_demo_dataset(root / "data", n_train=8, n_val=4, imgsz=64, seed=0)
+    _run([Path(PY).parent / "yolov5", "train", "--cfg", CLASSIC / "yolov5n_effv2.yaml", "--weights", "", "--data", data,
+          "--imgsz", "64", "--epochs", "1", "--batch_size", "4", "--device", "cpu", "--workers", "0", "--noplots",
+          "--project", root / "runs", "--name", "exp", "--exist_ok"], root, timeout=600)
+    best = root / "runs" / "exp" / "weights" / "best.pt"
+    assert best.is_file()
+    return best
+
+
+RELOAD = """
+import json, sys, torch
+ckpt = torch.load(sys.argv[1], map_location="cpu")  # a fresh process: the checkpoint unpickles the plugin's blocks
+m = ckpt["model"].float().eval()
+types = {type(k).__name__ for k in m.modules()}
+x = torch.rand(1, 3, 64, 64)
+y = m(x)[0]
+m.fuse()
+y2 = m(x)[0]
+print(json.dumps({"types": sorted(types), "stride": m.stride.tolist(), "yaml": m.yaml["backbone"][1][2],
+                  "bn": sum(isinstance(k, torch.nn.BatchNorm2d) for k in m.modules()),
+                  "diff": float((y - y2).abs().max() / y.abs().max())}))
+"""
+
+
+@pytest.mark.slow
+@needs_package
+def test_train_one_epoch_and_reload(trained, tmp_path):
+    out = _script(RELOAD.replace("sys.argv[1]", repr(str(trained))), tmp_path)
+    assert {"Stem", "FusedMBConv", "MBConv", "Conv", "Detect"} <= set(out["types"])
+    assert out["stride"] == [8.0, 16.0, 32.0] and out["yaml"] == "FusedMBConv"
+    assert out["bn"] == 0 and out["diff"] < 1e-3
+
+
+ONNX = """
+import json, sys, numpy as np, onnxruntime as ort, torch
+from yolov5.models.experimental import attempt_load
+m = attempt_load(sys.argv[1], device="cpu", fuse=True)
+x = torch.rand(1, 3, 64, 64)
+want = m(x)[0].detach().numpy()
+sess = ort.InferenceSession(sys.argv[2], providers=["CPUExecutionProvider"])
+got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
+ts = torch.jit.load(sys.argv[3])(x)[0].detach().numpy()
+print(json.dumps({"onnx": float(np.abs(got - want).max() / np.abs(want).max()),
+                  "torchscript": float(np.abs(ts - want).max() / np.abs(want).max())}))
+"""
+
+
+@pytest.mark.slow
+@needs_package
+def test_export_onnx_and_torchscript(trained, tmp_path):
+    """The package's export (python -m yolov5.export) on the trained checkpoint; both files give the model's output."""
+    _run([PY, "-m", "yolov5.export", "--weights", trained, "--include", "onnx", "torchscript", "--img", "64",
+          "--device", "cpu"], tmp_path, timeout=600)
+    onnx, ts = trained.with_suffix(".onnx"), trained.with_suffix(".torchscript")
+    assert onnx.is_file() and ts.is_file(), "export failed (ONNX on torch >= 2.9 needs onnxscript in the venv)"
+    out = _script(ONNX.replace("sys.argv[1]", repr(str(trained))).replace("sys.argv[2]", repr(str(onnx)))
+                  .replace("sys.argv[3]", repr(str(ts))), tmp_path)
+    assert out["onnx"] < 1e-3 and out["torchscript"] < 1e-3
+
+
+# -------------------------------------------------------------------------------------- a clone of the repository
+@pytest.mark.slow
+@needs_clone
+def test_clone_train_val_detect_export(tmp_path):
+    """In a clone of ultralytics/yolov5: train.py, val.py, detect.py and export.py with a classic YAML (models.yolo)."""
+    from effdet_plugin.commands.demo import make_demo_dataset
+
+    repo = Path(REPO)
+    data = make_demo_dataset(tmp_path / "data", n_train=8, n_val=4, imgsz=64, seed=0)
+    cfg = tmp_path / "yolov5n_effv2_bifpn.yaml"
+    export_yaml.run(_args("yolov5n_effv2_bifpn.yaml", cfg, "yolov5"))
+    runs = tmp_path / "runs"
+    _run([PY, "train.py", "--cfg", cfg, "--weights", "", "--data", data, "--img", "64", "--epochs", "1",
+          "--batch-size", "4", "--device", "cpu", "--workers", "0", "--noplots", "--project", runs, "--name", "exp",
+          "--exist-ok"], repo, timeout=600)
+    best = runs / "exp" / "weights" / "best.pt"
+    _run([PY, "val.py", "--weights", best, "--data", data, "--img", "64", "--device", "cpu", "--project", runs], repo)
+    _run([PY, "detect.py", "--weights", best, "--source", data.parent / "images" / "val", "--img", "64",
+          "--device", "cpu", "--project", runs], repo)
+    _run([PY, "export.py", "--weights", best, "--include", "onnx", "torchscript", "--img", "64", "--device", "cpu"],
+         repo, timeout=600)
+    assert best.with_suffix(".onnx").is_file() and best.with_suffix(".torchscript").is_file()
