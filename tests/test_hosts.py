@@ -378,3 +378,18 @@ def test_unsupported_ultralytics_is_one_clear_error(monkeypatch):
     assert sum(p.numel() for p in DetectionModel("yolov8n.yaml", verbose=False).parameters()) > 3_000_000
     with pytest.raises(UnsupportedUltralyticsError, match=r"supports ultralytics >=8.4.0,<8.5.0, found 9.0.0"):
         DetectionModel("yolov5n_effv2.yaml", verbose=False)
+
+
+def test_register_after_the_disabled_seam_builds_again(monkeypatch):
+    """EFFDET_PLUGIN_DISABLE at start, then an explicit register(): the plugin works (the "off" seam is replaced)."""
+    monkeypatch.setenv("EFFDET_PLUGIN_DISABLE", "1")
+    rebind.undo(tasks)
+    try:
+        adapter.install_disabled()
+        with pytest.raises(PluginDisabledError):
+            DetectionModel("yolov5n_effv2.yaml", verbose=False)
+        effdet_plugin.register()
+        assert DetectionModel("yolov5n_effv2.yaml", verbose=False).stride.tolist() == [8, 16, 32]
+    finally:
+        rebind.undo(tasks)
+        effdet_plugin.register()

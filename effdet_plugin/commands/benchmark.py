@@ -63,9 +63,9 @@ def known_model_names() -> tuple[list[str], list[str]]:
 
     from effdet_plugin.paths import model_yaml_dir
 
-    def names(folder: Path) -> list[str]:
+    def names(files) -> list[str]:
         out = []
-        for f in sorted(folder.rglob("*.yaml")):
+        for f in sorted(files):
             text = f.read_text(errors="ignore")
             if "Detect" not in text:  # detection models only: this tool times DetectionModel
                 continue
@@ -77,7 +77,8 @@ def known_model_names() -> tuple[list[str], list[str]]:
                 out.append(f.name)
         return out
 
-    return names(model_yaml_dir()), names(Path(ultralytics.__file__).parent / "cfg" / "models")
+    # ours: the top folder only (models_yaml/yolov5/ holds classic YOLOv5 files, which Ultralytics cannot build)
+    return names(model_yaml_dir().glob("*.yaml")), names((Path(ultralytics.__file__).parent / "cfg" / "models").rglob("*.yaml"))
 
 
 def _unknown_model(spec: str) -> BenchmarkError:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 import sys
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any, Callable
 
 
@@ -24,27 +23,32 @@ class HostChangedError(RuntimeError):
 class Seam:
     """One rebound name: where, the original, the wrapper, and every module that now holds the wrapper."""
 
-    owner: ModuleType
+    owner: Any  # a module, or a class (a method seam)
     name: str
     original: Any
     wrapper: Any
-    holders: list[ModuleType] = field(default_factory=list)
+    factory: Callable[[Any], Any]  # what made the wrapper: another factory for the same name replaces it
+    holders: list[Any] = field(default_factory=list)
 
 
 _SEAMS: dict[tuple[int, str], Seam] = {}
 
 
-def rebind(owner: ModuleType, name: str, make_wrapper: Callable[[Any], Any], *, params: tuple[str, ...] = (),
+def rebind(owner: Any, name: str, make_wrapper: Callable[[Any], Any], *, params: tuple[str, ...] = (),
            also: tuple[str, ...] = ()) -> Seam:
     """Replace ``owner.name`` by ``make_wrapper(original)``, also in the loaded modules ``also`` that hold it.
 
-    ``params``: leading parameter names the original must have (else ``HostChangedError``).
+    The same ``make_wrapper`` again is a no-op; another one for the same name (the "plugin is off" seam, then
+    ``register()``) first puts the original back. ``params``: leading parameter names the original must have (else
+    ``HostChangedError``).
     """
     key = (id(owner), name)
     seam = _SEAMS.get(key)
     if seam is not None and getattr(owner, name, None) is seam.wrapper:
-        _spread(seam, also)
-        return seam
+        if seam.factory is make_wrapper:
+            _spread(seam, also)
+            return seam
+        _restore(key, seam)
     host = f"{owner.__name__}.{name}"
     if not hasattr(owner, name):
         raise HostChangedError(f"effdet-plugin cannot hook {host}: the name is missing in this version")
@@ -58,7 +62,7 @@ def rebind(owner: ModuleType, name: str, make_wrapper: Callable[[Any], Any], *, 
             raise HostChangedError(
                 f"effdet-plugin cannot hook {host}: expected parameters ({', '.join(params)}), found ({', '.join(have)})"
             )
-    seam = Seam(owner, name, original, make_wrapper(original))
+    seam = Seam(owner, name, original, make_wrapper(original), make_wrapper)
     setattr(owner, name, seam.wrapper)
     seam.holders.append(owner)
     _SEAMS[key] = seam
@@ -76,27 +80,30 @@ def _spread(seam: Seam, also: tuple[str, ...]) -> None:
             seam.holders.append(mod)
 
 
-def original(owner: ModuleType, name: str) -> Any:
+def original(owner: Any, name: str) -> Any:
     """The host's own object behind a rebound name (the name itself where nothing was rebound)."""
     seam = _SEAMS.get((id(owner), name))
     return seam.original if seam else getattr(owner, name)
 
 
-def is_rebound(owner: ModuleType, name: str) -> bool:
+def is_rebound(owner: Any, name: str) -> bool:
     """Whether ``owner.name`` currently holds the plugin's wrapper."""
     seam = _SEAMS.get((id(owner), name))
     return seam is not None and getattr(owner, name, None) is seam.wrapper
 
 
-def undo(owner: ModuleType | None = None) -> int:
+def undo(owner: Any = None) -> int:
     """Put back every original (only those of ``owner`` if given); return how many seams were undone."""
     done = 0
     for key, seam in list(_SEAMS.items()):
-        if owner is not None and seam.owner is not owner:
-            continue
-        for mod in seam.holders:
-            if getattr(mod, seam.name, None) is seam.wrapper:
-                setattr(mod, seam.name, seam.original)
-        del _SEAMS[key]
-        done += 1
+        if owner is None or seam.owner is owner:
+            _restore(key, seam)
+            done += 1
     return done
+
+
+def _restore(key: tuple[int, str], seam: Seam) -> None:
+    for holder in seam.holders:
+        if getattr(holder, seam.name, None) is seam.wrapper:
+            setattr(holder, seam.name, seam.original)
+    del _SEAMS[key]
