@@ -58,13 +58,20 @@ class RowKind:
     name: str
     module: type[nn.Module]
     host_kwargs: frozenset[str] = field(default=frozenset(), compare=False)  # of "conv", "act": what __init__ takes
-    label: ClassVar[str] = ""
+    list_from: ClassVar[bool] = False  # `from` is a list of layers (else one layer)
+    one_repeat: ClassVar[bool] = False  # repeats must be 1
 
     def check(self, d: dict, i: int, row) -> None:
         """Raise ``ModelRowError`` if ``row`` (already of shape ``[from, n, module, args]``) cannot build."""
-        f, n, _, args = row
+        f, n, m, args = row
         if not isinstance(args, (list, tuple)):
             raise row_error(d, i, row, f"args must be a list, got {args!r}")
+        if self.list_from and not (isinstance(f, (list, tuple)) and f and all(is_index(j) for j in f)):
+            raise row_error(d, i, row, f"'from' must be a list of layer indices for {m}, got {f!r}")
+        if not self.list_from and not is_index(f):
+            raise row_error(d, i, row, f"'from' must be a single layer index for {m}, got {f!r}")
+        if self.one_repeat and n != 1:
+            raise row_error(d, i, row, f"repeats must be 1 for {m}, got {n!r}")
         if not is_index(n) or n < 1:
             raise row_error(d, i, row, f"repeats must be a positive integer, got {n!r}")
 
@@ -83,13 +90,10 @@ class ScaledRow(RowKind):
     """``[from, n, name, [c_out, *args]]`` builds ``module(c1, c2, *args)``, then ``n - 1`` x ``module(c2, c2, ...)``."""
 
     stride_arg: int | None = None  # index into args after c_out; repeats get stride 1 there
-    label: ClassVar[str] = "c_in -> c_out block"
 
     def check(self, d: dict, i: int, row) -> None:
         super().check(d, i, row)
-        f, _, m, args = row
-        if not is_index(f):
-            raise row_error(d, i, row, f"'from' must be a single layer index for {m}, got {f!r}")
+        args = row[3]
         if not args or not is_index(args[0]) or args[0] < 1:
             raise row_error(d, i, row, f"args must start with c_out, a positive integer; got {list(args)!r}")
 
@@ -108,7 +112,8 @@ class ScaledRow(RowKind):
 class MultiInputRow(RowKind):
     """``[[f1, f2, ...], 1, name, args]``: the module resolves its args (``yaml_args``) and its own output width."""
 
-    label: ClassVar[str] = "multi-input row"
+    list_from: ClassVar[bool] = True
+    one_repeat: ClassVar[bool] = True
 
     @property
     def outputs(self) -> int | None:
@@ -117,11 +122,6 @@ class MultiInputRow(RowKind):
 
     def check(self, d: dict, i: int, row) -> None:
         super().check(d, i, row)
-        f, n, m, args = row
-        if not (isinstance(f, (list, tuple)) and f and all(is_index(j) for j in f)):
-            raise row_error(d, i, row, f"'from' must be a list of layer indices for {m}, got {f!r}")
-        if n != 1:
-            raise row_error(d, i, row, f"repeats must be 1 for {m}, got {n!r}")
         self.resolve(d, i, row)
 
     def resolve(self, d: dict, i: int, row) -> list:
@@ -140,15 +140,7 @@ class MultiInputRow(RowKind):
 class SameWidthRow(RowKind):
     """``[from, 1, name, args]`` builds ``module(*args)``; output width = input width (as Ultralytics' ``Index``)."""
 
-    label: ClassVar[str] = "same-width row"
-
-    def check(self, d: dict, i: int, row) -> None:
-        super().check(d, i, row)
-        f, n, m, _ = row
-        if not is_index(f):
-            raise row_error(d, i, row, f"'from' must be a single layer index for {m}, got {f!r}")
-        if n != 1:
-            raise row_error(d, i, row, f"repeats must be 1 for {m}, got {n!r}")
+    one_repeat: ClassVar[bool] = True
 
     def build(self, args: list, **host) -> nn.Module:
         """The module."""
