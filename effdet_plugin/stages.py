@@ -25,10 +25,11 @@ from typing import NamedTuple
 from effdet_plugin import classic
 from effdet_plugin.atomic import atomic_open
 from effdet_plugin.bifpn import PHI_BY_SCALE, bifpn_size
+from effdet_plugin.blocks import DEFAULT_DROP_PATH
 from effdet_plugin.paths import model_yaml_dir
 
 SE_RATIO = 0.25  # MBConv squeeze width = input channels // 4 in both families (FusedMBConv has no SE)
-DROP_PATH = 0.2  # torchvision's stochastic_depth_prob default; the blocks' default and every table's but -wide
+DROP_PATH = DEFAULT_DROP_PATH  # the blocks' default (torchvision's); every shipped table's but -wide
 SCALES = {"n": (0.33, 0.25, 1024), "s": (0.33, 0.50, 1024), "m": (0.67, 0.75, 1024), "l": (1.00, 1.00, 1024),
           "x": (1.33, 1.25, 1024)}  # yolov5u neck/head scales
 
