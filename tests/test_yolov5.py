@@ -32,9 +32,14 @@ from effdet_plugin.stages import SCALES, main, stale_yamls
 
 PY = os.environ.get("EFFDET_YOLOV5_PYTHON")
 REPO = os.environ.get("EFFDET_YOLOV5_REPO")
-needs_package = pytest.mark.skipif(
+_package = pytest.mark.skipif(
     not PY, reason="EFFDET_YOLOV5_PYTHON is unset: the yolov5 pip package runs in its own venv "
                    "(bash tools/setup_yolov5_env.sh DIR, then EFFDET_YOLOV5_PYTHON=DIR/bin/python)")
+
+
+def needs_package(test):
+    """Runs in the yolov5 venv: a fresh interpreter importing torch and yolov5 per call, so it counts as slow."""
+    return pytest.mark.slow(_package(test))
 needs_clone = pytest.mark.skipif(
     not (PY and REPO), reason="EFFDET_YOLOV5_REPO (a clone of ultralytics/yolov5) and EFFDET_YOLOV5_PYTHON are needed")
 CLASSIC = model_yaml_dir() / classic.FOLDER

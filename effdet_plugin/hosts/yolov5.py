@@ -23,6 +23,7 @@ import functools
 import inspect
 import logging
 import math
+import sys
 from types import ModuleType
 
 import torch
@@ -30,7 +31,7 @@ from torch import nn
 
 from effdet_plugin import assemble, user_modules
 from effdet_plugin.assemble import HostRules, Scaling
-from effdet_plugin.hosts.rebind import original, rebind, undo
+from effdet_plugin.hosts.rebind import original, rebind
 from effdet_plugin.hosts.ultralytics import parse_activation
 from effdet_plugin.hosts.unavailable import disabled_error
 from effdet_plugin.rows import (
@@ -211,23 +212,22 @@ def _with_source(d: dict) -> dict:
     return {**d, "yaml_file": src} if src and not d.get("yaml_file") else d
 
 
-def _parse_model_wrapper(module: ModuleType):
-    def wrap(parse_model):
-        def parse_model_with_plugin(d, ch):
-            user_modules.load()  # users' entry-point blocks, once per process
-            if not uses_plugin(d):
-                return parse_model(d, ch)
-            d = _with_source(d)
-            rules = Rules(module, d)
-            validate_model(d, rules.names())
-            _check_reads(d)
-            c = ch[-1] if isinstance(ch, (list, tuple)) else ch
-            return assemble.build(d, c, lambda standin: parse_model(standin, ch), rules)
+def _parse_model_wrapper(parse_model):
+    module = sys.modules[parse_model.__module__]  # the clone's models.yolo or the package's yolov5.models.yolo
 
-        parse_model_with_plugin.__wrapped__ = parse_model
-        return parse_model_with_plugin
+    def parse_model_with_plugin(d, ch):
+        user_modules.load()  # users' entry-point blocks, once per process
+        if not uses_plugin(d):
+            return parse_model(d, ch)
+        d = _with_source(d)
+        rules = Rules(module, d)
+        validate_model(d, rules.names())
+        _check_reads(d)
+        c = ch[-1] if isinstance(ch, (list, tuple)) else ch
+        return assemble.build(d, c, lambda standin: parse_model(standin, ch), rules)
 
-    return wrap
+    parse_model_with_plugin.__wrapped__ = parse_model
+    return parse_model_with_plugin
 
 
 def _disabled_parse_model_wrapper(parse_model):
@@ -238,7 +238,6 @@ def _disabled_parse_model_wrapper(parse_model):
         return parse_model(d, ch)
 
     parse_model_disabled.__wrapped__ = parse_model
-    parse_model_disabled.effdet_disabled = True
     return parse_model_disabled
 
 
@@ -256,10 +255,8 @@ def _init_wrapper(init):
 
 
 def install(module: ModuleType) -> None:
-    """Rebind ``module``'s seams (idempotent); replaces the ``EFFDET_PLUGIN_DISABLE`` stub if that is in place."""
-    if getattr(getattr(module, "parse_model", None), "effdet_disabled", False):
-        undo(module)
-    rebind(module, "parse_model", _parse_model_wrapper(module), params=("d", "ch"))
+    """Rebind ``module``'s seams (idempotent); replaces the ``EFFDET_PLUGIN_DISABLE`` seam if that is in place."""
+    rebind(module, "parse_model", _parse_model_wrapper, params=("d", "ch"))
     rebind(_model_class(module), "__init__", _init_wrapper, params=("self", "cfg"))
 
 
