@@ -1,10 +1,15 @@
-"""Swap the backbone of an Ultralytics detection model (YAML or trained checkpoint) for an EfficientNet one.
+"""Swap the backbone of a detection model (YAML or trained checkpoint) for an EfficientNet one: an Ultralytics model,
+or a classic YOLOv5 one (``anchors`` and ``Detect [nc, anchors]``; a clone of ultralytics/yolov5 or the yolov5 package).
 
 The source and the EfficientNet YAML are both built, and a forward pass reads the stride of every backbone layer; the
 head's references into the source backbone are then re-pointed by stride (P3/8, P4/16, P5/32) to the EfficientNet
 layers at the same strides, and every other ``from`` index is shifted by the change in backbone length. Nothing about
 row positions is assumed, so user YAMLs work as well as the built-ins. With a checkpoint source, every neck/head tensor
 whose shape still matches keeps its trained value.
+
+A classic YOLOv5 source is one more format (``_YOLOv5``): YOLOv5's own model module parses, probes, builds and saves it,
+and the result is classic too (the source's ``anchors``, ``depth_multiple``, ``width_multiple``, ``nc``, its
+``Detect [nc, anchors]`` row, and for a checkpoint a YOLOv5 checkpoint that ``attempt_load`` reads).
 
 Examples:
     >>> from effdet_plugin import swap_backbone
@@ -15,9 +20,16 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import importlib.util
 import io
+import logging
 import os
+import pickletools
 import re
+import sys
+import zipfile
 from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +39,7 @@ import torch
 import yaml
 
 from effdet_plugin.atomic import atomic_open
+from effdet_plugin.hosts.activate import YOLOV5_MODULES
 from effdet_plugin.routing import stride_of, walk
 from effdet_plugin.rows import model_source
 from effdet_plugin.stages import backbone_yamls
@@ -99,11 +112,12 @@ def _load_source(source) -> dict:
     return d
 
 
-def _probe_strides(d: dict) -> list[int | None]:
+def _probe_strides(d: dict, parse=None) -> list[int | None]:
     """Return the output stride of each backbone row of ``d`` (None where it is not one feature map).
 
-    The whole model is parsed (a model with plugin rows must have its detection head to pass validation) and the
-    routing walk stops after the last backbone row.
+    The whole model is parsed (a model with plugin rows must have its detection head to pass validation) by
+    Ultralytics' parser, or by ``parse(d) -> layers`` (another host's), and the routing walk stops after the last
+    backbone row.
     """
     from ultralytics.nn import tasks
 
@@ -112,7 +126,7 @@ def _probe_strides(d: dict) -> list[int | None]:
         probe["scale"] = next(iter(probe["scales"]))  # strides do not depend on the scale; skip Ultralytics' warning
     name = model_source(d)
     try:
-        layers, _ = tasks.parse_model(probe, ch=3, verbose=False)
+        layers = parse(probe) if parse else tasks.parse_model(probe, ch=3, verbose=False)[0]
     except Exception as e:  # the source's own YAML error, reported with its file
         message = _first_line(e)
         raise SwapError(message if message.startswith(name) else f"{name}: the model does not build: {message}") \
@@ -248,20 +262,25 @@ def _scale_of(d: dict, scale: str | None) -> str | None:
     return scale
 
 
-def _swap(d: dict, backbone: str, neck: str, scale: str | None) -> tuple[dict, dict[int, int]]:
-    """Return the swapped dict and the map old head row -> new head row (for weight transfer)."""
+def _swap(d: dict, backbone: str, neck: str, scale: str | None, host: _YOLOv5 | None = None) \
+        -> tuple[dict, dict[int, int]]:
+    """Return the swapped dict and the map old head row -> new head row (for weight transfer); ``host``: the YOLOv5
+    that parses a classic source (None: Ultralytics)."""
     _check_source(d)
     scale = _scale_of(d, scale)
     bb = _new_backbone(backbone)
     n_old, n_new = len(d["backbone"]), len(bb.rows)
     if d.get("scales") and not d.get("scale"):
         d["scale"] = scale or next(iter(d["scales"]))
-    tap_of = {a: bb.taps[s] for a, s in _taps(d, _probe_strides(d), sorted(_backbone_refs(d))).items()}
+    strides = _probe_strides(d, host.parse) if host else _probe_strides(d)
+    tap_of = {a: bb.taps[s] for a, s in _taps(d, strides, sorted(_backbone_refs(d))).items()}
     if neck == "keep":
         head, extra = _reindex(d["head"], n_old, n_new, tap_of), {}
         moved = {n_old + k: n_new + k for k in range(len(head))}
     else:
         rows, extra, detect_from = _neck(neck, bb)
+        if host:
+            rows, extra = host.fixed_neck(d, rows, extra)
         detect = d["head"][-1]
         head = [*rows, [detect_from, detect[1], detect[2], deepcopy(detect[3])]]
         moved = {n_old + len(d["head"]) - 1: n_new + len(head) - 1}  # only Detect survives
@@ -278,12 +297,13 @@ def _swap(d: dict, backbone: str, neck: str, scale: str | None) -> tuple[dict, d
     return out, moved
 
 
-def _build(d: dict, source: str, nc: int | None = None):
-    """Build ``d`` (swapped from ``source``) as a DetectionModel and check it is a P3/P4/P5 detector."""
+def _build(d: dict, source: str, nc: int | None = None, make=None):
+    """Build ``d`` (swapped from ``source``) as a DetectionModel (or with ``make(d, nc)``, another host's) and check it
+    is a P3/P4/P5 detector."""
     from ultralytics.nn.tasks import DetectionModel
 
     try:
-        model = DetectionModel(deepcopy(d), ch=3, nc=nc, verbose=False)
+        model = make(deepcopy(d), nc) if make else DetectionModel(deepcopy(d), ch=3, nc=nc, verbose=False)
     except Exception as e:
         raise SwapError(f"{source}: the swapped model does not build: {_first_line(e)}") from None
     strides = [int(s) for s in model.stride.tolist()]
@@ -305,9 +325,10 @@ def swap_backbone(source, backbone: str = "effv2", neck: str = "keep", scale: st
         (dict): the swapped model dict (with a ``scale`` key when the source has ``scales:``); it is checked to build
             with strides [8, 16, 32].
     """
-    src = _load_source(source)
-    d, _ = _swap(src, backbone, neck, scale)
-    _build(d, model_source(src))
+    host, src = _classic_yaml(source)
+    src = src if host else _load_source(source)
+    d, _ = _swap(src, backbone, neck, scale, host)
+    _build(d, model_source(src), make=host.make if host else None)
     return d
 
 
@@ -316,8 +337,13 @@ def swap_checkpoint(source, backbone: str = "effv2", neck: str = "keep", scale: 
 
     Returns:
         (tuple[dict, DetectionModel, Transfer]): the swapped YAML dict, the new FP32 model (source names and nc)
-            and what was transferred.
+            and what was transferred. A classic YOLOv5 checkpoint gives a YOLOv5 ``DetectionModel``.
     """
+    return _swap_checkpoint(source, backbone, neck, scale)[:3]
+
+
+def _swap_checkpoint(source, backbone: str, neck: str, scale: str | None):
+    """``swap_checkpoint``, and last a function ``info -> bytes`` of the output checkpoint in the source's format."""
     from ultralytics.nn.tasks import DetectionModel, load_checkpoint
 
     from effdet_plugin.hosts.activate import register
@@ -326,6 +352,9 @@ def swap_checkpoint(source, backbone: str = "effv2", neck: str = "keep", scale: 
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {source} not found")
+    pickled = _pickled_yolov5(path)
+    if pickled:
+        return _YOLOv5.find(source, pickled).swap_checkpoint(path, backbone, neck, scale)
     try:
         src, ckpt = load_checkpoint(path)
     except Exception as e:
@@ -340,7 +369,7 @@ def swap_checkpoint(source, backbone: str = "effv2", neck: str = "keep", scale: 
     model.names = dict(src.names)
     report = _transfer(src, model, moved)
     model.args = {**(getattr(src, "args", None) or {})}
-    return out, model, report
+    return out, model, report, lambda info: _checkpoint_bytes(model, dict(model.args), info)
 
 
 def _transfer(src, dst, moved: dict[int, int]) -> Transfer:
@@ -368,6 +397,163 @@ def _transfer(src, dst, moved: dict[int, int]) -> Transfer:
     return report
 
 
+# ---------------------------------------------------------------------------------------- classic YOLOv5 sources
+def _pickled_yolov5(path: Path) -> str | None:
+    """The YOLOv5 model module (``YOLOV5_MODULES``) whose classes a torch checkpoint pickles, read without unpickling
+    (``yolov5.models.yolo`` if both); None for any other checkpoint (Ultralytics', or not a torch zip file)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            pkl = next((n for n in z.namelist() if n == "data.pkl" or n.endswith("/data.pkl")), None)
+            ops = list(pickletools.genops(z.read(pkl))) if pkl else []
+    except Exception:
+        return None
+    # protocol 2 (torch.save's) names classes with GLOBAL "module name"; protocol 4 pushes the module as a string
+    names = {arg.split(" ")[0] if op.name in ("GLOBAL", "INST") else arg for op, arg, _ in ops if isinstance(arg, str)}
+    return next((m for m in reversed(YOLOV5_MODULES) if m in names), None)
+
+
+def _read_classic(source) -> dict | None:
+    """The model dict of ``source`` if it is a classic YOLOv5 YAML (a dict, or a file with top-level ``anchors``)."""
+    if isinstance(source, dict):
+        return source if "anchors" in source else None
+    path = Path(str(source))
+    if path.suffix not in (".yaml", ".yml") or not path.is_file():
+        return None
+    try:
+        d = yaml.safe_load(path.read_text(encoding="utf-8", errors="ignore"))
+    except Exception:
+        return None  # Ultralytics' loader reports it
+    return {**d, "yaml_file": str(source)} if isinstance(d, dict) and "anchors" in d else None
+
+
+def _is_classic(source) -> bool:
+    path = Path(str(source))
+    if path.suffix == ".pt":
+        return path.is_file() and _pickled_yolov5(path) is not None
+    return _read_classic(source) is not None
+
+
+def _classic_yaml(source) -> tuple[_YOLOv5 | None, dict | None]:
+    """``(host, model dict)`` for a classic YOLOv5 YAML source, ``(None, None)`` for an Ultralytics one."""
+    d = _read_classic(source)
+    return (None, None) if d is None else (_YOLOv5.find(source), deepcopy(d))
+
+
+class _YOLOv5:
+    """Classic YOLOv5 as a swap format: one YOLOv5 model module (clone or package) parses, builds and saves."""
+
+    def __init__(self, module):
+        from effdet_plugin.hosts.yolov5 import model_class
+
+        self.module, self.model_class = module, model_class(module)
+
+    @classmethod
+    def find(cls, source, pickled: str | None = None) -> _YOLOv5:
+        """YOLOv5 as the user has it: the yolov5 package, else a clone in the working directory (``models.yolo``).
+        A checkpoint needs the module it was pickled from: the package's, or a clone's (the package can stand in, as
+        it puts its own ``models`` on ``sys.path``). The plugin is registered with the module found."""
+        from effdet_plugin.hosts.activate import register
+        from effdet_plugin.hosts.yolov5 import is_yolov5
+
+        package, clone = YOLOV5_MODULES[1], YOLOV5_MODULES[0]
+        names = {None: (package, clone), clone: (clone, package), package: (package,)}[pickled]
+        cwd = Path.cwd()
+        for name in names:
+            if name == clone:
+                if name not in sys.modules and not (cwd / "models" / "yolo.py").is_file():
+                    continue
+                if str(cwd) not in sys.path:
+                    sys.path.insert(0, str(cwd))  # as `python train.py` in the clone has it
+            elif importlib.util.find_spec("yolov5") is None:
+                continue
+            try:
+                module = importlib.import_module(name)
+            except Exception as e:
+                raise SwapError(f"{source}: YOLOv5's {name} does not import: {_first_line(e)}") from None
+            register()
+            if is_yolov5(module):
+                return cls(module)
+        if pickled == package:
+            raise SwapError(f"{source}: a checkpoint of the yolov5 package (its model is pickled from {package}), "
+                            f"which is not installed here; install it (pip install yolov5) to swap this checkpoint")
+        kind = "checkpoint" if pickled else "YAML"
+        raise SwapError(f"{source}: a classic YOLOv5 {kind} is built with YOLOv5 itself, and none is importable here; "
+                        f"run the swap in the folder of a clone of ultralytics/yolov5, or install the yolov5 package")
+
+    @contextlib.contextmanager
+    def _quiet(self):
+        logger = getattr(self.module, "LOGGER", logging.getLogger("yolov5"))
+        level = logger.level
+        logger.setLevel(logging.WARNING)  # YOLOv5 prints every model table
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+
+    def parse(self, d: dict):
+        with self._quiet():
+            return self.module.parse_model(d, ch=[3])[0]
+
+    def make(self, d: dict, nc: int | None):
+        with self._quiet():
+            return self.model_class(d, ch=3, nc=nc)
+
+    def fixed_neck(self, d: dict, rows: list, extra: dict) -> tuple[list, dict]:
+        """Write a neck row's per-scale table argument (``BiFPN [bifpn_phi, ...]``) as the value of the source's scale:
+        the classic scale (``classic.SCALES``) nearest to its width_multiple, as the shipped classic files have it."""
+        from effdet_plugin.classic import SCALES
+
+        gw = d.get("width_multiple", 1.0)
+        letter = min(SCALES, key=lambda s: abs(SCALES[s][1] - gw)) if isinstance(gw, (int, float)) else "l"
+        tables = {k for k, v in extra.items() if isinstance(v, dict)}
+        for row in rows:
+            if row[3] and isinstance(row[3][0], str) and row[3][0] in tables:
+                row[3][0] = extra[row[3][0]][letter]
+        return rows, {k: v for k, v in extra.items() if k not in tables}
+
+    def swap_checkpoint(self, path: Path, backbone: str, neck: str, scale: str | None):
+        """``_swap_checkpoint`` for a YOLOv5 checkpoint; the new model is built by the module the source was pickled
+        from, so the output loads wherever the source does."""
+        from torch import nn
+
+        from effdet_plugin.hosts.activate import register
+        from effdet_plugin.hosts.yolov5 import is_yolov5
+
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise SwapError(f"{path}: not a loadable YOLOv5 checkpoint: {_first_line(e)}") from None
+        src = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else None
+        if not isinstance(src, nn.Module) or not isinstance(getattr(src, "yaml", None), dict):
+            raise SwapError(f"{path}: holds no YOLOv5 model built from a YAML ('model' or 'ema'); {_SUPPORTED}")
+        register()  # unpickling may have imported a second copy of the module
+        module = sys.modules.get(type(src).__module__)
+        host = _YOLOv5(module) if module is not None and is_yolov5(module) else self
+        src = src.float()
+        d = {**deepcopy(src.yaml), "yaml_file": str(path)}
+        out, moved = _swap(d, backbone, neck, scale, host)
+        model = _build(out, str(path), nc=out.get("nc"), make=host.make)
+        report = _transfer(src, model, moved)
+        for k in ("names", "nc", "hyp", "class_weights"):  # what YOLOv5's train.py sets on the model
+            if hasattr(src, k):
+                setattr(model, k, deepcopy(getattr(src, k)))
+        if isinstance(getattr(model, "names", None), (list, tuple)):
+            model.names = dict(enumerate(model.names))
+        return out, model, report, lambda info: host.checkpoint_bytes(model, ckpt, info)
+
+    @staticmethod
+    def checkpoint_bytes(model, ckpt: dict, info: dict) -> bytes:
+        """YOLOv5's final-checkpoint format (``strip_optimizer``), which ``attempt_load`` and ``--weights`` read."""
+        model = deepcopy(model).half()
+        for p in model.parameters():
+            p.requires_grad = False
+        buffer = io.BytesIO()
+        torch.save({"epoch": -1, "best_fitness": None, "model": model, "ema": None, "updates": None, "optimizer": None,
+                    "opt": ckpt.get("opt"), "git": None, "date": datetime.now().isoformat(), "effdet_swap": info},
+                   buffer)
+        return buffer.getvalue()
+
+
 # ----------------------------------------------------------------------------------------------------------- saving
 def _flow(v) -> str:
     return yaml.safe_dump(v, default_flow_style=True, width=10**9, sort_keys=False).strip().removesuffix("\n...")
@@ -380,6 +566,8 @@ def dump_yaml(d: dict, header: str = "") -> str:
         if k in ("backbone", "head"):
             first = len(d["backbone"]) if k == "head" else 0  # rows are numbered across backbone and head
             lines += ["", f"{k}:"] + [f"  - {_flow(list(r))} # {first + i}" for i, r in enumerate(v)]
+        elif k == "anchors" and isinstance(v, list):  # classic YOLOv5: one line per level
+            lines += [f"{k}:"] + [f"  - {_flow(a)}" for a in v]
         elif isinstance(v, dict) and k == "scales":
             lines += [f"{k}:"] + [f"  {s}: {_flow(list(x))}" for s, x in v.items()]
         else:
@@ -498,20 +686,26 @@ def swap_to_files(source, out, backbone: str = "effv2", neck: str = "keep", scal
         raise FileNotFoundError(f"{out}: output folder {out.parent} does not exist")
     is_pt = Path(str(source)).suffix == ".pt"
     pt = out.with_suffix(".pt") if is_pt else None
-    _check_name(out, backbone)
+    classic = _is_classic(source)
+    if not classic:  # YOLOv5 loads a file by the name it is given
+        _check_name(out, backbone)
     _check_outputs(source, out, pt, force)
     header = f"effdet-plugin swap: {Path(str(source)).name} with backbone {backbone}, neck {neck}"
     if is_pt:
-        d, model, report = swap_checkpoint(source, backbone, neck, scale)
+        d, model, report, checkpoint_bytes = _swap_checkpoint(source, backbone, neck, scale)
     else:
         d = swap_backbone(source, backbone, neck, scale)
         model, report = None, None
-    d = _file_scale(d, out)
-    text = dump_yaml(d, header + "\nUse: yolo train model=" + out.name + " data=...")
+    if classic:
+        weights = pt.name if pt else "''"
+        use = f"python train.py --cfg {out.name} --weights {weights} --data ...  (yolov5 package: yolov5 train ...)"
+    else:
+        d, use = _file_scale(d, out), f"yolo train model={out.name} data=..."
+    text = dump_yaml(d, header + "\nUse: " + use)
     blob = None
     if is_pt:
         info = {"source": str(source), "backbone": backbone, "neck": neck, "transferred": report.transferred}
-        blob = _checkpoint_bytes(model, dict(model.args), info)
+        blob = checkpoint_bytes(info)
     # The .pt is written inside the YAML's atomic write: if it fails, the YAML's temp file goes too.
     with atomic_open(out, "w", encoding="utf-8") as f:
         f.write(text)
@@ -525,7 +719,8 @@ def swap_to_files(source, out, backbone: str = "effv2", neck: str = "keep", scal
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``effdet-plugin swap`` arguments."""
     p = parser
-    p.add_argument("source", help="detection model YAML (built-in name such as yolov8s.yaml, or a file) or a .pt")
+    p.add_argument("source", help="detection model YAML (built-in name such as yolov8s.yaml, or a file) or a .pt: "
+                                  "Ultralytics or classic YOLOv5 (run in a clone's folder or with yolov5 installed)")
     p.add_argument("--backbone", required=True, choices=list(BACKBONES), help="EfficientNet backbone to graft in")
     p.add_argument("--neck", default="keep", choices=list(NECKS), help="keep the source neck (default) or use BiFPN")
     p.add_argument("--scale", choices=list("nsmlx"), help="scale letter for a source with scales: (default: its own)")

@@ -69,7 +69,8 @@ def _params(fn) -> tuple[str, ...]:
         return ()
 
 
-def _model_class(module: ModuleType) -> type | None:
+def model_class(module: ModuleType) -> type | None:
+    """YOLOv5's model class in ``module`` (``DetectionModel``; ``Model`` in older releases), if any."""
     cls = getattr(module, "DetectionModel", None) or getattr(module, "Model", None)
     return cls if isinstance(cls, type) and issubclass(cls, nn.Module) else None
 
@@ -95,7 +96,7 @@ def is_yolov5(module: ModuleType) -> bool:
         and isinstance(g.get("Concat"), type)
         and callable(g.get("make_divisible"))
         and isinstance(g.get("LOGGER"), logging.Logger)
-        and _model_class(module) is not None
+        and model_class(module) is not None
     )
 
 
@@ -257,13 +258,13 @@ def _init_wrapper(init):
 def install(module: ModuleType) -> None:
     """Rebind ``module``'s seams (idempotent); replaces the ``EFFDET_PLUGIN_DISABLE`` seam if that is in place."""
     rebind(module, "parse_model", _parse_model_wrapper, params=("d", "ch"))
-    rebind(_model_class(module), "__init__", _init_wrapper, params=("self", "cfg"))
+    rebind(model_class(module), "__init__", _init_wrapper, params=("self", "cfg"))
 
 
 def install_disabled(module: ModuleType) -> None:
     """With ``EFFDET_PLUGIN_DISABLE`` set: build nothing, only explain when a plugin YAML reaches the parser."""
     rebind(module, "parse_model", _disabled_parse_model_wrapper, params=("d", "ch"))
-    rebind(_model_class(module), "__init__", _init_wrapper, params=("self", "cfg"))
+    rebind(model_class(module), "__init__", _init_wrapper, params=("self", "cfg"))
 
 
 def host_parse_model(module: ModuleType):
