@@ -117,7 +117,8 @@ for f in sorted(root.rglob("*.yaml")):
     for scale in (d.get("scales") or {"": None}):
         d["scale"] = scale
         out[f"{f.relative_to(root)}:{scale}"] = sum(p.numel() for p in DetectionModel(dict(d), verbose=False).parameters())
-print(json.dumps({"plugin": "effdet_plugin.hosts.ultralytics" in sys.modules, "params": out}))
+from ultralytics.nn import tasks
+print(json.dumps({"plugin": hasattr(tasks.parse_model, "__wrapped__"), "params": out}))  # the parser is wrapped
 """
 
 
