@@ -4,10 +4,10 @@ Seams (all through ``rebind`` or Ultralytics' own registration lists):
 
 - ``ultralytics.nn.tasks.parse_model``: dicts with plugin rows are built by ``effdet_plugin.assemble``.
 - ``ultralytics.nn.tasks.yaml_model_load``: bare names of the shipped YAMLs resolve from any working directory.
-- ``ultralytics.nn.tasks.load_checkpoint``: ``pretrained=<torchvision .pth>`` seeds an exact EfficientNet backbone.
+- ``ultralytics.nn.tasks.load_checkpoint`` and ``BaseModel.load``: ``pretrained=<torchvision .pth>`` seeds an exact
+  EfficientNet backbone.
 - ``ultralytics.data.dataset.YOLODataset.close_mosaic``: keeps a progressive stage's augmentation magnitudes.
-- ``default_callbacks`` and the default config: progressive learning's keys and callbacks, the pretrained hook's
-  trainer note.
+- ``default_callbacks`` and the default config: progressive learning's keys and callbacks.
 """
 
 from __future__ import annotations
@@ -181,10 +181,20 @@ def _disabled_yaml_model_load_wrapper(yaml_model_load):
     return yaml_model_load_disabled
 
 
-# ``pretrained=<torchvision .pth>``: a default trainer callback notes which model the trainer builds, and
-# ``load_checkpoint`` turns the file into a backbone-only module that Ultralytics' own ``DetectionModel.load``
-# transfers into that model.
-_TARGETS: dict[str, str] = {}  # pretrained= value -> model= value of the trainer that will load it
+# ``pretrained=<torchvision .pth>``: ``load_checkpoint`` (called by the trainer and by ``YOLO.load``/``YOLO.train``
+# on every 8.4.x) returns a marker for such a file, and ``BaseModel.load``, which both then call on the model being
+# trained, loads it into that model's exact EfficientNet backbone with every name and shape checked: a file of another
+# architecture fails with one message instead of Ultralytics' silent by-shape transfer.
+class TorchvisionWeights(nn.Module):
+    """What ``load_checkpoint`` returns for a torchvision state dict file: its path, loaded by ``BaseModel.load``."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = str(path)
+        self.pt_path = None  # not a training checkpoint: nothing to resume from (Model.load reads this)
+
+    def float(self):
+        return self
 
 
 def is_torchvision_file(weight) -> bool:
@@ -192,40 +202,14 @@ def is_torchvision_file(weight) -> bool:
     return isinstance(weight, (str, Path)) and Path(weight).suffix.lower() not in ("", ".pt")
 
 
-def note_target(trainer) -> None:
-    """``on_pretrain_routine_start``: remember which model a torchvision ``pretrained=`` file is meant for."""
-    if is_torchvision_file(trainer.args.pretrained) and not trainer.args.resume:
-        _TARGETS[str(trainer.args.pretrained)] = str(trainer.args.model)
-
-
-def backbone_donor(weight, load_checkpoint) -> nn.Module:
-    """Build the trainer's model (or the architecture the file holds), load the file into it, keep the backbone."""
-    from ultralytics.nn.tasks import DetectionModel
-
-    from effdet_plugin.stages import find_backbone
-    from effdet_plugin.weights import PretrainedWeightsError, backbone_rows, load_pretrained_backbone, read_state_dict
-    from effdet_plugin.weights import signature_of
-
-    target = _TARGETS.pop(str(weight), None)
-    if target and target.lower().endswith(".pt"):
-        target = load_checkpoint(target)[0].yaml
-    if target is None:  # no trainer noted it (e.g. a DDP worker): build the architecture the file itself holds
-        sd, _ = read_state_dict(weight)
-        bb = find_backbone(signature_of(sd))
-        if bb is None:
-            raise PretrainedWeightsError(f"{weight}: expected a torchvision EfficientNet/EfficientNetV2 state dict")
-        target, weight = f"yolov5n_{bb.name}.yaml", sd
-    model = DetectionModel(target, verbose=False)  # the head is dropped: any class count will do
-    load_pretrained_backbone(model, weight)
-    donor = nn.Module()
-    donor.model = nn.Sequential(*backbone_rows(model))  # same "model.i." keys as the trainer's model
-    return donor
-
-
 def _load_checkpoint_wrapper(load_checkpoint):
     def load_checkpoint_with_plugin(weight, *args, **kwargs):
         if is_torchvision_file(weight):
-            return backbone_donor(weight, load_checkpoint), None
+            if not Path(weight).is_file():
+                raise FileNotFoundError(f"pretrained weights not found: {weight}")
+            # A non-empty "checkpoint": YOLO.train() of Ultralytics 8.4.0 seeds the trainer from the loaded model only
+            # while one is set; it holds nothing a resume could use (no epoch, no optimizer).
+            return TorchvisionWeights(weight), {"effdet_torchvision": str(weight)}
         # a checkpoint pickles plugin (and users') modules: registering them allow-lists them for restricted loading
         kinds()
         user_modules.load()
@@ -233,6 +217,19 @@ def _load_checkpoint_wrapper(load_checkpoint):
 
     load_checkpoint_with_plugin.__wrapped__ = load_checkpoint
     return load_checkpoint_with_plugin
+
+
+def _model_load_wrapper(load):
+    def load_with_plugin(self, weights, verbose=True):
+        if isinstance(weights, TorchvisionWeights):
+            from effdet_plugin.weights import load_pretrained_backbone
+
+            load_pretrained_backbone(self, weights.path, verbose=verbose)
+            return self
+        return load(self, weights, verbose)
+
+    load_with_plugin.__wrapped__ = load
+    return load_with_plugin
 
 
 def install_config_keys() -> None:
@@ -244,7 +241,7 @@ def install_config_keys() -> None:
         DEFAULT_CFG_DICT.setdefault(key, value)  # the dict that `yolo` and get_cfg() check keys against
         if not hasattr(DEFAULT_CFG, key):
             setattr(DEFAULT_CFG, key, value)  # the namespace trainers start from
-    for event, callback in [*progressive.CALLBACKS.items(), ("on_pretrain_routine_start", note_target)]:
+    for event, callback in progressive.CALLBACKS.items():
         if callback not in default_callbacks[event]:
             default_callbacks[event].append(callback)
 
@@ -259,6 +256,7 @@ def install() -> None:
     rebind(tasks, "yaml_model_load", _yaml_model_load_wrapper, params=("path",), also=_ENGINE)
     rebind(tasks, "parse_model", _parse_model_wrapper, params=("d", "ch", "verbose"), also=_ENGINE)
     rebind(tasks, "load_checkpoint", _load_checkpoint_wrapper, params=("weight",), also=_ENGINE)
+    rebind(tasks.BaseModel, "load", _model_load_wrapper, params=("self", "weights", "verbose"))
     dataset = sys.modules.get("ultralytics.data.dataset")
     if dataset is not None and hasattr(dataset, "YOLODataset"):  # else its own start-up hook installs the seam
         install_dataset()
