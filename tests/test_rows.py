@@ -29,7 +29,7 @@ def _out_channels(layer: nn.Module) -> int:
     return [m for m in layer.modules() if isinstance(m, nn.Conv2d)][-1].out_channels  # projection is registered last
 
 
-@pytest.mark.parametrize("scale", list(EFFV2["scales"]))
+@pytest.mark.parametrize("scale", [s if s in "ns" else pytest.param(s, marks=pytest.mark.slow) for s in EFFV2["scales"]])
 def test_rows_scale_like_conv_and_c3(scale):
     from ultralytics.nn import tasks
 
