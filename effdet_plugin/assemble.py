@@ -75,11 +75,15 @@ class HostRules(ABC):
     def row_line(self, i: int, f, n: int, params: int, module: str, args: list) -> str:
         """The host's model-table line for one row."""
 
+    def check(self, d: dict) -> None:
+        """What this host's parser cannot build beyond ``rows.validate_model`` (run right after it); none by default."""
+
 
 def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]], host: HostRules):
     """Return ``parse(d)`` with every plugin row built by the plugin (see the module docstring)."""
     ours = plugin_rows(d)
     validate_model(d, host.names())
+    host.check(d)
     rows = list(d["backbone"]) + list(d["head"])
     n_backbone = len(d["backbone"])
     scale_backbone = d.get("scale_backbone", True)

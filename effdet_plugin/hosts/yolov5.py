@@ -44,7 +44,6 @@ from effdet_plugin.rows import (
     plugin_rows,
     row_error,
     uses_plugin,
-    validate_model,
 )
 
 HEADS = frozenset({"Detect", "Segment"})
@@ -192,6 +191,9 @@ class Rules(HostRules):
     def row_line(self, i: int, f, n: int, params: int, module: str, args: list) -> str:
         return f"{i:>3}{f!s:>18}{n:>3}{params:10.0f}  {module:<40}{args!s:<30}"
 
+    def check(self, d: dict) -> None:
+        _check_reads(d)
+
 
 def _check_reads(d: dict) -> None:
     """Refuse a host row that reads a multi-input row directly: YOLOv5 would give it the ``Concat`` stand-in's width."""
@@ -221,11 +223,8 @@ def _parse_model_wrapper(parse_model):
         if not uses_plugin(d):
             return parse_model(d, ch)
         d = _with_source(d)
-        rules = Rules(module, d)
-        validate_model(d, rules.names())
-        _check_reads(d)
         c = ch[-1] if isinstance(ch, (list, tuple)) else ch
-        return assemble.build(d, c, lambda standin: parse_model(standin, ch), rules)
+        return assemble.build(d, c, lambda standin: parse_model(standin, ch), Rules(module, d))
 
     parse_model_with_plugin.__wrapped__ = parse_model
     return parse_model_with_plugin
