@@ -38,6 +38,8 @@ TV=$("$VPY" -c "import torchvision; print(torchvision.__version__.split('+')[0])
 # The start-up hook module: a wheel install puts it at the site-packages root; an editable install does not.
 SITE=$("$VPY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 cp "$REPO/effdet_plugin/hosts/_autoload.py" "$SITE/_effdet_plugin_autoload.py"
+# compiled now, as pip compiles it in a wheel install: with PYTHONDONTWRITEBYTECODE every start would recompile it
+"$VPY" -m compileall -q "$SITE/_effdet_plugin_autoload.py"
 [ -f "$SITE/effdet_plugin.pth" ] || cp "$REPO/effdet_plugin.pth" "$SITE/effdet_plugin.pth"
 
 # yolov5 downloads Arial.ttf into its config dir unless one is there: give it matplotlib's DejaVuSans.
