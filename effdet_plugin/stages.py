@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
@@ -30,8 +30,12 @@ from effdet_plugin.paths import model_yaml_dir
 
 SE_RATIO = 0.25  # MBConv squeeze width = input channels // 4 in both families (FusedMBConv has no SE)
 DROP_PATH = DEFAULT_DROP_PATH  # the blocks' default (torchvision's); every shipped table's but -wide
-SCALES = {"n": (0.33, 0.25, 1024), "s": (0.33, 0.50, 1024), "m": (0.67, 0.75, 1024), "l": (1.00, 1.00, 1024),
-          "x": (1.33, 1.25, 1024)}  # yolov5u neck/head scales
+Scales = dict[str, tuple[float, float, int]]  # letter -> (depth, width, max_channels), Ultralytics' ``scales:``
+SCALES: Scales = {"n": (0.33, 0.25, 1024), "s": (0.33, 0.50, 1024), "m": (0.67, 0.75, 1024), "l": (1.00, 1.00, 1024),
+                  "x": (1.33, 1.25, 1024)}  # yolov5u neck/head scales
+# The recommended family's: yolov5u's at n and s; at m/l/x one depth step less, which is what keeps the widened table
+# at or under the same-letter yolov5u's CPU latency (the width cut and a 768-channel cap did not: docs/benchmarks.md)
+RECOMMENDED_SCALES: Scales = {**SCALES, "m": (0.50, 0.75, 1024), "l": (0.75, 1.00, 1024), "x": (1.00, 1.25, 1024)}
 
 
 class Stage(NamedTuple):
@@ -88,6 +92,10 @@ class Table:
             stages.append(s._replace(c_out=MBConvConfig.adjust_channels(s.c_out, factor)) if stride >= min_stride else s)
         return replace(self, stages=tuple(stages))
 
+    def without_se(self) -> Table:
+        """This table with no squeeze-and-excitation in any stage (EfficientNet-Lite)."""
+        return replace(self, stages=tuple(s._replace(se=0) for s in self.stages))
+
     def scaled(self, width: float, depth: float) -> Table:
         """EfficientNet compound scaling exactly as torchvision (width to /8 never -10%, depth by ceil)."""
         from torchvision.models.efficientnet import MBConvConfig
@@ -134,6 +142,9 @@ EFFICIENTNET_V2_L = Table(32, (
 ))
 # EfficientNetV2-S with the stride-16/32 stages 1.5x wider (128/160/256 -> 192/240/384): see yolov5_effv2-wide.yaml
 EFFICIENTNET_V2_WIDE = EFFICIENTNET_V2_S.widened(1.5, min_stride=16)
+# EfficientNet-Lite's changes (Google's TF EfficientNet-Lite, 2020) on the widened table: no SE; ReLU6 is the YAML's
+# ``activation:``, which the host's rows and the plugin's blocks both take
+EFFICIENTNET_V2_LITE = EFFICIENTNET_V2_WIDE.without_se()
 # name: (width, depth, BatchNorm eps) as torchvision builds efficientnet_bN (B5-B7 ported with eps 1e-3)
 EFFICIENTNET_V1 = {
     "b0": (1.0, 1.0, 1e-5),
@@ -205,6 +216,8 @@ class ModelYaml:
     header: str  # first line: what the backbone is; then the header's text (exact backbones: derived, "")
     drop_path: float = DROP_PATH
     exact: Backbone | None = None  # rows never scaled, BatchNorm eps as torchvision
+    scales: Scales = field(default_factory=lambda: dict(SCALES))
+    activation: str | None = None  # the YAML's ``activation:`` (Ultralytics' key), None: the host's default (SiLU)
 
     @property
     def backbone_key(self) -> str:
@@ -290,8 +303,11 @@ def render_yaml(spec: ModelYaml) -> str:
         keys += "scale_backbone: false # backbone rows keep the widths and repeats written here\n"
         keys += f"bn_eps: {f'{bb.bn_eps:.1e}'.replace('e-0', 'e-')} # BatchNorm eps of torchvision's {bb.torchvision}\n"
     keys += f"drop_path: {spec.drop_path} # maximum stochastic-depth rate, reached by the last block (linear in index)\n"
-    keys += "scales: # [depth, width, max_channels], as yolov5u\n"
-    keys += "".join(f"  {k}: [{d:.2f}, {w:.2f}, {m}]\n" for k, (d, w, m) in SCALES.items())
+    if spec.activation:
+        keys += f"activation: {spec.activation} # every Conv of the head and every block of the backbone\n"
+    same = "as yolov5u" if spec.scales == SCALES else "yolov5u's at n/s, one depth step less at m/l/x"
+    keys += f"scales: # [depth, width, max_channels], {same}\n"
+    keys += "".join(f"  {k}: [{d:.2f}, {w:.2f}, {m}]\n" for k, (d, w, m) in spec.scales.items())
     if spec.neck == "bifpn":
         keys += _bifpn_phi_line()
     return "\n".join(f"# {line}".rstrip() for line in header) + "\n\n" + keys + _rows_text(spec.table, spec.neck)
@@ -311,7 +327,8 @@ def render_classic(spec: classic.ClassicYaml) -> str:
     Ultralytics-format source file with ``Detect [nc, anchors]`` and the scale's BiFPN phi."""
     src = MODEL_YAMLS[spec.ultralytics_file]
     rows = _rows_text(src.table, src.neck, detect=classic.DETECT_ARGS, phi=str(spec.phi))
-    return classic.render(spec, rows, src.table.taps, src.drop_path)
+    depth, width, _ = src.scales[spec.scale]
+    return classic.render(spec, rows, src.table.taps, src.drop_path, (depth, width), src.activation)
 
 
 def _exact_header(bb: Backbone) -> str:
@@ -333,22 +350,37 @@ def _exact_header(bb: Backbone) -> str:
 
 
 _V2_HEADER = """\
-an EfficientNetV2-S stage table
-Backbone stages as EfficientNetV2-S (Tan & Le, 2021, table 4), scaled like every other row by the scale's
-width/depth multipliers; detection taps at strides 8 (row 3), 16 (row 5) and 32 (row 7, after SPPF).
+a widened EfficientNetV2-S stage table (the recommended family)
+EfficientNetV2-S's stages (Tan & Le, 2021, table 4) with the three stride-16/32 stages 1.5x wider (128/160/256 ->
+192/240/384, torchvision's adjust_channels rounding), no stochastic depth, and per-scale multipliers: yolov5u's at n
+and s, one depth step less at m/l/x. Why: with yolov5u's multipliers the plain table feeds the head 256*w channels at
+P5 where YOLOv5's CSP backbone gives 1024*w; widening the low-resolution stages is nearly free on CPU, widening the
+high-resolution ones is not, and at m/l/x the full depth of the widened table costs more than yolov5u (docs/benchmarks.md).
+Stochastic depth is off because from scratch the detector underfits; set drop_path 0.1-0.2 for long runs.
+Measured against yolov5u per dataset and scale: docs/accuracy.md. Taps at strides 8 (row 3), 16 (row 5), 32 (row 7).
 Use: yolo train model=yolov5s_effv2.yaml data=...   (the letter n/s/m/l/x picks the scale)"""
+_PLAIN_HEADER = """\
+the plain EfficientNetV2-S stage table
+Backbone stages as EfficientNetV2-S (Tan & Le, 2021, table 4), scaled like every other row by yolov5u's width/depth
+multipliers; detection taps at strides 8 (row 3), 16 (row 5) and 32 (row 7, after SPPF). In 0.1 this was
+yolov5_effv2.yaml. The fastest family (0.75-0.92x yolov5u's CPU latency) but less accurate at n (docs/accuracy.md).
+Use: yolo train model=yolov5s_effv2-plain.yaml data=...   (the letter n/s/m/l/x picks the scale)"""
 _WIDE_HEADER = """\
-a widened EfficientNetV2-S stage table
-As yolov5_effv2.yaml, but the three stride-16/32 stages are 1.5x wider (128/160/256 -> 192/240/384, torchvision's
-adjust_channels rounding) and stochastic depth is off. Why: with yolov5u's multipliers the plain table feeds the head
-256*w channels at P5 where YOLOv5's CSP backbone gives 1024*w; widening the low-resolution stages is nearly free on
-CPU while widening the early, high-resolution ones costs 1.3x yolov5nu's latency (docs/benchmarks.md). Trained from
-scratch (raccoon, CPU, 60 epochs at 224, 4 seeds) its mean mAP50-95 beat yolov5u at n (0.285 vs 0.270, within seed
-noise) and s (0.309 vs 0.230) at lower latency; the plain table lost at n (docs/accuracy.md). Stochastic depth is off
-because from scratch the detector underfits; set drop_path 0.1-0.2 for long runs.
+a widened EfficientNetV2-S stage table at yolov5u's multipliers
+The stage table of yolov5_effv2.yaml (stride-16/32 stages 1.5x wider, no stochastic depth) with yolov5u's depth and
+width multipliers at every scale: the same models as yolov5_effv2.yaml at n and s, deeper and 1.1x slower than yolov5u
+at m/l/x (docs/benchmarks.md). Kept for runs trained with it; new work: yolov5_effv2.yaml.
 Use: yolo train model=yolov5s_effv2-wide.yaml data=...   (the letter n/s/m/l/x picks the scale)"""
+_LITE_HEADER = """\
+an EfficientNet-Lite-style stage table, for edge deployment
+The stage table and multipliers of yolov5_effv2.yaml with EfficientNet-Lite's changes (TF EfficientNet-Lite, 2020):
+no squeeze-and-excitation and ReLU6 instead of SiLU, in the backbone and in YOLOv5's head alike, because SE's global
+pooling and SiLU quantize and run poorly on mobile accelerators. TF-Lite also keeps the stem and final conv from
+growing as B0 scales up; here n-l shrink them already and only x grows them (stem 32, SPPF 1280).
+Latency in PyTorch, ONNX Runtime and OpenVINO (FP32 and INT8), and mAP against yolov5_effv2.yaml: docs/accuracy.md.
+Use: yolo train model=yolov5s_effv2-lite.yaml data=...   (the letter n/s/m/l/x picks the scale)"""
 _BIFPN_HEADER = """\
-an EfficientNetV2-S stage table (as yolov5_effv2.yaml)
+the plain EfficientNetV2-S stage table (as yolov5_effv2-plain.yaml)
 The BiFPN row fuses P3 (row 3), P4 (row 5) and P5 (row 7, after SPPF) with fast normalized fusion; its size follows
 EfficientDet's table (D0-D7) from bifpn_phi, not the width/depth multipliers. Node graph of one layer:
 effdet_plugin/bifpn.py NODES.
@@ -367,8 +399,12 @@ def _exact_bifpn_header(bb: Backbone) -> str:
 
 def _model_yamls() -> dict[str, ModelYaml]:
     specs = [
-        ModelYaml("yolov5_effv2.yaml", EFFICIENTNET_V2_S, "pan", _V2_HEADER),
+        ModelYaml("yolov5_effv2.yaml", EFFICIENTNET_V2_WIDE, "pan", _V2_HEADER, drop_path=0.0,
+                  scales=RECOMMENDED_SCALES),
+        ModelYaml("yolov5_effv2-plain.yaml", EFFICIENTNET_V2_S, "pan", _PLAIN_HEADER),
         ModelYaml("yolov5_effv2-wide.yaml", EFFICIENTNET_V2_WIDE, "pan", _WIDE_HEADER, drop_path=0.0),
+        ModelYaml("yolov5_effv2-lite.yaml", EFFICIENTNET_V2_LITE, "pan", _LITE_HEADER, drop_path=0.0,
+                  scales=RECOMMENDED_SCALES, activation="nn.ReLU6()"),
         ModelYaml("yolov5_effv2_bifpn.yaml", EFFICIENTNET_V2_S, "bifpn", _BIFPN_HEADER),
     ]
     for bb in BACKBONES.values():

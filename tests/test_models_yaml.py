@@ -1,4 +1,4 @@
-"""Shipped model YAMLs: the wide table differs from the plain one only where it says; every YAML grows n < ... < x."""
+"""Shipped model YAMLs: the families differ from each other only where their headers say; every YAML grows n < ... < x."""
 
 from __future__ import annotations
 
@@ -18,13 +18,42 @@ def _load(name: str) -> dict:
 
 
 def test_wide_widens_only_the_stride_16_and_32_stages():
-    plain, wide = _load("yolov5_effv2.yaml"), _load("yolov5_effv2-wide.yaml")
+    plain, wide = _load("yolov5_effv2-plain.yaml"), _load("yolov5_effv2-wide.yaml")
     same = lambda d: {k: v for k, v in d.items() if k not in ("backbone", "drop_path")}  # noqa: E731
     assert same(wide) == same(plain) and wide["drop_path"] == 0.0 < plain["drop_path"]
     for i, (p, w) in enumerate(zip(plain["backbone"], wide["backbone"])):
         widened = i in (4, 5, 6)  # MBConv stages at strides 16/16/32
         expected = _make_divisible(p[3][0] * 1.5, 8) if widened else p[3][0]  # torchvision's adjust_channels rounding
         assert w[:3] == p[:3] and w[3][1:] == p[3][1:] and w[3][0] == expected, (i, p, w)
+
+
+def test_recommended_is_the_wide_table_one_depth_step_shallower_from_m():
+    rec, wide = _load("yolov5_effv2.yaml"), _load("yolov5_effv2-wide.yaml")
+    assert rec["backbone"] == wide["backbone"] and rec["head"] == wide["head"] and rec["drop_path"] == 0.0
+    for k in "ns":
+        assert rec["scales"][k] == wide["scales"][k]
+    for k in "mlx":  # same width and channel cap, less depth
+        (d, w, c), (wd, ww, wc) = rec["scales"][k], wide["scales"][k]
+        assert (w, c) == (ww, wc) and d < wd, k
+    for k in "ns":  # the same models at n and s: runs of either name compare
+        a = DetectionModel(f"yolov5{k}_effv2.yaml", nc=3, verbose=False)
+        b = DetectionModel(f"yolov5{k}_effv2-wide.yaml", nc=3, verbose=False)
+        assert [(n, p.shape) for n, p in a.named_parameters()] == [(n, p.shape) for n, p in b.named_parameters()]
+
+
+def test_lite_is_the_recommended_table_without_se_and_with_relu6():
+    rec, lite = _load("yolov5_effv2.yaml"), _load("yolov5_effv2-lite.yaml")
+    assert lite["scales"] == rec["scales"] and lite["head"] == rec["head"] and lite["activation"] == "nn.ReLU6()"
+    for r, li in zip(rec["backbone"], lite["backbone"]):
+        assert li[:3] == r[:3] and li[3][:4] == r[3][:4], (r, li)
+        assert li[3][4:] in ([], [0]), li  # SE ratio 0 (SPPF and stem rows have no 5th arg)
+
+    def kinds(name: str) -> set[str]:
+        return {type(m).__name__ for m in DetectionModel(name, nc=3, verbose=False).modules()}
+
+    lite_kinds, rec_kinds = kinds("yolov5n_effv2-lite.yaml"), kinds("yolov5n_effv2.yaml")
+    assert "ReLU6" in lite_kinds and not {"SiLU", "SqueezeExcite"} & lite_kinds, lite_kinds
+    assert {"SiLU", "SqueezeExcite"} <= rec_kinds and "ReLU6" not in rec_kinds, rec_kinds
 
 
 def test_wide_builds_with_detection_at_strides_8_16_32():

@@ -15,7 +15,7 @@ import effdet_plugin
 from effdet_plugin.paths import model_yaml_dir
 from effdet_plugin.rows import ModelRowError
 
-EFFV2 = yaml.safe_load((model_yaml_dir() / "yolov5_effv2.yaml").read_text())
+EFFV2 = yaml.safe_load((model_yaml_dir() / "yolov5_effv2-plain.yaml").read_text())
 BIFPN = yaml.safe_load((model_yaml_dir() / "yolov5_effv2_bifpn.yaml").read_text())
 TINY_HEAD = [[-1, 1, "Conv", [64, 1, 1]], [[-1, -1, -1], 1, "Detect", ["nc"]]]
 

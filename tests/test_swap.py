@@ -82,7 +82,8 @@ def test_backbones_are_the_stage_tables_yamls():
     """--backbone names and files come from effdet_plugin.stages, every file is shipped, and the CLI offers them all."""
     assert swap.BACKBONES == stages.backbone_yamls()
     exact = {"effv2-s", "effv2-m", "effv2-l", *(f"effb{i}" for i in range(8))}
-    assert set(swap.BACKBONES) == {"effv2", "effv2-wide", *exact} and exact == set(stages.BACKBONES)
+    assert set(swap.BACKBONES) == {"effv2", "effv2-plain", "effv2-wide", "effv2-lite", *exact}
+    assert exact == set(stages.BACKBONES)
     missing = [f for f in swap.BACKBONES.values() if not (model_yaml_dir() / f).is_file()]
     assert not missing, f"shipped YAMLs missing from {model_yaml_dir()}: {missing}"
     parser = argparse.ArgumentParser()
@@ -111,6 +112,17 @@ def test_wide_backbone_rows_and_drop_path_carried():
     assert d["backbone"] == tasks.yaml_model_load("yolov5s_effv2-wide.yaml")["backbone"]
     assert d["drop_path"] == 0.0
     assert _model(d).stride.tolist() == [8, 16, 32]
+
+
+def test_lite_backbone_brings_its_activation_others_keep_the_sources():
+    """effv2-lite is designed for ReLU6 (no SE): the swapped model has it everywhere; another backbone keeps the
+    source's own activation."""
+    d = swap.swap_backbone("yolov8s.yaml", "effv2-lite")
+    assert d["activation"] == "nn.ReLU6()"
+    kinds = {type(m).__name__ for m in _model(d).modules()}
+    assert "ReLU6" in kinds and "SiLU" not in kinds, kinds
+    src = {**tasks.yaml_model_load("yolov8s.yaml"), "activation": "nn.LeakyReLU(0.1)"}
+    assert swap.swap_backbone(src, "effv2-wide")["activation"] == "nn.LeakyReLU(0.1)"
 
 
 @pytest.mark.slow

@@ -47,14 +47,17 @@ CLASSIC = model_yaml_dir() / classic.FOLDER
 
 # ------------------------------------------------------------------------------------------- here: YAMLs, command
 def test_classic_yamls_follow_the_tables():
-    """Ten files: EfficientNetV2-S rows as the Ultralytics file, YOLOv5's multipliers and anchors, Detect [nc, anchors],
-    and for BiFPN the phi of the scale."""
+    """Ten files: rows and depth/width multiples as the Ultralytics file's scale (the recommended family's differ
+    from yolov5's own at m/l/x, BiFPN's are yolov5's), YOLOv5's anchors, Detect [nc, anchors], BiFPN's phi per scale."""
     unified = {n: yaml.safe_load((model_yaml_dir() / n).read_text()) for n in ("yolov5_effv2.yaml",
                                                                               "yolov5_effv2_bifpn.yaml")}
     assert sorted(p.name for p in CLASSIC.glob("*.yaml")) == sorted(classic.CLASSIC_YAMLS) and len(classic.CLASSIC_YAMLS) == 10
     for name, spec in classic.CLASSIC_YAMLS.items():
         d = yaml.safe_load((CLASSIC / name).read_text(encoding="ascii", errors="ignore"))  # as YOLOv5 reads it
-        assert (d["depth_multiple"], d["width_multiple"]) == classic.SCALES[spec.scale] == SCALES[spec.scale][:2]
+        source = unified[spec.ultralytics_file]["scales"][spec.scale][:2]
+        assert [d["depth_multiple"], d["width_multiple"]] == source, (name, source)
+        if spec.neck == "bifpn":
+            assert tuple(source) == classic.SCALES[spec.scale] == SCALES[spec.scale][:2]
         assert d["anchors"] == [list(a) for a in classic.ANCHORS] and "scales" not in d
         assert d["backbone"] == unified[spec.ultralytics_file]["backbone"]
         assert d["head"][-1][2:] == ["Detect", ["nc", "anchors"]]

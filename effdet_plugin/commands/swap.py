@@ -53,6 +53,9 @@ NECKS = {"keep": None, "bifpn": "_bifpn"}
 HEADS = ("Detect", "v10Detect")  # last head row modules of plain P3/P4/P5 detection models
 STRIDES = (8, 16, 32)
 _PLUGIN_KEYS = ("drop_path", "bn_eps", "scale_backbone")  # top-level keys that act on the backbone rows
+# a backbone designed for one activation (the Lite family's ReLU6) brings it; the host has one activation for every
+# Conv, so it replaces the source's. Backbones without one keep the source's.
+_BACKBONE_ACTIVATION = "activation"
 _NEW_LAYER = "new neck layer, no source counterpart"
 _PROBE = 256  # input size of the stride probe; large enough to see a stride-64 (P6) layer
 _P6_STEMS = frozenset(f"yolov{d}{x}6" for x in "nsmlx" for d in (5, 8))  # yaml_model_load renames these to -p6
@@ -208,7 +211,7 @@ def _new_backbone(backbone: str) -> _Backbone:
     if strides[-1] != 32 or len(taps) != len(STRIDES):
         raise SwapError(f"{path}: backbone strides {strides} do not end in a P3/P4/P5 pyramid")
     taps[32] = len(rows) - 1
-    return _Backbone(backbone, rows, {k: d[k] for k in _PLUGIN_KEYS if k in d}, taps)
+    return _Backbone(backbone, rows, {k: d[k] for k in (*_PLUGIN_KEYS, _BACKBONE_ACTIVATION) if k in d}, taps)
 
 
 def _reindex(head: list, n_old: int, n_new: int, tap_of: dict[int, int]) -> list:
