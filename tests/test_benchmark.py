@@ -36,6 +36,22 @@ def test_tiny_run_writes_json(tmp_path, capsys, monkeypatch):
     assert [p.name for p in out.parent.iterdir()] == ["bench.json"]  # atomic write left no temp file
 
 
+@pytest.mark.slow
+def test_openvino_fp32_and_int8(tmp_path, demo_data, monkeypatch):
+    """OpenVINO through Ultralytics' exporter, FP32 and INT8 (NNCF, calibrated on the dataset's images), timed by
+    OpenVINO's runtime; the INT8 graph really holds quantized ops."""
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    monkeypatch.chdir(tmp_path)
+    rows = bench.benchmark(["yolov5n_effv2-lite.yaml", "yolov5n_effv2.yaml"], [64], [1], repeats=1, warmup=0,
+                           threads=1, openvino=True, int8=str(demo_data), progress=False)
+    for r in rows:
+        assert r["openvino_ms"] > 0 and r["openvino_int8_ms"] > 0
+    assert rows[0]["openvino_ms_ratio"] == rows[0]["openvino_int8_ms_ratio"] == 1.0
+    xml = bench.export_openvino(bench.load_model("yolov5n_effv2-lite.yaml"), 64, 1, tmp_path, "q", str(demo_data))
+    assert "FakeQuantize" in xml.read_text() or "FakeConvert" in xml.read_text()
+
+
 def test_table_columns_and_alignment():
     rows = [
         {"model": "a", "imgsz": 64, "batch": 1, "params": 2.5e6, "gflops": 0.5, "latency_ms": 10.0,
@@ -57,6 +73,7 @@ def test_table_columns_and_alignment():
         (["--models", "yolov5s_nothing.yaml"], "yolov5{n,s,m,l,x}_effv2.yaml"),  # lists the shipped names
         (["--models", "cfg/missing.yaml"], "'cfg/missing.yaml': file not found"),
         (["--models", "gone.pt"], "'gone.pt': file not found"),  # never a download attempt
+        (["--models", "yolov5nu.yaml", "--int8", "nothere.yaml"], "--int8 nothere.yaml: dataset YAML not found"),
         (["--models", "yolov5nu.yaml", "--device", "7"], "device '7' is not available"),
         (["--models", "yolov5nu.yaml", "--half"], "--half needs a CUDA device"),
         (["--models", "yolov5nu.yaml", "--imgsz", "100"], "imgsz must be multiples of 32"),

@@ -1,7 +1,7 @@
 """Measure detectors side by side in one process: params, GFLOPs, latency, memory, training and ONNX speed.
 
     effdet-plugin benchmark --models yolov5s_effv2.yaml yolov5su.yaml --imgsz 320 640 --batch 1 8 --device cpu \
-        [--half] [--train] [--onnx] [--threads N] [--repeats R] [--warmup W] --json out.json
+        [--half] [--train] [--onnx] [--openvino] [--int8 DATA] [--threads N] [--repeats R] [--warmup W] --json out.json
 
 Every model is timed once per round, in an order that rotates each round, so machine drift hits all models alike; the
 first ``--warmup`` rounds are discarded and the figure is the median of the remaining ``--repeats``. Inference runs on
@@ -42,8 +42,10 @@ COLUMNS = (
     ("extra_mem_mb", "mem+(MB)", "{:.0f}"),
     ("train_images_per_s", "train img/s", "{:.2f}"),
     ("onnx_ms", "onnx(ms)", "{:.2f}"),
+    ("openvino_ms", "openvino(ms)", "{:.2f}"),
+    ("openvino_int8_ms", "ov int8(ms)", "{:.2f}"),
 )
-RATIO_KEYS = ("latency_ms", "train_images_per_s", "onnx_ms")  # each row divided by the first model's, same setting
+RATIO_KEYS = ("latency_ms", "train_images_per_s", "onnx_ms", "openvino_ms", "openvino_int8_ms")  # each row divided by the first model's, same setting
 
 
 class BenchmarkError(ValueError):
@@ -363,6 +365,49 @@ def export_onnx(model: nn.Module, imgsz: int, batch: int, folder: Path, name: st
         return Path(Exporter(overrides=overrides)(m))
 
 
+def export_openvino(model: nn.Module, imgsz: int, batch: int, folder: Path, name: str, int8_data: str | None = None) -> Path:
+    """Export ``model`` by Ultralytics' exporter to an OpenVINO folder (static shape, CPU), FP32, or INT8 when
+    ``int8_data`` names a dataset YAML (NNCF post-training quantization, calibrated on that dataset's images as
+    ``yolo export format=openvino int8=True data=...`` does); return the ``.xml`` file."""
+    from ultralytics.engine.exporter import Exporter
+
+    m = copy.deepcopy(model).cpu().float()
+    m.pt_path = str(folder / f"{name}.pt")
+    m.task = getattr(m, "task", "detect")
+    overrides = {"format": "openvino", "imgsz": imgsz, "batch": batch, "device": "cpu"}
+    if int8_data:
+        overrides.update(int8=True, data=str(int8_data))
+    with _quiet():
+        out = Path(Exporter(overrides=overrides)(m))
+    return next(out.glob("*.xml"))
+
+
+def time_openvino(
+    files: Mapping[str, Path],
+    imgsz: int,
+    batch: int,
+    repeats: int = 20,
+    warmup: int = 3,
+    threads: int | None = None,
+    progress=None,
+) -> dict[str, float]:
+    """Time OpenVINO CPU inference of exported models, interleaved; return median ms per batch for each name."""
+    import numpy as np
+    import openvino as ov
+
+    core = ov.Core()
+    im = _images(batch, imgsz, torch.device("cpu")).numpy().astype(np.float32)
+    config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
+    # latency hint: one stream, as batch-1 serving runs it (the default on CPU, written out so it cannot drift)
+    config["PERFORMANCE_HINT"] = "LATENCY"
+    steps = {}
+    for name, f in files.items():
+        request = core.compile_model(core.read_model(str(f)), "CPU", config).create_infer_request()
+        steps[name] = lambda r=request: r.infer({0: im})
+    sec = interleave(steps, torch.device("cpu"), repeats, warmup, progress)
+    return {n: statistics.median(s) * 1e3 for n, s in sec.items()}
+
+
 @contextlib.contextmanager
 def _quiet():
     """Hold Ultralytics' info logging (export chatter) so the progress bar and table stay readable."""
@@ -456,6 +501,8 @@ def benchmark(
     half: bool = False,
     train: bool = False,
     onnx: bool = False,
+    openvino: bool = False,
+    int8: str | None = None,
     repeats: int = 20,
     warmup: int = 3,
     threads: int | None = None,
@@ -465,10 +512,13 @@ def benchmark(
 
     Rows hold model, params, gflops, latency_ms (median), latency_min_ms, images_per_s, peak_mem_mb, extra_mem_mb,
     imgsz, batch, device, half, threads,
-    plus train_images_per_s (``train``) and onnx_ms (``onnx``), and ``<key>_ratio`` to the first model's row.
+    plus train_images_per_s (``train``), onnx_ms (``onnx``), openvino_ms (``openvino``), openvino_int8_ms (``int8``:
+    a dataset YAML to calibrate on), and ``<key>_ratio`` to the first model's row.
     """
     if not models:
         raise BenchmarkError("no models given")
+    if int8 and not Path(int8).is_file():
+        raise BenchmarkError(f"--int8 {int8}: dataset YAML not found (INT8 calibration reads its images)")
     imgsz, batch = list(imgsz), list(batch)
     for v, what in [(x, "imgsz") for x in imgsz] + [(x, "batch") for x in batch] + [(repeats, "repeats")]:
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -485,12 +535,13 @@ def benchmark(
 
     settings = [(s, b) for s in imgsz for b in batch]
     n = len(base)
-    total = len(settings) * n * ((warmup + repeats) * (1 + onnx) + (warmup + max(repeats // 2, 1)) * train)
+    runtimes = 1 + onnx + openvino + bool(int8)
+    total = len(settings) * n * ((warmup + repeats) * runtimes + (warmup + max(repeats // 2, 1)) * train)
     from ultralytics.utils import TQDM
 
     bar = TQDM(total=total, desc="benchmark", disable=not progress)
     rows = []
-    with _threads(threads), tempfile.TemporaryDirectory(prefix="benchmark_onnx_") as tmp:
+    with _threads(threads), tempfile.TemporaryDirectory(prefix="benchmark_export_") as tmp:
         for s, b in settings:
             bar.set_description(f"benchmark imgsz={s} batch={b}")
             flops = {lb: gflops(m, s) for lb, m in fused.items()}
@@ -504,6 +555,14 @@ def benchmark(
             if onnx:
                 files = {lb: export_onnx(m, s, b, Path(tmp), f"{lb}_{s}_{b}") for lb, m in base.items()}
                 ox = time_onnx(files, s, b, repeats, warmup, threads, bar)
+            ov = {}
+            if openvino:
+                files = {lb: export_openvino(m, s, b, Path(tmp), f"{lb}_{s}_{b}") for lb, m in base.items()}
+                ov = time_openvino(files, s, b, repeats, warmup, threads, bar)
+            ov8 = {}
+            if int8:
+                files = {lb: export_openvino(m, s, b, Path(tmp), f"{lb}_{s}_{b}_int8", int8) for lb, m in base.items()}
+                ov8 = time_openvino(files, s, b, repeats, warmup, threads, bar)
             for lb in labels:
                 row = {
                     "model": lb,
@@ -520,6 +579,10 @@ def benchmark(
                     row["train_images_per_s"] = tr[lb]
                 if onnx:
                     row["onnx_ms"] = ox[lb]
+                if openvino:
+                    row["openvino_ms"] = ov[lb]
+                if int8:
+                    row["openvino_int8_ms"] = ov8[lb]
                 first = row if lb == labels[0] else rows[-labels.index(lb)]  # first model, this setting
                 for k in RATIO_KEYS:
                     if k in row:
@@ -558,7 +621,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--half", action="store_true", help="fp16 inference and AMP training (CUDA only)")
     p.add_argument("--train", action="store_true", help="also time training steps (forward+loss+backward+step)")
     p.add_argument("--onnx", action="store_true", help="also export to ONNX and time onnxruntime CPU inference")
-    p.add_argument("--threads", type=int, default=None, help="torch/onnxruntime CPU threads (default: torch's)")
+    p.add_argument("--openvino", action="store_true", help="also export to OpenVINO (FP32) and time its CPU inference")
+    p.add_argument("--int8", metavar="DATA", default=None,
+                   help="also export to OpenVINO INT8, calibrated on this dataset YAML's images, and time it")
+    p.add_argument("--threads", type=int, default=None, help="torch/onnxruntime/OpenVINO CPU threads (default: torch's)")
     p.add_argument("--repeats", type=int, default=20, help="timed rounds (training: half as many)")
     p.add_argument("--warmup", type=int, default=3, help="discarded rounds before timing")
     p.add_argument("--json", default=None, help="write the rows to this JSON file")
@@ -581,6 +647,8 @@ def run(args: argparse.Namespace) -> int:
         half=args.half,
         train=args.train,
         onnx=args.onnx,
+        openvino=args.openvino,
+        int8=args.int8,
         repeats=args.repeats,
         warmup=args.warmup,
         threads=args.threads,
