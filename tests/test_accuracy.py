@@ -64,6 +64,18 @@ def test_end_to_end_json(demo_data, tmp_path, capsys, monkeypatch):
     assert re.search(expect, err) and len(err.splitlines()) == 1, err
     assert best.stat().st_mtime_ns == stamp
 
+    # --progressive: its own runs beside the plain ones, trained with progressive=True, marked in the row and table
+    prog = tmp_path / "prog.json"
+    argv = [*args[:1], "yolov5n_effv2.yaml", *args[3:], "--progressive", "--json", str(prog)]
+    argv[argv.index("--epochs") + 1] = "4"  # one epoch per stage (progressive_stages 4)
+    proc = run_cli([*ACCURACY, *argv], tmp_path, env={"OMP_NUM_THREADS": "1"})
+    (row,) = json.loads(prog.read_text())
+    run = Path(row["runs"][0]["weights"]).parent.parent
+    assert row["progressive"] is True and run.name == "yolov5n_effv2_progressive_seed0", run
+    assert yaml.safe_load((run / "args.yaml").read_text())["progressive"] is True
+    assert "yolov5n_effv2.yaml progressive" in proc.stdout.split("mAP as mean")[-1]
+    assert best.stat().st_mtime_ns == stamp and rows[0]["progressive"] is False
+
 
 def test_ground_truth_matches_labels(demo_data, tmp_path):
     from pycocotools.coco import COCO

@@ -2,7 +2,7 @@
 
     effdet-plugin accuracy --models yolov5s_effv2.yaml yolov5su.yaml --data DATA.yaml --epochs 60 --imgsz 640 \
         --seeds 0 1 --device 0 --json out.json [--batch 16] [--workers 4] [--pretrained] [--project runs/accuracy] \
-        [--reuse]
+        [--reuse] [--progressive]
 
 Every model is trained by Ultralytics' trainer with the same data, epochs, image size, batch, seeds and default
 hyperparameters, from scratch (``--pretrained``: ``.pt`` models start from their weights). The best checkpoint of each
@@ -10,7 +10,9 @@ run is scored on the dataset's ``test`` split (``val`` when there is none) by ``
 GFLOPs and fused CPU latency (relative to the first model) come from ``benchmark``, all models timed in one process.
 Without a GPU the defaults drop to imgsz 320, 10 epochs and one seed, and the output says so. ``--reuse`` scores
 finished runs of the same recipe already in ``--project`` instead of training them again (seeds run as separate
-processes, an interrupted sweep), so the table can be assembled in one run.
+processes, an interrupted sweep), so the table can be assembled in one run. ``--progressive`` trains every model with
+the plugin's progressive learning (``progressive=True``) into runs of their own, so a plain sweep and a progressive
+one of the same models share ``--project``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ CPU_RECIPE = {"imgsz": 320, "epochs": 10, "seeds": [0]}  # default when no GPU: 
 ROW_KEYS = (
     "model", "params", "gflops", "latency_ms", "latency_ratio", "train_s", "map50_95", "map50_95_spread", "map50",
     "map50_spread", "runs", "eval_split", "imgsz", "latency_imgsz", "epochs", "batch", "seeds", "device", "pretrained",
-    "reduced", "date",
+    "progressive", "reduced", "date",
 )  # fmt: skip
 
 
@@ -142,7 +144,8 @@ def spread(values: list[float]) -> float | None:
 
 def run_dir(model: str, seed: int, args: argparse.Namespace) -> Path:
     """Return the folder Ultralytics trains ``model`` with ``seed`` into."""
-    return Path(args.project).resolve() / f"{Path(model).stem}_seed{seed}"
+    recipe = "_progressive" if args.progressive else ""
+    return Path(args.project).resolve() / f"{Path(model).stem}{recipe}_seed{seed}"
 
 
 def run_record(run: Path) -> tuple[int, float, int]:
@@ -173,6 +176,8 @@ def finished_run(model: str, seed: int, args: argparse.Namespace) -> tuple[Path,
     trained = yaml.safe_load(saved.read_text()) or {}
     want = {"model": model, "data": args.data, "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
             "seed": seed, "pretrained": args.pretrained}  # fmt: skip
+    if args.progressive or "progressive" in trained:  # runs from before the key existed are plain runs
+        want["progressive"] = args.progressive
     for key, value in want.items():
         if trained.get(key) != value:
             raise AccuracyError(
@@ -206,6 +211,7 @@ def train_once(model: str, seed: int, args: argparse.Namespace) -> tuple[Path, f
         name=run.name,
         exist_ok=True,
         plots=False,
+        **({"progressive": True} if args.progressive else {}),  # a plugin key: plain runs' args.yaml stay as before
     )
     trainer = yolo.trainer
     _, seconds, best_epoch = run_record(Path(trainer.save_dir))
@@ -245,6 +251,7 @@ def make_rows(cost: list[dict], runs: dict[str, list[dict]], args: argparse.Name
                 "seeds": args.seeds,
                 "device": args.device_name,
                 "pretrained": args.pretrained,
+                "progressive": args.progressive,
                 "reduced": args.reduced,
                 "date": date.today().isoformat(),
             }
@@ -262,7 +269,7 @@ def table(rows: list[dict]) -> str:
     header = ["model", "params(M)", f"GFLOPs@{size}", f"CPU ms@{size}", "x first", "train(min)", "mAP50-95", "mAP50"]
     cells = [
         [
-            r["model"],
+            r["model"] + (" progressive" if r.get("progressive") else ""),
             f"{r['params'] / 1e6:.2f}",
             f"{r['gflops']:.2f}",
             f"{r['latency_ms']:.1f}",
@@ -318,6 +325,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--project", default="runs/accuracy", help="folder for the training runs (default runs/accuracy)")
     p.add_argument(
         "--reuse", action="store_true", help="score finished runs of this recipe in --project, no retraining"
+    )
+    p.add_argument(
+        "--progressive", action="store_true", help="train with progressive learning (progressive=True), own runs"
     )
     p.add_argument("--repeats", type=int, default=20, help="timed rounds of the latency measurement (default 20)")
     p.add_argument("--json", default=None, help="write the rows to this JSON file (rewritten after every run)")
