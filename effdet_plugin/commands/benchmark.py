@@ -398,8 +398,10 @@ def time_openvino(
     core = ov.Core()
     im = _images(batch, imgsz, torch.device("cpu")).numpy().astype(np.float32)
     config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
-    # latency hint: one stream, as batch-1 serving runs it (the default on CPU, written out so it cannot drift)
-    config["PERFORMANCE_HINT"] = "LATENCY"
+    # latency hint: one stream, as batch-1 serving runs it (the default on CPU, written out so it cannot drift);
+    # f32: on CPUs with AMX/AVX512-BF16 OpenVINO otherwise runs float layers in bf16, which is another model's numbers
+    # (outputs off by pixels) and would make "FP32" a misnomer. INT8 graphs keep their quantized layers in int8.
+    config.update(PERFORMANCE_HINT="LATENCY", INFERENCE_PRECISION_HINT="f32")
     steps = {}
     for name, f in files.items():
         request = core.compile_model(core.read_model(str(f)), "CPU", config).create_infer_request()
