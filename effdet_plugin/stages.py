@@ -2,9 +2,10 @@
 
 One table per family, as torchvision's ``_efficientnet_conf`` writes them (``partial(MBConvConfig, ...)`` rows):
 EfficientNet-B0 (B1..B7 derived by compound scaling with torchvision's own ``adjust_channels``/``adjust_depth``),
-EfficientNetV2-S/M/L, and the ``-wide`` variant derived from V2-S. Every YAML in ``models_yaml/`` is rendered from
-these tables (``MODEL_YAMLS``; the classic YOLOv5 files in ``models_yaml/yolov5/`` with ``effdet_plugin.classic``'s
-header and keys); regenerate after editing a table with
+EfficientNetV2-S/M/L, and the widened V2-S table (the recommended ``yolov5_effv2.yaml``, ``-wide``) with its
+EfficientNet-Lite variant (no SE; ReLU6 through the YAML's ``activation:``). Every YAML in ``models_yaml/`` is
+rendered from these tables (``MODEL_YAMLS``; the classic YOLOv5 files in ``models_yaml/yolov5/`` with
+``effdet_plugin.classic``'s header and keys); regenerate after editing a table with
 
     python -m effdet_plugin.stages          # rewrite the YAMLs
     python -m effdet_plugin.stages --check  # exit 1 if any committed YAML is stale
@@ -29,7 +30,7 @@ from effdet_plugin.blocks import DEFAULT_DROP_PATH
 from effdet_plugin.paths import model_yaml_dir
 
 SE_RATIO = 0.25  # MBConv squeeze width = input channels // 4 in both families (FusedMBConv has no SE)
-DROP_PATH = DEFAULT_DROP_PATH  # the blocks' default (torchvision's); every shipped table's but -wide
+DROP_PATH = DEFAULT_DROP_PATH  # the blocks' default (torchvision's): the plain and exact tables' (the widened: 0)
 Scales = dict[str, tuple[float, float, int]]  # letter -> (depth, width, max_channels), Ultralytics' ``scales:``
 SCALES: Scales = {"n": (0.33, 0.25, 1024), "s": (0.33, 0.50, 1024), "m": (0.67, 0.75, 1024), "l": (1.00, 1.00, 1024),
                   "x": (1.33, 1.25, 1024)}  # yolov5u neck/head scales
@@ -305,8 +306,9 @@ def render_yaml(spec: ModelYaml) -> str:
     keys += f"drop_path: {spec.drop_path} # maximum stochastic-depth rate, reached by the last block (linear in index)\n"
     if spec.activation:
         keys += f"activation: {spec.activation} # every Conv of the head and every block of the backbone\n"
-    same = "as yolov5u" if spec.scales == SCALES else "yolov5u's at n/s, one depth step less at m/l/x"
-    keys += f"scales: # [depth, width, max_channels], {same}\n"
+    which = {"as yolov5u": SCALES, "yolov5u's at n/s, one depth step less at m/l/x": RECOMMENDED_SCALES}
+    note = next((k for k, v in which.items() if v == spec.scales), "this family's own")
+    keys += f"scales: # [depth, width, max_channels], {note}\n"
     keys += "".join(f"  {k}: [{d:.2f}, {w:.2f}, {m}]\n" for k, (d, w, m) in spec.scales.items())
     if spec.neck == "bifpn":
         keys += _bifpn_phi_line()
