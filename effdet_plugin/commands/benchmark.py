@@ -352,34 +352,31 @@ def time_training(
     return {n: batch / statistics.median(s) for n, s in sec.items()}
 
 
-def export_onnx(model: nn.Module, imgsz: int, batch: int, folder: Path, name: str) -> Path:
-    """Export ``model`` to ``folder/name.onnx`` by Ultralytics' exporter (static shape, fp32, CPU); return the path."""
+def _export(model: nn.Module, folder: Path, name: str, **overrides) -> Path:
+    """Export a copy of ``model`` by Ultralytics' exporter as ``folder/name.*`` (CPU, static shape); return its path."""
     from ultralytics.engine.exporter import Exporter
 
     m = copy.deepcopy(model).cpu().float()  # the exporter fuses and modifies the model it is given
     m.pt_path = str(folder / f"{name}.pt")  # the exporter names its output after this
     m.task = getattr(m, "task", "detect")  # set by YOLO() / checkpoints, absent on a bare DetectionModel
-    # simplify needs onnxslim, which the exporter would try to install; the graph is timed as exported
-    overrides = {"format": "onnx", "imgsz": imgsz, "batch": batch, "device": "cpu", "simplify": False}
     with _quiet():
-        return Path(Exporter(overrides=overrides)(m))
+        return Path(Exporter(overrides={"device": "cpu", **overrides})(m))
 
 
-def export_openvino(model: nn.Module, imgsz: int, batch: int, folder: Path, name: str, int8_data: str | None = None) -> Path:
+def export_onnx(model: nn.Module, imgsz: int, batch: int, folder: Path, name: str) -> Path:
+    """Export ``model`` to ``folder/name.onnx`` by Ultralytics' exporter (static shape, fp32, CPU); return the path."""
+    # simplify needs onnxslim, which the exporter would try to install; the graph is timed as exported
+    return _export(model, folder, name, format="onnx", imgsz=imgsz, batch=batch, simplify=False)
+
+
+def export_openvino(
+    model: nn.Module, imgsz: int, batch: int, folder: Path, name: str, int8_data: str | None = None
+) -> Path:
     """Export ``model`` by Ultralytics' exporter to an OpenVINO folder (static shape, CPU), FP32, or INT8 when
     ``int8_data`` names a dataset YAML (NNCF post-training quantization, calibrated on that dataset's images as
     ``yolo export format=openvino int8=True data=...`` does); return the ``.xml`` file."""
-    from ultralytics.engine.exporter import Exporter
-
-    m = copy.deepcopy(model).cpu().float()
-    m.pt_path = str(folder / f"{name}.pt")
-    m.task = getattr(m, "task", "detect")
-    overrides = {"format": "openvino", "imgsz": imgsz, "batch": batch, "device": "cpu"}
-    if int8_data:
-        overrides.update(int8=True, data=str(int8_data))
-    with _quiet():
-        out = Path(Exporter(overrides=overrides)(m))
-    return next(out.glob("*.xml"))
+    int8 = {"int8": True, "data": str(int8_data)} if int8_data else {}
+    return next(_export(model, folder, name, format="openvino", imgsz=imgsz, batch=batch, **int8).glob("*.xml"))
 
 
 def time_openvino(
@@ -392,21 +389,29 @@ def time_openvino(
     progress=None,
 ) -> dict[str, float]:
     """Time OpenVINO CPU inference of exported models, interleaved; return median ms per batch for each name."""
-    import numpy as np
     import openvino as ov
 
     core = ov.Core()
-    im = _images(batch, imgsz, torch.device("cpu")).numpy().astype(np.float32)
     config = {"INFERENCE_NUM_THREADS": threads} if threads else {}
     # latency hint: one stream, as batch-1 serving runs it (the default on CPU, written out so it cannot drift);
     # f32: on CPUs with AMX/AVX512-BF16 OpenVINO otherwise runs float layers in bf16, which is another model's numbers
     # (outputs off by pixels) and would make "FP32" a misnomer. INT8 graphs keep their quantized layers in int8.
     config.update(PERFORMANCE_HINT="LATENCY", INFERENCE_PRECISION_HINT="f32")
-    steps = {}
-    for name, f in files.items():
+
+    def step(f: Path, im):
         request = core.compile_model(core.read_model(str(f)), "CPU", config).create_infer_request()
-        steps[name] = lambda r=request: r.infer({0: im})
-    sec = interleave(steps, torch.device("cpu"), repeats, warmup, progress)
+        return lambda: request.infer({0: im})
+
+    return _time_runtime(files, step, imgsz, batch, repeats, warmup, progress)
+
+
+def _time_runtime(files: Mapping[str, Path], step, imgsz: int, batch: int, repeats: int, warmup: int,
+                  progress) -> dict[str, float]:
+    """Time ``step(file, image)()`` for every exported file, interleaved on CPU; median ms per batch for each name."""
+    import numpy as np
+
+    im = _images(batch, imgsz, torch.device("cpu")).numpy().astype(np.float32)
+    sec = interleave({name: step(f, im) for name, f in files.items()}, torch.device("cpu"), repeats, warmup, progress)
     return {n: statistics.median(s) * 1e3 for n, s in sec.items()}
 
 
@@ -435,20 +440,18 @@ def time_onnx(
     progress=None,
 ) -> dict[str, float]:
     """Time onnxruntime CPU inference of exported models, interleaved; return median ms per batch for each name."""
-    import numpy as np
     import onnxruntime as ort
 
-    im = _images(batch, imgsz, torch.device("cpu")).numpy().astype(np.float32)
-    steps = {}
-    for name, f in files.items():
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+
+    def step(f: Path, im):
         s = ort.InferenceSession(str(f), opts, providers=["CPUExecutionProvider"])
         feed = {s.get_inputs()[0].name: im}
-        steps[name] = lambda s=s, feed=feed: s.run(None, feed)
-    sec = interleave(steps, torch.device("cpu"), repeats, warmup, progress)
-    return {n: statistics.median(s) * 1e3 for n, s in sec.items()}
+        return lambda: s.run(None, feed)
+
+    return _time_runtime(files, step, imgsz, batch, repeats, warmup, progress)
 
 
 # ------------------------------------------------------------------------------------------------------------ driver
