@@ -121,7 +121,9 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
         swapped[i] = [rows[i][0], 1, module, args]
     standin["backbone"], standin["head"] = swapped[:n_backbone], swapped[n_backbone:]
 
-    with _held(host.logger) as held:
+    # the host's parser sets Conv.default_act from `activation:` and (Ultralytics before ~8.4.9x, every YOLOv5) leaves it
+    # set, so one Lite model would give every later model in the process ReLU6; a plugin model leaves it as it was
+    with _held(host.logger) as held, _default_act_kept(host.conv):
         model, save = parse(standin)
 
     lines: dict[int, str] = {}
@@ -172,6 +174,18 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
 
 def _is_eps(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < 1
+
+
+@contextlib.contextmanager
+def _default_act_kept(conv: type[nn.Module]) -> Iterator[None]:
+    """Restore ``conv.default_act`` (absent before YOLOv5 7.0) however the parse ends."""
+    missing = object()
+    before = getattr(conv, "default_act", missing)
+    try:
+        yield
+    finally:
+        if before is not missing:
+            conv.default_act = before
 
 
 @contextlib.contextmanager

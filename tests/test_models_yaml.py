@@ -56,6 +56,17 @@ def test_lite_is_the_recommended_table_without_se_and_with_relu6():
     assert {"SiLU", "SqueezeExcite"} <= rec_kinds and "ReLU6" not in rec_kinds, rec_kinds
 
 
+def test_a_lite_model_leaves_the_next_models_activation_alone():
+    # Ultralytics up to ~8.4.9x left Conv.default_act at the last parsed `activation:` (process-wide state)
+    from ultralytics.nn.modules import Conv
+
+    before = Conv.default_act
+    DetectionModel("yolov5n_effv2-lite.yaml", nc=3, verbose=False)
+    assert Conv.default_act is before
+    kinds = {type(m).__name__ for m in DetectionModel("yolov5nu.yaml", nc=3, verbose=False).modules()}
+    assert "SiLU" in kinds and "ReLU6" not in kinds, kinds
+
+
 def test_wide_builds_with_detection_at_strides_8_16_32():
     model = DetectionModel("yolov5s_effv2-wide.yaml", nc=3, verbose=False)
     assert model.stride.tolist() == [8.0, 16.0, 32.0]

@@ -264,6 +264,13 @@ for mod, name in [(a, "yolov5n_effv2"), (a, "yolov5s_effv2"), (a, "yolov5n_effv2
         bn_after_fuse=sum(isinstance(k, torch.nn.BatchNorm2d) for k in m.modules()),
         fused_diff=float((m(x)[0] - y).abs().max() / y.abs().max()))
 out["models"] = models
+# `activation:` reaches YOLOv5's Conv rows and the plugin's blocks, and is not left set for the next model
+import yaml
+lite = {**yaml.safe_load(open(f"{FOLDER}/yolov5n_effv2.yaml")), "activation": "nn.ReLU6()"}
+before = a.Conv.default_act
+kinds = lambda m: sorted({type(k).__name__ for k in m.modules() if type(k).__name__ in ("SiLU", "ReLU6")})
+out["activation"] = [kinds(a.DetectionModel(lite, nc=3)), a.Conv.default_act is before,
+                     kinds(a.DetectionModel(f"{FOLDER}/yolov5n_effv2.yaml", nc=3))]
 print(json.dumps(out))
 """
 
@@ -282,6 +289,7 @@ def test_package_builds_classic_yamls(tmp_path):
         assert m["bn_after_fuse"] == 0 and m["fused_diff"] < 1e-4, name
     assert out["models"]["models.yolo:yolov5n_effv2"]["params"] == out["models"]["yolov5.models.yolo:yolov5n_effv2"]["params"]
     assert out["models"]["yolov5.models.yolo:yolov5n_effv2"]["widths"][0][0] == 24  # c_out == no (3 classes): unscaled
+    assert out["activation"] == [["ReLU6"], True, ["SiLU"]]
 
 
 COUNTS = """
