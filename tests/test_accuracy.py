@@ -5,13 +5,23 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 from conftest import PYTHON, run_cli
 
 from effdet_plugin.commands import cli
-from effdet_plugin.commands.accuracy import ROW_KEYS, AccuracyError, coco_ground_truth, eval_split, split_images
+from effdet_plugin.commands.accuracy import (
+    ROW_KEYS,
+    AccuracyError,
+    coco_ground_truth,
+    eval_split,
+    make_rows,
+    split_images,
+    table,
+    welch_p,
+)
 from effdet_plugin.commands.coco_eval import image_files, load_annotations
 
 ACCURACY = [PYTHON, "-m", "effdet_plugin.commands.cli", "accuracy"]  # a fresh process: training leaves state behind
@@ -75,6 +85,25 @@ def test_end_to_end_json(demo_data, tmp_path, capsys, monkeypatch):
     assert yaml.safe_load((run / "args.yaml").read_text())["progressive"] is True
     assert "yolov5n_effv2.yaml progressive" in proc.stdout.split("mAP as mean")[-1]
     assert best.stat().st_mtime_ns == stamp and rows[0]["progressive"] is False
+
+
+def test_rows_carry_welch_p_against_the_first_model():
+    # cards n, 40 epochs (docs/accuracy.md): t = 2.70 on 3.16 degrees of freedom; the p-value was checked against a
+    # numerical integration of Student's t density (0.06983)
+    base, other = [0.457, 0.429, 0.396], [0.332, 0.384, 0.276]
+    assert welch_p(other, base) == pytest.approx(0.06983, abs=1e-4) == welch_p(base, other)
+    assert welch_p([0.5], base) is None and welch_p([0.4, 0.4], [0.3, 0.3]) is None  # one seed; no spread at all
+    cost = [{"params": 1, "gflops": 1.0, "latency_ms": 1.0, "latency_ms_ratio": 1.0}] * 3
+    recipe = {"imgsz": 64, "latency_imgsz": 64, "epochs": 1, "batch": 8, "seeds": [0, 1, 2], "device_name": "cpu"}
+    args = SimpleNamespace(
+        models=["a.yaml", "b.yaml", "c.yaml"], pretrained=False, progressive=False, reduced=True, **recipe
+    )
+    runs = {m: [{"seed": i, "map50_95": v, "map50": v, "train_s": 60.0} for i, v in enumerate(vals)]
+            for m, vals in (("a.yaml", base), ("b.yaml", other), ("c.yaml", [0.5]))}  # fmt: skip
+    rows = make_rows(cost, runs, args, "test")
+    assert [r["map50_95_p"] for r in rows] == [None, pytest.approx(0.06983, abs=1e-4), None]
+    lines = table(rows).splitlines()
+    assert "p vs first" in lines[0] and "0.070" in lines[2] and "0.070" not in lines[1] + lines[3]
 
 
 def test_ground_truth_matches_labels(demo_data, tmp_path):

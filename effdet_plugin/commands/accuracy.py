@@ -8,6 +8,8 @@ Every model is trained by Ultralytics' trainer with the same data, epochs, image
 hyperparameters, from scratch (``--pretrained``: ``.pt`` models start from their weights). The best checkpoint of each
 run is scored on the dataset's ``test`` split (``val`` when there is none) by ``coco_eval`` (pycocotools). Params,
 GFLOPs and fused CPU latency (relative to the first model) come from ``benchmark``, all models timed in one process.
+With two or more seeds per model, each row also carries Welch's two-sided t-test p-value of its mAP50-95 against the
+first model's (the baseline), so a difference and its significance come from the same command.
 Without a GPU the defaults drop to imgsz 320, 10 epochs and one seed, and the output says so. ``--reuse`` scores
 finished runs of the same recipe already in ``--project`` instead of training them again (seeds run as separate
 processes, an interrupted sweep), so the table can be assembled in one run. ``--progressive`` trains every model with
@@ -36,9 +38,9 @@ from effdet_plugin.commands.table import format_table
 GPU_RECIPE = {"imgsz": 640, "epochs": 60, "seeds": [0, 1]}  # what a conclusive comparison needs
 CPU_RECIPE = {"imgsz": 320, "epochs": 10, "seeds": [0]}  # default when no GPU: indicative only
 ROW_KEYS = (
-    "model", "params", "gflops", "latency_ms", "latency_ratio", "train_s", "map50_95", "map50_95_spread", "map50",
-    "map50_spread", "runs", "eval_split", "imgsz", "latency_imgsz", "epochs", "batch", "seeds", "device", "pretrained",
-    "progressive", "reduced", "date",
+    "model", "params", "gflops", "latency_ms", "latency_ratio", "train_s", "map50_95", "map50_95_spread",
+    "map50_95_p", "map50", "map50_spread", "runs", "eval_split", "imgsz", "latency_imgsz", "epochs", "batch", "seeds",
+    "device", "pretrained", "progressive", "reduced", "date",
 )  # fmt: skip
 
 
@@ -142,6 +144,16 @@ def spread(values: list[float]) -> float | None:
     return statistics.stdev(values) if len(values) > 1 else None
 
 
+def welch_p(a: list[float], b: list[float]) -> float | None:
+    """Return Welch's two-sided t-test p-value for equal means of ``a`` and ``b``; None below two values each or when
+    both are constant (no spread to test against)."""
+    if len(a) < 2 or len(b) < 2 or (spread(a) == 0 and spread(b) == 0):
+        return None
+    from scipy.stats import ttest_ind  # Ultralytics' own dependency; imported here, the only user
+
+    return float(ttest_ind(a, b, equal_var=False).pvalue)
+
+
 def run_dir(model: str, seed: int, args: argparse.Namespace) -> Path:
     """Return the folder Ultralytics trains ``model`` with ``seed`` into."""
     recipe = "_progressive" if args.progressive else ""
@@ -227,7 +239,8 @@ def score(weights: Path, ann: Path, images: Path, args: argparse.Namespace, out:
 def make_rows(cost: list[dict], runs: dict[str, list[dict]], args: argparse.Namespace, split: str) -> list[dict]:
     """Combine cost rows and per-seed runs into one row per model (``ROW_KEYS``), in ``args.models`` order."""
     rows = []
-    for model, c in zip(args.models, cost):
+    first = [x["map50_95"] for x in runs.get(args.models[0], [])]
+    for i, (model, c) in enumerate(zip(args.models, cost)):
         r = runs.get(model, [])
         maps, map50s = [x["map50_95"] for x in r], [x["map50"] for x in r]
         rows.append(
@@ -240,6 +253,7 @@ def make_rows(cost: list[dict], runs: dict[str, list[dict]], args: argparse.Name
                 "train_s": statistics.fmean(x["train_s"] for x in r) if r else None,
                 "map50_95": statistics.fmean(maps) if r else None,
                 "map50_95_spread": spread(maps),
+                "map50_95_p": welch_p(maps, first) if i else None,
                 "map50": statistics.fmean(map50s) if r else None,
                 "map50_spread": spread(map50s),
                 "runs": r,
@@ -266,7 +280,8 @@ def table(rows: list[dict]) -> str:
         return "-" if mean is None else f"{mean:.3f}" + ("" if sd is None else f" ± {sd:.3f}")
 
     size = rows[0]["latency_imgsz"] if rows else ""
-    header = ["model", "params(M)", f"GFLOPs@{size}", f"CPU ms@{size}", "x first", "train(min)", "mAP50-95", "mAP50"]
+    header = ["model", "params(M)", f"GFLOPs@{size}", f"CPU ms@{size}", "x first", "train(min)", "mAP50-95"]
+    header += ["p vs first", "mAP50"]
     cells = [
         [
             r["model"] + (" progressive" if r.get("progressive") else ""),
@@ -276,6 +291,7 @@ def table(rows: list[dict]) -> str:
             f"{r['latency_ratio']:.2f}",
             "-" if r["train_s"] is None else f"{r['train_s'] / 60:.1f}",
             pm(r["map50_95"], r["map50_95_spread"]),
+            "-" if r.get("map50_95_p") is None else f"{r['map50_95_p']:.3f}",
             pm(r["map50"], r["map50_spread"]),
         ]
         for r in rows
@@ -395,7 +411,10 @@ def sweep(args: argparse.Namespace) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     """Run the sweep, print the table, write ``--json``/``--plot``; bad input raises ``AccuracyError`` (exit 2)."""
     rows = sweep(args)
-    print(f"\nscored on the '{rows[0]['eval_split']}' split; mAP as mean ± sample std over seeds {args.seeds}")
+    print(
+        f"\nscored on the '{rows[0]['eval_split']}' split; mAP as mean ± sample std over seeds {args.seeds}; "
+        f"p: Welch's two-sided t-test of mAP50-95 against {rows[0]['model']}"
+    )
     print(table(rows))
     if args.json:
         print(f"wrote {args.json}")
