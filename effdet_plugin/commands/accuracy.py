@@ -35,9 +35,9 @@ from effdet_plugin.commands.benchmark import benchmark, load_model, resolve_devi
 from effdet_plugin.commands.coco_eval import evaluate
 from effdet_plugin.commands.table import format_table
 
-# What a conclusive comparison needs: Ultralytics' default schedule (at 40 epochs the EfficientNet models were further
-# from converged than yolov5u and lost twice the margin they lose at 100, docs/accuracy.md) and three seeds (seed
-# spread on a few hundred images is 3-5 mAP50-95 points)
+# What a conclusive comparison needs: Ultralytics' default schedule (on cards the recommended n model, further from
+# converged than yolov5nu at 40 epochs, lost twice the margin there that it loses at 100: docs/accuracy.md) and three
+# seeds (seed spread on a few hundred images is 3-5 mAP50-95 points)
 GPU_RECIPE = {"imgsz": 640, "epochs": 100, "seeds": [0, 1, 2]}
 CPU_RECIPE = {"imgsz": 320, "epochs": 10, "seeds": [0]}  # default when no GPU: indicative only
 ROW_KEYS = (
