@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -76,6 +81,7 @@ def test_table_columns_and_alignment():
         (["--models", "yolov5nu.yaml", "--int8", "nothere.yaml"], "--int8 nothere.yaml: dataset YAML not found"),
         (["--models", "yolov5nu.yaml", "--device", "7"], "device '7' is not available"),
         (["--models", "yolov5nu.yaml", "--half"], "--half needs a CUDA device"),
+        (["--models", "yolov5nu.yaml", "--cuda-graph"], "--cuda-graph needs a CUDA device"),
         (["--models", "yolov5nu.yaml", "--imgsz", "100"], "imgsz must be multiples of 32"),
         (["--models", "yolov5nu.yaml", "--threads", "0"], "--threads must be a positive integer, got 0"),
     ],
@@ -102,6 +108,72 @@ def test_fused_model_matches_unfused():
     with torch.inference_mode():
         assert torch.allclose(model(x)[0], fused(x)[0], atol=1e-3)
     assert not any(hasattr(m, "bn") for m in fused.modules())  # every BatchNorm folded
+
+
+def test_channels_last_models_inputs_and_training():
+    """--channels-last really lays weights and inputs out as NHWC, for inference and for the training step, and the
+    fused model computes the same detections either way."""
+    import torch
+
+    model = bench.load_model("yolov5n_effv2.yaml").eval()
+    nchw = bench.inference_model(model, torch.device("cpu"))
+    nhwc = bench.inference_model(model, torch.device("cpu"), channels_last=True)
+    convs = [m.weight for m in nhwc.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    x = bench._images(1, 64, torch.device("cpu"), channels_last=True)
+    assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    with torch.inference_mode():
+        assert torch.allclose(nchw(x.contiguous())[0], nhwc(x)[0], atol=1e-4)
+    rows = bench.benchmark([model], [64], [1], repeats=1, warmup=0, threads=1, channels_last=True, train=True,
+                           progress=False)
+    assert rows[0]["channels_last"] is True and rows[0]["train_images_per_s"] > 0 and "graph_ms" not in rows[0]
+
+
+def test_cuda_graph_needs_cuda():
+    import torch
+
+    with pytest.raises(bench.BenchmarkError, match="--cuda-graph needs a CUDA device"):
+        bench.cuda_graph_step(torch.nn.Identity(), torch.zeros(1, 3, 32, 32))
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs a CUDA device (tools/gpu_check.sh)")
+def test_cuda_graph_replay_equals_eager():
+    """The graphed forward computes what the eager one does, and the benchmark times it beside the eager one."""
+    import torch
+
+    dev = torch.device("cuda")
+    m = bench.inference_model(bench.load_model("yolov5n_effv2.yaml"), dev, half=True, channels_last=True)
+    x = bench._images(1, 640, dev, torch.float16, channels_last=True)
+    with torch.inference_mode():
+        replay = bench.cuda_graph_step(m, x)
+        assert torch.allclose(replay()[0], m(x)[0], atol=1e-2)
+    rows = bench.benchmark(["yolov5nu.yaml", "yolov5n_effv2.yaml"], [640], [1], device="0", half=True,
+                           cuda_graph=True, repeats=3, warmup=1, progress=False)
+    assert all(r["graph_ms"] > 0 for r in rows) and rows[0]["graph_ms_ratio"] == 1.0
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_end_to_end_on_cpu(tmp_path):
+    """tools/gpu_check.sh, the prepared GPU run, completes at toy sizes on the CPU (SMOKE=1): a renamed flag or a
+    broken summary shows here, not during a short GPU lease."""
+    out = tmp_path / "out"
+    script = Path(__file__).resolve().parents[1] / "tools" / "gpu_check.sh"
+    env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable}
+    r = subprocess.run(["bash", str(script), "run", str(out)], check=False, env=env, capture_output=True, text=True,
+                       timeout=1200)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert sorted(f.name for f in out.iterdir()) == ["bench_n.json", "device.txt", "gpu.md", "log.txt", "tests.log",
+                                                      "train.csv"]  # fmt: skip
+    with open(out / "train.csv") as f:
+        runs = list(csv.DictReader(f))
+    assert [(t["model"], t["epochs"]) for t in runs] == [("yolov5nu", "2"), ("yolov5n_effv2", "2")]
+    assert all(float(t["epoch_s"]) > 0 for t in runs)
+    table = (out / "gpu.md").read_text().splitlines()
+    assert table[2].startswith("| model | batch | latency ms (x) | CUDA graph ms (x) | train img/s (x) |")
+    assert [line.split("|")[1:3] for line in table[4:]] == [
+        [" yolov5nu ", " 1 "], [" yolov5n_effv2 ", " 1 "], [" yolov5nu ", " 4 "], [" yolov5n_effv2 ", " 4 "]
+    ]  # fmt: skip
+    assert table[6].rstrip().endswith("(1.00) |")  # the baseline's yolo-train ratio
 
 
 def test_write_json_atomic_replaces(tmp_path):

@@ -1,7 +1,8 @@
 """Measure detectors side by side in one process: params, GFLOPs, latency, memory, training and ONNX speed.
 
     effdet-plugin benchmark --models yolov5s_effv2.yaml yolov5su.yaml --imgsz 320 640 --batch 1 8 --device cpu \
-        [--half] [--train] [--onnx] [--openvino] [--int8 DATA] [--threads N] [--repeats R] [--warmup W] --json out.json
+        [--half] [--channels-last] [--cuda-graph] [--train] [--onnx] [--openvino] [--int8 DATA] [--threads N] \
+        [--repeats R] [--warmup W] --json out.json
 
 Every model is timed once per round, in an order that rotates each round, so machine drift hits all models alike; the
 first ``--warmup`` rounds are discarded and the figure is the median of the remaining ``--repeats``. Inference runs on
@@ -38,6 +39,7 @@ COLUMNS = (
     ("params", "params(M)", "{:.2f}"),
     ("gflops", "GFLOPs", "{:.2f}"),
     ("latency_ms", "latency(ms)", "{:.2f}"),
+    ("graph_ms", "graph(ms)", "{:.2f}"),
     ("images_per_s", "img/s", "{:.1f}"),
     ("extra_mem_mb", "mem+(MB)", "{:.0f}"),
     ("train_images_per_s", "train img/s", "{:.2f}"),
@@ -45,7 +47,7 @@ COLUMNS = (
     ("openvino_ms", "openvino(ms)", "{:.2f}"),
     ("openvino_int8_ms", "ov int8(ms)", "{:.2f}"),
 )
-RATIO_KEYS = ("latency_ms", "train_images_per_s", "onnx_ms", "openvino_ms", "openvino_int8_ms")  # each row divided by the first model's, same setting
+RATIO_KEYS = ("latency_ms", "graph_ms", "train_images_per_s", "onnx_ms", "openvino_ms", "openvino_int8_ms")  # each row divided by the first model's, same setting
 
 
 class BenchmarkError(ValueError):
@@ -125,11 +127,18 @@ def model_label(spec: str | Path | nn.Module, index: int) -> str:
     return f"model{index}" if isinstance(spec, nn.Module) else Path(str(spec)).stem
 
 
-def inference_model(model: nn.Module, device: torch.device, half: bool = False) -> nn.Module:
-    """Return a fused eval-mode copy of ``model`` on ``device`` (fp16 if ``half``), as deployed."""
+def _memory_format(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
+def inference_model(
+    model: nn.Module, device: torch.device, half: bool = False, channels_last: bool = False
+) -> nn.Module:
+    """Return a fused eval-mode copy of ``model`` on ``device`` (fp16 if ``half``, NHWC weights if ``channels_last``),
+    as deployed."""
     m = copy.deepcopy(model)
     m = m.fuse(verbose=False) if hasattr(m, "fuse") else m
-    m = m.eval().to(device)
+    m = m.eval().to(device, memory_format=_memory_format(channels_last))
     for p in m.parameters():
         p.requires_grad_(False)
     return m.half() if half else m
@@ -250,9 +259,40 @@ def interleave(
     return times
 
 
-def _images(batch: int, imgsz: int, device: torch.device, dtype=torch.float32) -> torch.Tensor:
+def _images(
+    batch: int, imgsz: int, device: torch.device, dtype=torch.float32, channels_last: bool = False
+) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)  # same input for every model
-    return torch.rand(batch, 3, imgsz, imgsz, generator=g).to(device, dtype)
+    im = torch.rand(batch, 3, imgsz, imgsz, generator=g).to(device, dtype)
+    return im.contiguous(memory_format=_memory_format(channels_last))
+
+
+def cuda_graph_step(model: nn.Module, im: torch.Tensor, warmup: int = 3) -> Callable[[], object]:
+    """Capture one forward of ``model`` on ``im`` in a CUDA graph and return its replay.
+
+    Batch-1 inference on a GPU is mostly kernel-launch overhead; a replay launches the whole captured forward at once,
+    as a deployment with CUDA graphs (TensorRT, ``torch.compile(mode="reduce-overhead")``) would. The warm-up calls
+    run on a side stream, as PyTorch's capture rules ask, so lazily built state (the head's anchors) exists before
+    capture.
+    """
+    if im.device.type != "cuda":
+        raise BenchmarkError("--cuda-graph needs a CUDA device (it replays a captured CUDA graph)")
+    static = im.clone()
+    side = torch.cuda.Stream(im.device)
+    side.wait_stream(torch.cuda.current_stream(im.device))
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            model(static)
+    torch.cuda.current_stream(im.device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = model(static)
+
+    def replay() -> object:
+        graph.replay()
+        return out  # the graph writes into these tensors on every replay
+
+    return replay
 
 
 def time_inference(
@@ -264,10 +304,15 @@ def time_inference(
     warmup: int = 3,
     half: bool = False,
     progress=None,
+    channels_last: bool = False,
+    cuda_graph: bool = False,
 ) -> dict[str, dict[str, float]]:
-    """Time prepared (fused, eval, on ``device``) models interleaved; return latency, images/s and memory per name."""
+    """Time prepared (fused, eval, on ``device``) models interleaved; return latency, images/s and memory per name.
+
+    With ``cuda_graph`` the models are also timed replaying a captured CUDA graph of their forward (``graph_ms``).
+    """
     device = torch.device(device)
-    im = _images(batch, imgsz, device, torch.float16 if half else torch.float32)
+    im = _images(batch, imgsz, device, torch.float16 if half else torch.float32, channels_last)
     memory = {n: PeakMemory(device) for n in models}
 
     def step(m: nn.Module) -> Callable[[], object]:
@@ -275,6 +320,11 @@ def time_inference(
 
     with torch.inference_mode():
         sec = interleave({n: step(m) for n, m in models.items()}, device, repeats, warmup, progress, memory)
+        graphed = {}
+        if cuda_graph:
+            steps = {n: cuda_graph_step(m, im) for n, m in models.items()}
+            graphed = interleave(steps, device, repeats, warmup, progress)
+            del steps  # frees the captured graphs' memory pools
     return {
         n: {
             "latency_ms": statistics.median(s) * 1e3,
@@ -282,31 +332,35 @@ def time_inference(
             "images_per_s": batch / statistics.median(s),
             "peak_mem_mb": memory[n].peak_mb,
             "extra_mem_mb": memory[n].extra_mb,
+            **({"graph_ms": statistics.median(graphed[n]) * 1e3} if cuda_graph else {}),
         }
         for n, s in sec.items()
     }
 
 
-def training_batch(batch: int, imgsz: int, nc: int, device: torch.device, boxes_per_image: int = 4) -> dict:
+def training_batch(
+    batch: int, imgsz: int, nc: int, device: torch.device, boxes_per_image: int = 4, channels_last: bool = False
+) -> dict:
     """Return a fixed random batch as the trainer feeds ``DetectionModel.loss`` (img, cls, bboxes, batch_idx)."""
     g = torch.Generator().manual_seed(0)
     n = batch * boxes_per_image
     xy = torch.rand(n, 2, generator=g) * 0.6 + 0.2  # normalized centres
     wh = torch.rand(n, 2, generator=g) * 0.25 + 0.05  # normalized sizes
     return {
-        "img": _images(batch, imgsz, device),  # the trainer's preprocess scales uint8 images to [0, 1] floats
+        # the trainer's preprocess scales uint8 images to [0, 1] floats
+        "img": _images(batch, imgsz, device, channels_last=channels_last),
         "cls": torch.randint(0, nc, (n, 1), generator=g).float().to(device),
         "bboxes": torch.cat((xy, wh), 1).to(device),  # xywh, normalized
         "batch_idx": torch.arange(batch).repeat_interleave(boxes_per_image).float().to(device),
     }
 
 
-def training_model(model: nn.Module, device: torch.device) -> nn.Module:
+def training_model(model: nn.Module, device: torch.device, channels_last: bool = False) -> nn.Module:
     """Return an unfused train-mode copy of ``model`` on ``device``, hyperparameters attached as the trainer does."""
     from ultralytics.cfg import get_cfg
     from ultralytics.utils import DEFAULT_CFG
 
-    m = copy.deepcopy(model).float().to(device).train()
+    m = copy.deepcopy(model).float().to(device, memory_format=_memory_format(channels_last)).train()
     for p in m.parameters():
         p.requires_grad_(True)
     m.args = get_cfg(DEFAULT_CFG)  # DetectionTrainer.set_model_attributes: model.args = trainer args (loss gains)
@@ -323,16 +377,18 @@ def time_training(
     warmup: int = 2,
     amp: bool = False,
     progress=None,
+    channels_last: bool = False,
 ) -> dict[str, float]:
     """Time forward + ``DetectionModel.loss`` + backward + optimizer step, interleaved; return images/s per name.
 
-    ``models`` are unfused models (see ``training_model``); ``amp`` uses autocast + GradScaler as the trainer does.
+    ``models`` are unfused models (see ``training_model``); ``amp`` uses autocast + GradScaler as the trainer does;
+    ``channels_last`` feeds NHWC batches (give it models made with ``training_model(..., channels_last=True)``).
     """
     device = torch.device(device)
     amp = amp and device.type == "cuda"
 
     def step_fn(m: nn.Module) -> Callable[[], None]:
-        b = training_batch(batch, imgsz, int(m.model[-1].nc), device)
+        b = training_batch(batch, imgsz, int(m.model[-1].nc), device, channels_last=channels_last)
         # Ultralytics' default for long runs (optimizer=auto): SGD, momentum 0.937, nesterov; a small lr keeps the
         # random-target run finite so no denormal/NaN arithmetic skews the timing
         opt = torch.optim.SGD(m.parameters(), lr=1e-4, momentum=0.937, nesterov=True)
@@ -504,6 +560,8 @@ def benchmark(
     batch: Iterable[int] = (1,),
     device: str | int = "cpu",
     half: bool = False,
+    channels_last: bool = False,
+    cuda_graph: bool = False,
     train: bool = False,
     onnx: bool = False,
     openvino: bool = False,
@@ -516,9 +574,10 @@ def benchmark(
     """Measure every model at every (imgsz, batch) setting in this process and return one row dict per model/setting.
 
     Rows hold model, params, gflops, latency_ms (median), latency_min_ms, images_per_s, peak_mem_mb, extra_mem_mb,
-    imgsz, batch, device, half, threads,
-    plus train_images_per_s (``train``), onnx_ms (``onnx``), openvino_ms (``openvino``), openvino_int8_ms (``int8``:
-    a dataset YAML to calibrate on), and ``<key>_ratio`` to the first model's row.
+    imgsz, batch, device, half, channels_last, threads,
+    plus graph_ms (``cuda_graph``: median of CUDA-graph replays of the same forward), train_images_per_s (``train``),
+    onnx_ms (``onnx``), openvino_ms (``openvino``), openvino_int8_ms (``int8``: a dataset YAML to calibrate on), and
+    ``<key>_ratio`` to the first model's row.
     """
     if not models:
         raise BenchmarkError("no models given")
@@ -533,14 +592,16 @@ def benchmark(
     dev = resolve_device(device)
     if half and dev.type != "cuda":
         raise BenchmarkError("--half needs a CUDA device (fp16 inference/AMP training); drop --half for --device cpu")
+    if cuda_graph and dev.type != "cuda":
+        raise BenchmarkError("--cuda-graph needs a CUDA device (it replays a captured CUDA graph); drop it for CPU")
     labels = _labels(models)
     base = {lb: load_model(s) for lb, s in zip(labels, models)}  # raises BenchmarkError before any timing
-    fused = {lb: inference_model(m, dev, half) for lb, m in base.items()}
+    fused = {lb: inference_model(m, dev, half, channels_last) for lb, m in base.items()}
     params = {lb: count_params(m) for lb, m in fused.items()}
 
     settings = [(s, b) for s in imgsz for b in batch]
     n = len(base)
-    runtimes = 1 + onnx + openvino + bool(int8)
+    runtimes = 1 + cuda_graph + onnx + openvino + bool(int8)
     total = len(settings) * n * ((warmup + repeats) * runtimes + (warmup + max(repeats // 2, 1)) * train)
     from ultralytics.utils import TQDM
 
@@ -550,11 +611,12 @@ def benchmark(
         for s, b in settings:
             bar.set_description(f"benchmark imgsz={s} batch={b}")
             flops = {lb: gflops(m, s) for lb, m in fused.items()}
-            inf = time_inference(fused, s, b, dev, repeats, warmup, half, bar)
+            inf = time_inference(fused, s, b, dev, repeats, warmup, half, bar, channels_last, cuda_graph)
             tr = {}
             if train:
-                trainable = {lb: training_model(m, dev) for lb, m in base.items()}
-                tr = time_training(trainable, s, b, dev, max(repeats // 2, 1), warmup, amp=half, progress=bar)
+                trainable = {lb: training_model(m, dev, channels_last) for lb, m in base.items()}
+                tr = time_training(trainable, s, b, dev, max(repeats // 2, 1), warmup, amp=half, progress=bar,
+                                   channels_last=channels_last)
                 del trainable
             ox = {}
             if onnx:
@@ -578,6 +640,7 @@ def benchmark(
                     "batch": b,
                     "device": str(dev),
                     "half": half,
+                    "channels_last": channels_last,
                     "threads": torch.get_num_threads(),
                 }
                 if train:
@@ -624,6 +687,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", nargs="+", type=int, default=[1], help="batch sizes")
     p.add_argument("--device", default="cpu", help="cpu, or a CUDA index such as 0")
     p.add_argument("--half", action="store_true", help="fp16 inference and AMP training (CUDA only)")
+    p.add_argument("--channels-last", action="store_true",
+                   help="NHWC memory format for models and inputs (inference and --train), as AMP on a GPU prefers")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="also time inference replayed from a captured CUDA graph (CUDA only)")
     p.add_argument("--train", action="store_true", help="also time training steps (forward+loss+backward+step)")
     p.add_argument("--onnx", action="store_true", help="also export to ONNX and time onnxruntime CPU inference")
     p.add_argument("--openvino", action="store_true", help="also export to OpenVINO (FP32) and time its CPU inference")
@@ -650,6 +717,8 @@ def run(args: argparse.Namespace) -> int:
         args.batch,
         args.device,
         half=args.half,
+        channels_last=args.channels_last,
+        cuda_graph=args.cuda_graph,
         train=args.train,
         onnx=args.onnx,
         openvino=args.openvino,
