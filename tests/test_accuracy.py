@@ -41,6 +41,7 @@ def test_end_to_end_json(demo_data, tmp_path, capsys, monkeypatch):
         assert set(ROW_KEYS) <= set(r)
         assert r["eval_split"] == "test" and r["epochs"] == 1 and r["imgsz"] == 64 and r["reduced"] is True
         assert 0 <= r["map50_95"] <= r["map50"] <= 1 and r["map50_95_spread"] is None  # one seed: no spread
+        assert r["map75"] <= r["map50"] and r["runs"][0]["map75"] == r["map75"] and r["map75_spread"] is None
         assert r["params"] > 0 and r["gflops"] > 0 and r["latency_ms"] > 0 and r["train_s"] > 0
         assert len(r["runs"]) == 1 and Path(r["runs"][0]["weights"]).is_file() and r["runs"][0]["best_epoch"] == 1
     assert rows[0]["latency_ratio"] == 1.0
@@ -48,6 +49,7 @@ def test_end_to_end_json(demo_data, tmp_path, capsys, monkeypatch):
     assert rows[0]["params"] != rows[1]["params"]
     table = proc.stdout.split("mAP as mean")[-1]
     assert "yolov5n_effv2.yaml" in table and "yolov5nu.yaml" in table and "mAP50-95" in table and "CPU ms@64" in table
+    assert "mAP75" in table
 
     # --reuse: finished runs are scored again, not retrained; another recipe in the same project is refused
     best = Path(rows[0]["runs"][0]["weights"])
@@ -98,7 +100,7 @@ def test_rows_carry_welch_p_against_the_first_model():
     args = SimpleNamespace(
         models=["a.yaml", "b.yaml", "c.yaml"], pretrained=False, progressive=False, reduced=True, **recipe
     )
-    runs = {m: [{"seed": i, "map50_95": v, "map50": v, "train_s": 60.0} for i, v in enumerate(vals)]
+    runs = {m: [{"seed": i, "map50_95": v, "map50": v, "map75": v, "train_s": 60.0} for i, v in enumerate(vals)]
             for m, vals in (("a.yaml", base), ("b.yaml", other), ("c.yaml", [0.5]))}  # fmt: skip
     rows = make_rows(cost, runs, args, "test")
     assert [r["map50_95_p"] for r in rows] == [None, pytest.approx(0.06983, abs=1e-4), None]

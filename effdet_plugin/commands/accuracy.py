@@ -42,7 +42,7 @@ GPU_RECIPE = {"imgsz": 640, "epochs": 100, "seeds": [0, 1, 2]}
 CPU_RECIPE = {"imgsz": 320, "epochs": 10, "seeds": [0]}  # default when no GPU: indicative only
 ROW_KEYS = (
     "model", "params", "gflops", "latency_ms", "latency_ratio", "train_s", "map50_95", "map50_95_spread",
-    "map50_95_p", "map50", "map50_spread", "runs", "eval_split", "imgsz", "latency_imgsz", "epochs", "batch", "seeds",
+    "map50_95_p", "map50", "map50_spread", "map75", "map75_spread", "runs", "eval_split", "imgsz", "latency_imgsz", "epochs", "batch", "seeds",
     "device", "pretrained", "progressive", "reduced", "date",
 )  # fmt: skip
 
@@ -233,10 +233,15 @@ def train_once(model: str, seed: int, args: argparse.Namespace) -> tuple[Path, f
     return (trainer.best if trainer.best.exists() else trainer.last), seconds, best_epoch
 
 
-def score(weights: Path, ann: Path, images: Path, args: argparse.Namespace, out: Path) -> tuple[float, float]:
-    """Return (mAP50-95, mAP50) of ``weights`` on the held-out images, by pycocotools through ``coco_eval``."""
+def score(
+    weights: Path, ann: Path, images: Path, args: argparse.Namespace, out: Path
+) -> tuple[float, float, float]:
+    """Return (mAP50-95, mAP50, mAP75) of ``weights`` on the held-out images, by pycocotools through ``coco_eval``.
+
+    mAP75 beside mAP50 separates finding objects from placing their boxes tightly.
+    """
     stats = evaluate(weights, ann, images, out, imgsz=args.imgsz, batch=args.batch, device=args.device)
-    return stats["AP"], stats["AP50"]
+    return stats["AP"], stats["AP50"], stats["AP75"]
 
 
 def make_rows(cost: list[dict], runs: dict[str, list[dict]], args: argparse.Namespace, split: str) -> list[dict]:
@@ -245,7 +250,7 @@ def make_rows(cost: list[dict], runs: dict[str, list[dict]], args: argparse.Name
     first = [x["map50_95"] for x in runs.get(args.models[0], [])]
     for i, (model, c) in enumerate(zip(args.models, cost)):
         r = runs.get(model, [])
-        maps, map50s = [x["map50_95"] for x in r], [x["map50"] for x in r]
+        maps, map50s, map75s = ([x[k] for x in r] for k in ("map50_95", "map50", "map75"))
         rows.append(
             {
                 "model": model,
@@ -259,6 +264,8 @@ def make_rows(cost: list[dict], runs: dict[str, list[dict]], args: argparse.Name
                 "map50_95_p": welch_p(maps, first) if i else None,
                 "map50": statistics.fmean(map50s) if r else None,
                 "map50_spread": spread(map50s),
+                "map75": statistics.fmean(map75s) if r else None,
+                "map75_spread": spread(map75s),
                 "runs": r,
                 "eval_split": split,
                 "imgsz": args.imgsz,
@@ -284,7 +291,7 @@ def table(rows: list[dict]) -> str:
 
     size = rows[0]["latency_imgsz"] if rows else ""
     header = ["model", "params(M)", f"GFLOPs@{size}", f"CPU ms@{size}", "x first", "train(min)", "mAP50-95"]
-    header += ["p vs first", "mAP50"]
+    header += ["p vs first", "mAP50", "mAP75"]
     cells = [
         [
             r["model"] + (" progressive" if r.get("progressive") else ""),
@@ -296,6 +303,7 @@ def table(rows: list[dict]) -> str:
             pm(r["map50_95"], r["map50_95_spread"]),
             "-" if r.get("map50_95_p") is None else f"{r['map50_95_p']:.3f}",
             pm(r["map50"], r["map50_spread"]),
+            pm(r["map75"], r["map75_spread"]),
         ]
         for r in rows
     ]
@@ -395,9 +403,9 @@ def sweep(args: argparse.Namespace) -> list[dict]:
         for model in args.models:
             done = finished_run(model, seed, args) if args.reuse else None
             weights, seconds, best_epoch = done or train_once(model, seed, args)
-            m, m50 = score(weights, ann, images, args, run_dir(model, seed, args) / "coco_eval")
+            m, m50, m75 = score(weights, ann, images, args, run_dir(model, seed, args) / "coco_eval")
             runs.setdefault(model, []).append(
-                {"seed": seed, "map50_95": m, "map50": m50, "train_s": seconds, "best_epoch": best_epoch,
+                {"seed": seed, "map50_95": m, "map50": m50, "map75": m75, "train_s": seconds, "best_epoch": best_epoch,
                  "weights": str(weights)}
             )  # fmt: skip
             if best_epoch == 1 < args.epochs:  # seen on 140 raccoon images, 10 epochs from scratch
