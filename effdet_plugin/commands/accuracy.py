@@ -42,8 +42,8 @@ GPU_RECIPE = {"imgsz": 640, "epochs": 100, "seeds": [0, 1, 2]}
 CPU_RECIPE = {"imgsz": 320, "epochs": 10, "seeds": [0]}  # default when no GPU: indicative only
 ROW_KEYS = (
     "model", "params", "gflops", "latency_ms", "latency_ratio", "train_s", "map50_95", "map50_95_spread",
-    "map50_95_p", "map50", "map50_spread", "map75", "map75_spread", "runs", "eval_split", "imgsz", "latency_imgsz", "epochs", "batch", "seeds",
-    "device", "pretrained", "progressive", "reduced", "date",
+    "map50_95_p", "map50", "map50_spread", "map75", "map75_spread", "runs", "eval_split", "imgsz", "latency_imgsz",
+    "epochs", "batch", "seeds", "device", "pretrained", "progressive", "reduced", "date",
 )  # fmt: skip
 
 
