@@ -9,7 +9,7 @@
 # Every ratio is against the same-letter yolov5u measured in the same process or loop.
 #
 #   bash tools/gpu_check.sh wheels       # here, online: the wheels a bare GPU image lacks, and ours, into .whl/
-#   bash tools/gpu_check.sh run OUT      # there, offline: installs .whl/ into a venv if needed, writes OUT/gpu.md
+#   bash tools/gpu_check.sh run OUT      # there, offline: installs .whl/ if Ultralytics is missing, writes OUT/gpu.md
 #
 # OUT receives at most 8 files (gpu.md, log.txt, device.txt, tests.log, bench_{n,s,m}.json, train.csv); the runs
 # themselves stay in a temporary folder. SMOKE=1 runs every step on the CPU at toy sizes, to check the script itself;
