@@ -50,6 +50,9 @@ COLUMNS = (
 RATIO_KEYS = ("latency_ms", "graph_ms", "train_images_per_s", "onnx_ms", "openvino_ms", "openvino_int8_ms")  # each row divided by the first model's, same setting
 
 
+CUDA_GRAPH_NEEDS_CUDA = "--cuda-graph needs a CUDA device (it replays a captured CUDA graph); drop it for CPU"
+
+
 class BenchmarkError(ValueError):
     """Bad benchmark input (unknown model, missing device, unsupported option): reported as one line."""
 
@@ -276,7 +279,7 @@ def cuda_graph_step(model: nn.Module, im: torch.Tensor, warmup: int = 3) -> Call
     capture.
     """
     if im.device.type != "cuda":
-        raise BenchmarkError("--cuda-graph needs a CUDA device (it replays a captured CUDA graph)")
+        raise BenchmarkError(CUDA_GRAPH_NEEDS_CUDA)
     static = im.clone()
     side = torch.cuda.Stream(im.device)
     side.wait_stream(torch.cuda.current_stream(im.device))
@@ -593,7 +596,7 @@ def benchmark(
     if half and dev.type != "cuda":
         raise BenchmarkError("--half needs a CUDA device (fp16 inference/AMP training); drop --half for --device cpu")
     if cuda_graph and dev.type != "cuda":
-        raise BenchmarkError("--cuda-graph needs a CUDA device (it replays a captured CUDA graph); drop it for CPU")
+        raise BenchmarkError(CUDA_GRAPH_NEEDS_CUDA)
     labels = _labels(models)
     base = {lb: load_model(s) for lb, s in zip(labels, models)}  # raises BenchmarkError before any timing
     fused = {lb: inference_model(m, dev, half, channels_last) for lb, m in base.items()}
