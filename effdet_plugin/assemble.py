@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from effdet_plugin import blocks
+from effdet_plugin import blocks, scale_rows
 from effdet_plugin.routing import stride_of, walk
 from effdet_plugin.rows import (
     HostNames,
@@ -62,6 +62,10 @@ class HostRules(ABC):
     def scaling(self, d: dict) -> Scaling:
         """The host's width/depth rule for the model dict ``d``."""
 
+    def scale(self, d: dict) -> str | None:
+        """The scale letter ``d`` builds at (for ``scale_rows:``); None where the host's files have one scale each."""
+        return None
+
     @abstractmethod
     def standin(self, kind: RowKind, f, c2: int | None) -> tuple[str, list]:
         """A built-in ``(module, args)`` row whose output width, as the host computes it, is ``c2`` (for a
@@ -81,6 +85,7 @@ class HostRules(ABC):
 
 def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]], host: HostRules):
     """Return ``parse(d)`` with every plugin row built by the plugin (see the module docstring)."""
+    d = scale_rows.apply(d, host.scale(d))
     ours = plugin_rows(d)
     validate_model(d, host.names())
     host.check(d)

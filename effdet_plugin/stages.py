@@ -93,6 +93,20 @@ class Table:
             stages.append(s._replace(c_out=MBConvConfig.adjust_channels(s.c_out, factor)) if stride >= min_stride else s)
         return replace(self, stages=tuple(stages))
 
+    def fused_through(self, max_stride: int) -> Table:
+        """This table with every stage at output stride <= ``max_stride`` a Fused-MBConv stage: no SE, expansion at
+        most 4 (EfficientNetV2's fused stages use 1 or 4), kernel, stride, width and repeats kept."""
+        stride, stages = 2, []
+        for s in self.stages:
+            stride *= s.stride
+            stages.append(fused(min(s.expansion, 4), s.kernel, s.stride, s.c_out, s.repeats) if stride <= max_stride
+                          else s)
+        return replace(self, stages=tuple(stages))
+
+    def strides(self) -> tuple[int, ...]:
+        """Each stage's stride: tables with equal strides have the same taps and head rows."""
+        return tuple(s.stride for s in self.stages)
+
     def without_se(self) -> Table:
         """This table with no squeeze-and-excitation in any stage (EfficientNet-Lite)."""
         return replace(self, stages=tuple(s._replace(se=0) for s in self.stages))
@@ -143,6 +157,10 @@ EFFICIENTNET_V2_L = Table(32, (
 ))
 # EfficientNetV2-S with the stride-16/32 stages 1.5x wider (128/160/256 -> 192/240/384): see yolov5_effv2-wide.yaml
 EFFICIENTNET_V2_WIDE = EFFICIENTNET_V2_S.widened(1.5, min_stride=16)
+# The n and s models' table: Fused-MBConv (one dense 3x3 conv in place of 1x1 + depthwise + SE) through stride 16.
+# At those widths the depthwise stages fit the training data slower than YOLOv5's dense CSP backbone, and dense 3x3
+# convs of 48-240 channels cost little on CPU; at m/l/x they would cost more than yolov5u (docs/accuracy.md)
+EFFICIENTNET_V2_WIDE_FUSED = EFFICIENTNET_V2_WIDE.fused_through(16)
 # EfficientNet-Lite's changes (Google's TF EfficientNet-Lite, 2020) on the widened table: no SE; ReLU6 is the YAML's
 # ``activation:``, which the host's rows and the plugin's blocks both take
 EFFICIENTNET_V2_LITE = EFFICIENTNET_V2_WIDE.without_se()
@@ -219,6 +237,17 @@ class ModelYaml:
     exact: Backbone | None = None  # rows never scaled, BatchNorm eps as torchvision
     scales: Scales = field(default_factory=lambda: dict(SCALES))
     activation: str | None = None  # the YAML's ``activation:`` (Ultralytics' key), None: the host's default (SiLU)
+    scale_tables: dict[str, Table] = field(default_factory=dict)  # letter -> its own table (``scale_rows:``)
+
+    def __post_init__(self):
+        for letter, t in self.scale_tables.items():
+            if letter not in self.scales or t.strides() != self.table.strides() or t.stem != self.table.stem:
+                raise ValueError(f"{self.file}: the scale-{letter} table must be a scale of the file with the same "
+                                 f"stem and stage strides as its own table")
+
+    def table_at(self, scale: str) -> Table:
+        """The backbone table the letter ``scale`` builds."""
+        return self.scale_tables.get(scale, self.table)
 
     @property
     def backbone_key(self) -> str:
@@ -226,14 +255,33 @@ class ModelYaml:
         return self.file.removeprefix("yolov5_").removesuffix(".yaml").removesuffix("_bifpn")
 
 
-def _backbone_rows(table: Table) -> list[str]:
-    stride, rows = 2, [f"  - [-1, 1, stem, [{table.stem}, 3, 2]] # 0-P1/2"]
+def _stage_rows(table: Table) -> list[tuple[str, str]]:
+    """Each stage's YAML row (flow style) and its comment, stage ``i`` being backbone row ``i``."""
+    stride, rows = 2, []
     for i, s in enumerate(table.stages, start=1):
         stride *= s.stride
-        rows.append(f"  - [-1, {s.repeats}, {s.block}, [{s.c_out}, {s.kernel}, {s.stride}, {s.expansion}, {s.se}]]"
-                    f" # {i}-P{stride.bit_length() - 1}/{stride}")
-    rows.append(f"  - [-1, 1, SPPF, [1024, 5]] # {len(table.stages) + 1}-P5/32")
+        rows.append((f"[-1, {s.repeats}, {s.block}, [{s.c_out}, {s.kernel}, {s.stride}, {s.expansion}, {s.se}]]",
+                     f"{i}-P{stride.bit_length() - 1}/{stride}"))
     return rows
+
+
+def _backbone_rows(table: Table) -> list[str]:
+    return [f"  - [-1, 1, stem, [{table.stem}, 3, 2]] # 0-P1/2",
+            *(f"  - {row} # {note}" for row, note in _stage_rows(table)),
+            f"  - [-1, 1, SPPF, [1024, 5]] # {len(table.stages) + 1}-P5/32"]
+
+
+def _scale_rows_text(spec: ModelYaml) -> str:
+    """The ``scale_rows:`` block: for each letter with its own table, the backbone rows that differ."""
+    if not spec.scale_tables:
+        return ""
+    base = _stage_rows(spec.table)
+    text = "scale_rows: # backbone rows built instead of those below at these scales (the file's per-scale tables)\n"
+    for letter, table in spec.scale_tables.items():
+        text += f"  {letter}:\n"
+        text += "".join(f"    {i}: {row} # {note}\n" for i, ((row, note), b) in enumerate(zip(_stage_rows(table), base),
+                                                                                         start=1) if (row, note) != b)
+    return text
 
 
 def pan_head(p3: int, p4: int, sppf: int, detect: str = "nc") -> str:
@@ -310,6 +358,7 @@ def render_yaml(spec: ModelYaml) -> str:
     note = next((k for k, v in which.items() if v == spec.scales), "this family's own")
     keys += f"scales: # [depth, width, max_channels], {note}\n"
     keys += "".join(f"  {k}: [{d:.2f}, {w:.2f}, {m}]\n" for k, (d, w, m) in spec.scales.items())
+    keys += _scale_rows_text(spec)
     if spec.neck == "bifpn":
         keys += _bifpn_phi_line()
     return "\n".join(f"# {line}".rstrip() for line in header) + "\n\n" + keys + _rows_text(spec.table, spec.neck)
@@ -328,9 +377,10 @@ def render_classic(spec: classic.ClassicYaml) -> str:
     """The classic YOLOv5 YAML ``spec``: ``effdet_plugin.classic``'s header and keys, then the rows of its
     Ultralytics-format source file with ``Detect [nc, anchors]`` and the scale's BiFPN phi."""
     src = MODEL_YAMLS[spec.ultralytics_file]
-    rows = _rows_text(src.table, src.neck, detect=classic.DETECT_ARGS, phi=str(spec.phi))
+    table = src.table_at(spec.scale)
+    rows = _rows_text(table, src.neck, detect=classic.DETECT_ARGS, phi=str(spec.phi))
     depth, width, _ = src.scales[spec.scale]
-    return classic.render(spec, rows, src.table.taps, src.drop_path, (depth, width), src.activation)
+    return classic.render(spec, rows, table.taps, src.drop_path, (depth, width), src.activation)
 
 
 def _exact_header(bb: Backbone) -> str:
@@ -358,6 +408,8 @@ EfficientNetV2-S's stages (Tan & Le, 2021, table 4) with the three stride-16/32 
 and s, one depth step less at m/l/x. Why: with yolov5u's multipliers the plain table feeds the head 256*w channels at
 P5 where YOLOv5's CSP backbone gives 1024*w; widening the low-resolution stages is nearly free on CPU, widening the
 high-resolution ones is not, and at m/l/x the full depth of the widened table costs more than yolov5u (docs/benchmarks.md).
+At n and s both stride-16 stages are Fused-MBConv (one dense 3x3 conv at expansion 4, no SE: scale_rows below): at
+those widths the depthwise stages fit the training data slower than YOLOv5's CSP backbone, dense ones do not.
 Stochastic depth is off because from scratch the detector underfits; set drop_path 0.1-0.2 for long runs.
 Measured against yolov5u per dataset and scale: docs/accuracy.md. Taps at strides 8 (row 3), 16 (row 5), 32 (row 7).
 Use: yolo train model=yolov5s_effv2.yaml data=...   (the letter n/s/m/l/x picks the scale)"""
@@ -369,9 +421,10 @@ yolov5_effv2.yaml. The fastest family (0.75-0.92x yolov5u's CPU latency) but les
 Use: yolo train model=yolov5s_effv2-plain.yaml data=...   (the letter n/s/m/l/x picks the scale)"""
 _WIDE_HEADER = """\
 a widened EfficientNetV2-S stage table at yolov5u's multipliers
-The stage table of yolov5_effv2.yaml (stride-16/32 stages 1.5x wider, no stochastic depth) with yolov5u's depth and
-width multipliers at every scale: the same models as yolov5_effv2.yaml at n and s, deeper and 1.1x slower than yolov5u
-at m/l/x (docs/benchmarks.md). Kept for runs trained with it; new work: yolov5_effv2.yaml.
+The stage table of yolov5_effv2.yaml (stride-16/32 stages 1.5x wider, no stochastic depth; MBConv at stride 16 at
+every scale) with yolov5u's depth and width multipliers at every scale: the recommended models of 0.2 at n and s,
+deeper and 1.1x slower than yolov5u at m/l/x (docs/benchmarks.md). Kept for runs trained with it; new work:
+yolov5_effv2.yaml.
 Use: yolo train model=yolov5s_effv2-wide.yaml data=...   (the letter n/s/m/l/x picks the scale)"""
 _LITE_HEADER = """\
 an EfficientNet-Lite-style stage table, for edge deployment
@@ -402,7 +455,7 @@ def _exact_bifpn_header(bb: Backbone) -> str:
 def _model_yamls() -> dict[str, ModelYaml]:
     specs = [
         ModelYaml("yolov5_effv2.yaml", EFFICIENTNET_V2_WIDE, "pan", _V2_HEADER, drop_path=0.0,
-                  scales=RECOMMENDED_SCALES),
+                  scales=RECOMMENDED_SCALES, scale_tables=dict.fromkeys("ns", EFFICIENTNET_V2_WIDE_FUSED)),
         ModelYaml("yolov5_effv2-plain.yaml", EFFICIENTNET_V2_S, "pan", _PLAIN_HEADER),
         ModelYaml("yolov5_effv2-wide.yaml", EFFICIENTNET_V2_WIDE, "pan", _WIDE_HEADER, drop_path=0.0),
         ModelYaml("yolov5_effv2-lite.yaml", EFFICIENTNET_V2_LITE, "pan", _LITE_HEADER, drop_path=0.0,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "effdet_plugin"
 CORE = ("blocks", "bifpn", "stages", "rows", "assemble", "routing", "paths", "atomic", "weights", "progressive",
-        "user_modules", "classic")
+        "user_modules", "classic", "scale_rows")
 
 
 def _name(path: Path) -> str:

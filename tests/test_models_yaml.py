@@ -27,7 +27,7 @@ def test_wide_widens_only_the_stride_16_and_32_stages():
         assert w[:3] == p[:3] and w[3][1:] == p[3][1:] and w[3][0] == expected, (i, p, w)
 
 
-def test_recommended_is_the_wide_table_one_depth_step_shallower_from_m():
+def test_recommended_is_the_wide_table_one_depth_step_shallower_from_m_and_fused_through_p4_at_n_s():
     rec, wide = _load("yolov5_effv2.yaml"), _load("yolov5_effv2-wide.yaml")
     assert rec["backbone"] == wide["backbone"] and rec["head"] == wide["head"] and rec["drop_path"] == 0.0
     for k in "ns":
@@ -35,10 +35,28 @@ def test_recommended_is_the_wide_table_one_depth_step_shallower_from_m():
     for k in "mlx":  # same width and channel cap, less depth
         (d, w, c), (wd, ww, wc) = rec["scales"][k], wide["scales"][k]
         assert (w, c) == (ww, wc) and d < wd, k
-    for k in "ns":  # the same models at n and s: runs of either name compare
-        a = DetectionModel(f"yolov5{k}_effv2.yaml", nc=3, verbose=False)
-        b = DetectionModel(f"yolov5{k}_effv2-wide.yaml", nc=3, verbose=False)
-        assert [(n, p.shape) for n, p in a.named_parameters()] == [(n, p.shape) for n, p in b.named_parameters()]
+    # n and s: rows 4-5 (the stride-16 stages) are Fused-MBConv at expansion 4, widths, repeats and strides kept
+    assert set(rec["scale_rows"]) == set("ns")
+    for k in "ns":
+        rows = rec["scale_rows"][k]
+        assert sorted(rows) == [4, 5], rows
+        for i, row in rows.items():
+            base = rec["backbone"][i]
+            assert row[:2] == base[:2] and row[2] == "FusedMBConv" and base[2] == "MBConv", (k, i, row)
+            assert row[3][:3] == base[3][:3] and row[3][3:] == [4, 0], (k, i, row)
+
+    def blocks(name: str, rows: range) -> list[str]:
+        m = DetectionModel(name, nc=3, verbose=False)
+        return [type(m.model[i][0] if isinstance(m.model[i], nn.Sequential) else m.model[i]).__name__ for i in rows]
+
+    assert blocks("yolov5n_effv2.yaml", range(1, 7)) == ["FusedMBConv"] * 5 + ["MBConv"]
+    assert blocks("yolov5s_effv2.yaml", range(1, 7)) == ["FusedMBConv"] * 5 + ["MBConv"]
+    assert blocks("yolov5n_effv2-wide.yaml", range(1, 7)) == ["FusedMBConv"] * 3 + ["MBConv"] * 3
+    # m/l/x build the wide table's rows: the same model as -wide at the shallower depth
+    m = DetectionModel("yolov5m_effv2.yaml", nc=3, verbose=False)
+    assert [type(layer).__name__ for layer in m.model[:8]] == [type(layer).__name__ for layer in
+                                                               DetectionModel("yolov5m_effv2-wide.yaml", nc=3,
+                                                                              verbose=False).model[:8]]
 
 
 def test_lite_is_the_recommended_table_without_se_and_with_relu6():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
+from copy import deepcopy
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import torch
 import ultralytics
 import yaml
 from ultralytics.nn import tasks
+from ultralytics.nn.tasks import DetectionModel
 
 from effdet_plugin import routing, stages
 from effdet_plugin.commands import swap
@@ -29,10 +31,6 @@ SOURCES = [
 
 
 def _model(d: dict):
-    from copy import deepcopy
-
-    from ultralytics.nn.tasks import DetectionModel
-
     return DetectionModel(deepcopy(d), ch=3, verbose=False)
 
 
@@ -440,3 +438,21 @@ def test_cli_yaml_trains(tmp_path, demo_data, cli):
     proc = cli(["yolo", "train", f"model={out}", f"data={demo_data}", "epochs=1", "imgsz=64", "batch=8", "workers=0",
                 "plots=False", "device=cpu", f"project={tmp_path / 'runs'}", "name=y", "exist_ok=True"], cwd=tmp_path)
     assert (tmp_path / "runs" / "y" / "weights" / "last.pt").is_file(), proc.stdout[-2000:]
+
+
+def test_recommended_backbone_brings_its_per_scale_rows():
+    """effv2's n and s rows (`scale_rows:`) come along, so a swapped n model has yolov5n_effv2's backbone; a source
+    without `scales:` (classic YOLOv5) gets the rows of the YOLOv5 scale whose multiples it has, written in."""
+    shipped = tasks.yaml_model_load("yolov5n_effv2.yaml")
+    d = swap.swap_backbone("yolov8n.yaml", "effv2")
+    assert d["scale"] == "n" and d["scale_rows"] == shipped["scale_rows"]
+    ours = _model(d)
+    ref = DetectionModel("yolov5n_effv2.yaml", nc=ours.yaml["nc"], verbose=False)
+    n = len(shipped["backbone"])
+    assert [(k, v.shape) for k, v in ours.model[:n].state_dict().items()] == \
+           [(k, v.shape) for k, v in ref.model[:n].state_dict().items()]
+    classic = {k: v for k, v in d.items() if k not in ("scales", "scale")}
+    for multiples, block in (((0.33, 0.25), "FusedMBConv"), ((0.67, 0.75), "MBConv"), ((0.5, 0.5), "MBConv")):
+        c = {**deepcopy(classic), "depth_multiple": multiples[0], "width_multiple": multiples[1]}
+        swap._scale_rows_for_source(c)
+        assert "scale_rows" not in c and [r[2] for r in c["backbone"][4:6]] == [block] * 2, multiples

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from torch import nn
 
-from effdet_plugin import classic
+from effdet_plugin import classic, scale_rows
 from effdet_plugin.bifpn import PHI_BY_SCALE, bifpn_size
 from effdet_plugin.commands import export_yaml
 from effdet_plugin.hosts import yolov5 as host
@@ -59,7 +59,8 @@ def test_classic_yamls_follow_the_tables():
         if spec.neck == "bifpn":
             assert tuple(source) == classic.SCALES[spec.scale] == SCALES[spec.scale][:2]
         assert d["anchors"] == [list(a) for a in classic.ANCHORS] and "scales" not in d
-        assert d["backbone"] == unified[spec.ultralytics_file]["backbone"]
+        src = scale_rows.apply({**unified[spec.ultralytics_file], "scale": spec.scale}, spec.scale)
+        assert d["backbone"] == src["backbone"], name  # the scale's own rows where `scale_rows:` gives some
         assert d["head"][-1][2:] == ["Detect", ["nc", "anchors"]]
         if spec.neck == "bifpn":
             assert d["head"][0][2:] == ["BiFPN", [PHI_BY_SCALE[spec.scale], "fastattn"]]

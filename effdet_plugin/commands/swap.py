@@ -39,9 +39,11 @@ import torch
 import yaml
 
 from effdet_plugin.atomic import atomic_open
+from effdet_plugin.classic import SCALES as CLASSIC_SCALES
 from effdet_plugin.hosts.activate import YOLOV5_MODULES
 from effdet_plugin.routing import stride_of, walk
 from effdet_plugin.rows import model_source
+from effdet_plugin.scale_rows import KEY as SCALE_ROWS
 from effdet_plugin.stages import backbone_yamls
 
 # --backbone -> shipped YAML whose backbone section (rows up to and including SPPF) is grafted in: effv2 (the
@@ -52,7 +54,7 @@ BACKBONES: dict[str, str] = backbone_yamls()
 NECKS = {"keep": None, "bifpn": "_bifpn"}
 HEADS = ("Detect", "v10Detect")  # last head row modules of plain P3/P4/P5 detection models
 STRIDES = (8, 16, 32)
-_PLUGIN_KEYS = ("drop_path", "bn_eps", "scale_backbone")  # top-level keys that act on the backbone rows
+_PLUGIN_KEYS = ("drop_path", "bn_eps", "scale_backbone", SCALE_ROWS)  # top-level keys that act on the backbone rows
 # a backbone designed for one activation (the Lite family's ReLU6) brings it; the host has one activation for every
 # Conv, so it replaces the source's. Backbones without one keep the source's.
 _BACKBONE_ACTIVATION = "activation"
@@ -297,7 +299,27 @@ def _swap(d: dict, backbone: str, neck: str, scale: str | None, host: _YOLOv5 | 
     if scale:
         out["scale"] = scale
     out["backbone"], out["head"] = deepcopy(bb.rows), head
+    _scale_rows_for_source(out)
     return out, moved
+
+
+def _scale_rows_for_source(d: dict) -> None:
+    """Fit the backbone's ``scale_rows:`` to the swapped dict ``d``: keep the letters its ``scales:`` has; without
+    ``scales:`` (a classic YOLOv5 file) write in the rows of the YOLOv5 scale whose multiples it has, as the shipped
+    classic files do, and drop the key."""
+    given = d.pop(SCALE_ROWS, None)
+    if not given:
+        return
+    scales = d.get("scales")
+    if isinstance(scales, dict) and scales:
+        kept = {k: v for k, v in given.items() if k in scales}
+        if kept:
+            d[SCALE_ROWS] = kept
+        return
+    multiples = (d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0))
+    letter = next((k for k, v in CLASSIC_SCALES.items() if v == multiples), None)
+    for i, row in given.get(letter, {}).items():
+        d["backbone"][i] = deepcopy(row)
 
 
 def _build(d: dict, source: str, nc: int | None = None, make=None):

@@ -96,16 +96,23 @@ class Rules(HostRules):
         from ultralytics.utils.ops import make_divisible
 
         depth, width, max_channels = d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0), float("inf")
-        scales = d.get("scales")
-        if scales:
-            scale = d.get("scale") or next(iter(scales))
-            if scale not in scales:
-                raise key_error(d, "scales", f"has no scale {scale!r} (it has {', '.join(scales)})")
-            depth, width, max_channels = scales[scale]
+        scale = self.scale(d)
+        if scale is not None:
+            depth, width, max_channels = d["scales"][scale]
         return Scaling(
             width=lambda c: make_divisible(min(c, max_channels) * width, 8),
             depth=lambda n: max(round(n * depth), 1) if n > 1 else n,
         )
+
+    def scale(self, d: dict) -> str | None:
+        """Ultralytics' rule: the letter the file name gave (``scale``), else the first of ``scales:``."""
+        scales = d.get("scales")
+        if not scales:
+            return None
+        scale = d.get("scale") or next(iter(scales))
+        if scale not in scales:
+            raise key_error(d, "scales", f"has no scale {scale!r} (it has {', '.join(scales)})")
+        return scale
 
     def standin(self, kind: RowKind, f, c2: int | None) -> tuple[str, list]:
         if isinstance(kind, MultiInputRow):
