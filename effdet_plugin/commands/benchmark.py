@@ -77,8 +77,9 @@ def known_model_names() -> tuple[list[str], list[str]]:
             if "Detect" not in text:  # detection models only: this tool times DetectionModel
                 continue
             m = re.match(r"(\D*\d+)(.*)$", f.stem)
-            if "\nscales:" in text and m:
-                letters = ",".join(re.findall(r"^\s+([nslmx]):", text.split("\nscales:")[1], re.MULTILINE))
+            block = re.search(r"\nscales:[^\n]*\n((?:[ \t]+[^\n]*\n)*)", text)  # its indented lines only
+            if block and m:
+                letters = ",".join(re.findall(r"^\s+([nslmx]):", block[1], re.MULTILINE))
                 out.append(f"{m[1]}{{{letters}}}{m[2]}.yaml")
             else:
                 out.append(f.name)
