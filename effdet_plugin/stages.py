@@ -380,7 +380,10 @@ def render_classic(spec: classic.ClassicYaml) -> str:
     table = src.table_at(spec.scale)
     rows = _rows_text(table, src.neck, detect=classic.DETECT_ARGS, phi=str(spec.phi))
     depth, width, _ = src.scales[spec.scale]
-    return classic.render(spec, rows, table.taps, src.drop_path, (depth, width), src.activation)
+    changed = [i for i, (a, b) in enumerate(zip(_stage_rows(table), _stage_rows(src.table)), start=1) if a != b]
+    note = (f"At scale {spec.scale}, backbone rows {', '.join(map(str, changed))} are that file's `scale_rows: "
+            f"{spec.scale}:` rows." if changed else "")
+    return classic.render(spec, rows, table.taps, src.drop_path, (depth, width), src.activation, note)
 
 
 def _exact_header(bb: Backbone) -> str:

@@ -334,7 +334,7 @@ def test_bad_rows_name_file_row_and_value(tmp_path):
     bifpn = (CLASSIC / "yolov5n_effv2_bifpn.yaml").read_text()
     cases = {
         "stride.yaml": text.replace("[48, 3, 2, 4, 0]", "[48, 3, 3, 4, 0]"),
-        "typo.yaml": text.replace("MBConv, [192", "MBConvv, [192"),
+        "typo.yaml": text.replace(" MBConv, [384", " MBConvv, [384"),
         "odd.yaml": text.replace("stem, [24, 3, 2]", "stem, [20, 3, 2]").replace("drop_path", "scale_backbone: false\ndrop_path"),
         "direct.yaml": bifpn.replace("[[9, 10, 11], 1, Detect", "[[8, 10, 11], 1, Detect"),
     }
@@ -345,7 +345,7 @@ def test_bad_rows_name_file_row_and_value(tmp_path):
     for name, v in msg.items():
         assert v.startswith(f"ModelRowError: {tmp_path / name}: row "), v
     assert "row 2 [-1, 4, FusedMBConv, [48, 3, 3, 4, 0]]: stride must be 1 or 2, got 3" in msg["stride.yaml"]
-    assert "row 4 [-1, 6, MBConvv, [192, 3, 2, 4, 0.25]]: unknown module 'MBConvv'; did you mean 'MBConv'?" in msg["typo.yaml"]
+    assert "row 6 [-1, 15, MBConvv, [384, 3, 2, 6, 0.25]]: unknown module 'MBConvv'; did you mean 'MBConv'?" in msg["typo.yaml"]
     assert "row 0 [-1, 1, stem, [20, 3, 2]]: YOLOv5's parser carries only widths that are multiples of 8" in msg["odd.yaml"]
     assert "row 12 [[8, 10, 11], 1, Detect, [nc, anchors]]: YOLOv5's parser cannot size a row that reads BiFPN (row 8)" in msg["direct.yaml"]
 
