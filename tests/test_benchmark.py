@@ -57,6 +57,28 @@ def test_openvino_fp32_and_int8(tmp_path, demo_data, monkeypatch):
     assert "FakeQuantize" in xml.read_text() or "FakeConvert" in xml.read_text()
 
 
+def test_int8_export_switch_is_the_hosts_own():
+    """The INT8 switch given to the exporter turns INT8 on in the installed host's config and draws no deprecation
+    warning (``int8=True`` does from the releases that have ``quantize``); 8.4.0's config has only ``int8``."""
+    import logging
+
+    from ultralytics.cfg import get_cfg
+    from ultralytics.utils import LOGGER
+
+    from effdet_plugin.hosts.ultralytics import int8_export_args
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    LOGGER.addHandler(handler)
+    try:
+        cfg = get_cfg(overrides={"format": "openvino", **int8_export_args()})
+    finally:
+        LOGGER.removeHandler(handler)
+    assert not [m for m in seen if "deprecated" in m], seen
+    assert (getattr(cfg, "quantize", None) == 8) if hasattr(cfg, "quantize") else cfg.int8 is True
+
+
 def test_table_columns_and_alignment():
     rows = [
         {"model": "a", "imgsz": 64, "batch": 1, "params": 2.5e6, "gflops": 0.5, "latency_ms": 10.0,

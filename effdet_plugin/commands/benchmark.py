@@ -435,7 +435,9 @@ def export_openvino(
     """Export ``model`` by Ultralytics' exporter to an OpenVINO folder (static shape, CPU), FP32, or INT8 when
     ``int8_data`` names a dataset YAML (NNCF post-training quantization, calibrated on that dataset's images as
     ``yolo export format=openvino int8=True data=...`` does); return the ``.xml`` file."""
-    int8 = {"int8": True, "data": str(int8_data)} if int8_data else {}
+    from effdet_plugin.hosts.ultralytics import int8_export_args
+
+    int8 = {**int8_export_args(), "data": str(int8_data)} if int8_data else {}
     return next(_export(model, folder, name, format="openvino", imgsz=imgsz, batch=batch, **int8).glob("*.xml"))
 
 

@@ -45,6 +45,14 @@ def check_version() -> None:
         )
 
 
+def int8_export_args() -> dict:
+    """The exporter's INT8 switch in this host's words: ``quantize=8`` where the config has ``quantize`` (later 8.4.x,
+    which warn that ``int8`` is deprecated), ``int8=True`` in the releases before it."""
+    from ultralytics.utils import DEFAULT_CFG_DICT
+
+    return {"quantize": 8} if "quantize" in DEFAULT_CFG_DICT else {"int8": True}
+
+
 def parse_activation(d: dict, key: str = "activation") -> nn.Module | None:
     """``activation: nn.ReLU()`` (or ``torch.nn.X(literal args)``) as a module, without ``eval``; None if unset."""
     spec = d.get(key)
