@@ -431,7 +431,8 @@ yolov5_effv2.yaml.
 Use: yolo train model=yolov5s_effv2-wide.yaml data=...   (the letter n/s/m/l/x picks the scale)"""
 _LITE_HEADER = """\
 an EfficientNet-Lite-style stage table, for edge deployment
-The stage table and multipliers of yolov5_effv2.yaml with EfficientNet-Lite's changes (TF EfficientNet-Lite, 2020):
+The stage table of yolov5_effv2-wide.yaml (MBConv at stride 16 at every scale) and the multipliers of
+yolov5_effv2.yaml, with EfficientNet-Lite's changes (TF EfficientNet-Lite, 2020):
 no squeeze-and-excitation and ReLU6 instead of SiLU, in the backbone and in YOLOv5's head alike, because SE's global
 pooling and SiLU quantize and run poorly on mobile accelerators. TF-Lite also keeps the stem and final conv from
 growing as B0 scales up; here n-l shrink them already and only x grows them (stem 32, SPPF 1280).
