@@ -419,7 +419,8 @@ def _export(model: nn.Module, folder: Path, name: str, **overrides) -> Path:
     m = copy.deepcopy(model).cpu().float()  # the exporter fuses and modifies the model it is given
     m.pt_path = str(folder / f"{name}.pt")  # the exporter names its output after this
     m.task = getattr(m, "task", "detect")  # set by YOLO() / checkpoints, absent on a bare DetectionModel
-    with _quiet():
+    # the exporter's select_device sets torch to Ultralytics' NUM_THREADS; later timings must keep --threads
+    with _threads(torch.get_num_threads()), _quiet():
         return Path(Exporter(overrides={"device": "cpu", **overrides})(m))
 
 
