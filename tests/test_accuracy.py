@@ -57,6 +57,7 @@ def test_end_to_end_json(demo_data, tmp_path, capsys, monkeypatch):
     again = tmp_path / "again.json"
     run_cli([*ACCURACY, *args, "--reuse", "--json", str(again)], tmp_path, env={"OMP_NUM_THREADS": "1"})
     assert best.stat().st_mtime_ns == stamp
+    assert [r["latency_threads"] for r in json.loads(again.read_text())] == [1, 1]  # torch's count: OMP_NUM_THREADS
     for old, new in zip(rows, json.loads(again.read_text())):
         assert new["map50_95"] == pytest.approx(old["map50_95"]) and new["train_s"] == pytest.approx(old["train_s"])
         assert new["runs"][0]["best_epoch"] == old["runs"][0]["best_epoch"]
@@ -95,7 +96,7 @@ def test_rows_carry_welch_p_against_the_first_model():
     base, other = [0.457, 0.429, 0.396], [0.332, 0.384, 0.276]
     assert welch_p(other, base) == pytest.approx(0.06983, abs=1e-4) == welch_p(base, other)
     assert welch_p([0.5], base) is None and welch_p([0.4, 0.4], [0.3, 0.3]) is None  # one seed; no spread at all
-    cost = [{"params": 1, "gflops": 1.0, "latency_ms": 1.0, "latency_ms_ratio": 1.0}] * 3
+    cost = [{"params": 1, "gflops": 1.0, "latency_ms": 1.0, "latency_ms_ratio": 1.0, "threads": 2}] * 3
     recipe = {"imgsz": 64, "latency_imgsz": 64, "epochs": 1, "batch": 8, "seeds": [0, 1, 2], "device_name": "cpu"}
     args = SimpleNamespace(
         models=["a.yaml", "b.yaml", "c.yaml"], pretrained=False, progressive=False, reduced=True, **recipe

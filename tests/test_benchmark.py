@@ -83,6 +83,21 @@ def test_int8_export_switch_is_the_hosts_own():
     assert (getattr(cfg, "quantize", None) == 8) if hasattr(cfg, "quantize") else cfg.int8 is True
 
 
+def test_default_threads_are_torchs_own():
+    """Without ``threads`` the timing runs at torch's thread count, not at the NUM_THREADS that Ultralytics'
+    select_device sets (cores - 1): accuracy's latency column is timed this way."""
+    import torch
+    from ultralytics.utils import NUM_THREADS
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(NUM_THREADS + 1)
+    try:
+        rows = bench.benchmark(["yolov5nu.yaml"], [64], [1], repeats=1, warmup=0, progress=False)
+        assert rows[0]["threads"] == torch.get_num_threads() == NUM_THREADS + 1
+    finally:
+        torch.set_num_threads(old)
+
+
 def test_table_columns_and_alignment():
     rows = [
         {"model": "a", "imgsz": 64, "batch": 1, "params": 2.5e6, "gflops": 0.5, "latency_ms": 10.0,

@@ -43,7 +43,7 @@ CPU_RECIPE = {"imgsz": 320, "epochs": 10, "seeds": [0]}  # default when no GPU: 
 ROW_KEYS = (
     "model", "params", "gflops", "latency_ms", "latency_ratio", "train_s", "map50_95", "map50_95_spread",
     "map50_95_p", "map50", "map50_spread", "map75", "map75_spread", "runs", "eval_split", "imgsz", "latency_imgsz",
-    "epochs", "batch", "seeds", "device", "pretrained", "progressive", "reduced", "date",
+    "latency_threads", "epochs", "batch", "seeds", "device", "pretrained", "progressive", "reduced", "date",
 )  # fmt: skip
 
 
@@ -270,6 +270,7 @@ def make_rows(cost: list[dict], runs: dict[str, list[dict]], args: argparse.Name
                 "eval_split": split,
                 "imgsz": args.imgsz,
                 "latency_imgsz": args.latency_imgsz,
+                "latency_threads": c["threads"],
                 "epochs": args.epochs,
                 "batch": args.batch,
                 "seeds": args.seeds,

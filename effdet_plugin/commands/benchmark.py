@@ -166,7 +166,9 @@ def resolve_device(device: str | int) -> torch.device:
     from ultralytics.utils.torch_utils import select_device
 
     try:
-        with _quiet():  # select_device logs a version banner before raising
+        # select_device logs a version banner before raising, and sets torch to Ultralytics' NUM_THREADS (cores - 1):
+        # without --threads the timing runs at torch's own count, as --threads says
+        with _threads(torch.get_num_threads()), _quiet():
             return torch.device(select_device(str(device), verbose=False))
     except (ValueError, AssertionError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
