@@ -587,8 +587,16 @@ def _flow(v) -> str:
 def dump_yaml(d: dict, header: str = "") -> str:
     """Return ``d`` as model-YAML text: one flow-style line per row, scales and other mappings one entry per line."""
     lines = [f"# {h}" if h else "#" for h in header.splitlines()]
-    for k, v in d.items():
-        if k in ("backbone", "head"):
+    keys = [k for k in d if k != SCALE_ROWS]
+    if SCALE_ROWS in d:  # next to the rows it replaces, as in the shipped files
+        keys.insert(keys.index("backbone") if "backbone" in keys else len(keys), SCALE_ROWS)
+    for k in keys:
+        v = d[k]
+        if k == SCALE_ROWS and isinstance(v, dict):
+            lines += ["", f"{k}: # backbone rows built instead of those below at these scales"]
+            for letter, rows in v.items():
+                lines += [f"  {letter}:"] + [f"    {i}: {_flow(list(r))}" for i, r in rows.items()]
+        elif k in ("backbone", "head"):
             first = len(d["backbone"]) if k == "head" else 0  # rows are numbered across backbone and head
             lines += ["", f"{k}:"] + [f"  - {_flow(list(r))} # {first + i}" for i, r in enumerate(v)]
         elif k == "anchors" and isinstance(v, list):  # classic YOLOv5: one line per level
