@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 def test_autoactivation_is_lazy_and_can_be_disabled(tmp_path):
     probe = "import sys; print('torch' in sys.modules, 'effdet_plugin' in sys.modules)"
     assert run_cli([sys.executable, "-c", probe], tmp_path).stdout.split() == ["False", "False"]
-    build = "from ultralytics import YOLO; print(type(YOLO('yolov5n_effv2.yaml').model.model[4][0]).__name__)"
+    # row 6 is MBConv at every scale (rows 4-5 are Fused-MBConv at n)
+    build = "from ultralytics import YOLO; print(type(YOLO('yolov5n_effv2.yaml').model.model[6][0]).__name__)"
     assert run_cli([sys.executable, "-c", build], tmp_path).stdout.split()[-1] == "MBConv"
     # importing a plugin submodule before ultralytics must not trip over its own half-done import
     first = "import effdet_plugin.blocks; from ultralytics import YOLO; YOLO('yolov5n_effv2.yaml'); print('ok')"
