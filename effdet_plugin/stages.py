@@ -271,16 +271,20 @@ def _backbone_rows(table: Table) -> list[str]:
             f"  - [-1, 1, SPPF, [1024, 5]] # {len(table.stages) + 1}-P5/32"]
 
 
+def _changed_rows(spec: ModelYaml, scale: str) -> dict[int, tuple[str, str]]:
+    """The backbone rows (index -> row, comment) that ``scale``'s own table builds instead of the file's rows."""
+    base = _stage_rows(spec.table)
+    return {i: r for i, (r, b) in enumerate(zip(_stage_rows(spec.table_at(scale)), base), start=1) if r != b}
+
+
 def _scale_rows_text(spec: ModelYaml) -> str:
     """The ``scale_rows:`` block: for each letter with its own table, the backbone rows that differ."""
     if not spec.scale_tables:
         return ""
-    base = _stage_rows(spec.table)
     text = "scale_rows: # backbone rows built instead of those below at these scales (the file's per-scale tables)\n"
-    for letter, table in spec.scale_tables.items():
+    for letter in spec.scale_tables:
         text += f"  {letter}:\n"
-        text += "".join(f"    {i}: {row} # {note}\n" for i, ((row, note), b) in enumerate(zip(_stage_rows(table), base),
-                                                                                         start=1) if (row, note) != b)
+        text += "".join(f"    {i}: {row} # {note}\n" for i, (row, note) in _changed_rows(spec, letter).items())
     return text
 
 
@@ -380,7 +384,7 @@ def render_classic(spec: classic.ClassicYaml) -> str:
     table = src.table_at(spec.scale)
     rows = _rows_text(table, src.neck, detect=classic.DETECT_ARGS, phi=str(spec.phi))
     depth, width, _ = src.scales[spec.scale]
-    changed = [i for i, (a, b) in enumerate(zip(_stage_rows(table), _stage_rows(src.table)), start=1) if a != b]
+    changed = _changed_rows(src, spec.scale)
     note = (f"At scale {spec.scale}, backbone rows {', '.join(map(str, changed))} are that file's `scale_rows: "
             f"{spec.scale}:` rows." if changed else "")
     return classic.render(spec, rows, table.taps, src.drop_path, (depth, width), src.activation, note)
