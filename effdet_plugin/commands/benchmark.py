@@ -166,9 +166,7 @@ def resolve_device(device: str | int) -> torch.device:
     from ultralytics.utils.torch_utils import select_device
 
     try:
-        # select_device logs a version banner before raising, and sets torch to Ultralytics' NUM_THREADS (cores - 1):
-        # without --threads the timing runs at torch's own count, as --threads says
-        with _threads(torch.get_num_threads()), _quiet():
+        with _keep_threads(), _quiet():  # select_device logs a version banner before raising
             return torch.device(select_device(str(device), verbose=False))
     except (ValueError, AssertionError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -421,8 +419,7 @@ def _export(model: nn.Module, folder: Path, name: str, **overrides) -> Path:
     m = copy.deepcopy(model).cpu().float()  # the exporter fuses and modifies the model it is given
     m.pt_path = str(folder / f"{name}.pt")  # the exporter names its output after this
     m.task = getattr(m, "task", "detect")  # set by YOLO() / checkpoints, absent on a bare DetectionModel
-    # the exporter's select_device sets torch to Ultralytics' NUM_THREADS; later timings must keep --threads
-    with _threads(torch.get_num_threads()), _quiet():
+    with _keep_threads(), _quiet():
         return Path(Exporter(overrides={"device": "cpu", **overrides})(m))
 
 
@@ -554,6 +551,12 @@ def _threads(n: int | None):
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def _keep_threads():
+    """Restore on exit the torch thread count in force on entry: Ultralytics' select_device (run to resolve a device
+    and by every export) sets it to its NUM_THREADS (cores - 1), and timings run at ``--threads`` or torch's own."""
+    return _threads(torch.get_num_threads())
 
 
 def _labels(specs: Sequence[str | Path | nn.Module]) -> list[str]:
