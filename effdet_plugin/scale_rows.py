@@ -17,6 +17,7 @@ from __future__ import annotations
 from effdet_plugin.rows import is_index, key_error
 
 KEY = "scale_rows"
+COMMENT = "backbone rows built instead of those below at these scales"  # the key's comment in every written YAML
 
 
 def apply(d: dict, scale: str | None) -> dict:

@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
-from effdet_plugin import classic
+from effdet_plugin import classic, scale_rows
 from effdet_plugin.atomic import atomic_open
 from effdet_plugin.bifpn import PHI_BY_SCALE, bifpn_size
 from effdet_plugin.blocks import DEFAULT_DROP_PATH
@@ -281,7 +281,7 @@ def _scale_rows_text(spec: ModelYaml) -> str:
     """The ``scale_rows:`` block: for each letter with its own table, the backbone rows that differ."""
     if not spec.scale_tables:
         return ""
-    text = "scale_rows: # backbone rows built instead of those below at these scales (the file's per-scale tables)\n"
+    text = f"{scale_rows.KEY}: # {scale_rows.COMMENT} (the file's per-scale tables)\n"
     for letter in spec.scale_tables:
         text += f"  {letter}:\n"
         text += "".join(f"    {i}: {row} # {note}\n" for i, (row, note) in _changed_rows(spec, letter).items())

@@ -43,6 +43,7 @@ from effdet_plugin.classic import SCALES as CLASSIC_SCALES
 from effdet_plugin.hosts.activate import YOLOV5_MODULES
 from effdet_plugin.routing import stride_of, walk
 from effdet_plugin.rows import model_source
+from effdet_plugin.scale_rows import COMMENT as SCALE_ROWS_COMMENT
 from effdet_plugin.scale_rows import KEY as SCALE_ROWS
 from effdet_plugin.stages import backbone_yamls
 
@@ -593,7 +594,7 @@ def dump_yaml(d: dict, header: str = "") -> str:
     for k in keys:
         v = d[k]
         if k == SCALE_ROWS and isinstance(v, dict):
-            lines += ["", f"{k}: # backbone rows built instead of those below at these scales"]
+            lines += ["", f"{k}: # {SCALE_ROWS_COMMENT}"]
             for letter, rows in v.items():
                 lines += [f"  {letter}:"] + [f"    {i}: {_flow(list(r))}" for i, r in rows.items()]
         elif k in ("backbone", "head"):
