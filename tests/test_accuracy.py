@@ -17,11 +17,15 @@ from effdet_plugin.commands.accuracy import (
     AccuracyError,
     coco_ground_truth,
     eval_split,
+    family,
     make_rows,
+    plot,
+    references,
     split_images,
     table,
     welch_p,
 )
+from effdet_plugin.commands.benchmark import load_model
 from effdet_plugin.commands.coco_eval import image_files, load_annotations
 
 ACCURACY = [PYTHON, "-m", "effdet_plugin.commands.cli", "accuracy"]  # a fresh process: training leaves state behind
@@ -99,7 +103,8 @@ def test_rows_carry_welch_p_against_the_first_model():
     cost = [{"params": 1, "gflops": 1.0, "latency_ms": 1.0, "latency_ms_ratio": 1.0, "threads": 2}] * 3
     recipe = {"imgsz": 64, "latency_imgsz": 64, "epochs": 1, "batch": 8, "seeds": [0, 1, 2], "device_name": "cpu"}
     args = SimpleNamespace(
-        models=["a.yaml", "b.yaml", "c.yaml"], pretrained=False, progressive=False, reduced=True, **recipe
+        models=["a.yaml", "b.yaml", "c.yaml"], pretrained=False, progressive=False, reduced=True, per_scale=False,
+        **recipe,
     )
     runs = {m: [{"seed": i, "map50_95": v, "map50": v, "map75": v, "train_s": 60.0} for i, v in enumerate(vals)]
             for m, vals in (("a.yaml", base), ("b.yaml", other), ("c.yaml", [0.5]))}  # fmt: skip
@@ -107,6 +112,34 @@ def test_rows_carry_welch_p_against_the_first_model():
     assert [r["map50_95_p"] for r in rows] == [None, pytest.approx(0.06983, abs=1e-4), None]
     lines = table(rows).splitlines()
     assert "p vs first" in lines[0] and "0.070" in lines[2] and "0.070" not in lines[1] + lines[3]
+    assert {r["reference"] for r in rows} == {"a.yaml"}
+
+
+def test_per_scale_compares_each_model_with_the_first_of_its_letter(tmp_path):
+    models = ["yolov5nu.yaml", "/x/yolov5n_effv2-f45.yaml", "yolov5su.yaml", "yolov5s_effv2.yaml", "yolov5m_effv2.yaml"]
+    assert references(models, per_scale=False) == [0, 0, 0, 0, 0]
+    assert references(models, per_scale=True) == [0, 0, 2, 2, 4]  # m has no yolov5mu: its own reference
+    with pytest.raises(AccuracyError, match=r"^--per-scale: 'mine\.yaml' names no scale letter") as e:
+        references([*models, "mine.yaml"], per_scale=True)
+    assert len(str(e.value).splitlines()) == 1
+    assert [family(m) for m in models] == ["yolov5u", "yolov5_effv2-f45", "yolov5u", "yolov5_effv2", "yolov5_effv2"]
+
+    latency = [10.0, 9.0, 20.0, 18.0, 40.0]
+    cost = [{"params": 1, "gflops": 1.0, "latency_ms": ms, "latency_ms_ratio": ms / 10, "threads": 2} for ms in latency]
+    maps = [[0.40, 0.42, 0.44], [0.30, 0.32, 0.34], [0.50, 0.52, 0.54], [0.50, 0.52, 0.54], [0.6, 0.6, 0.7]]
+    runs = {m: [{"seed": i, "map50_95": v, "map50": v, "map75": v, "train_s": 60.0} for i, v in enumerate(vals)]
+            for m, vals in zip(models, maps)}  # fmt: skip
+    recipe = {"imgsz": 64, "latency_imgsz": 640, "epochs": 1, "batch": 8, "seeds": [0, 1, 2], "device_name": "cpu"}
+    args = SimpleNamespace(models=models, pretrained=False, progressive=False, reduced=True, per_scale=True, **recipe)
+    rows = make_rows(cost, runs, args, "test")
+    assert [r["latency_ratio"] for r in rows] == pytest.approx([1.0, 0.9, 1.0, 0.9, 1.0])
+    assert [r["reference"] for r in rows] == [models[0], models[0], models[2], models[2], models[4]]
+    p = [r["map50_95_p"] for r in rows]
+    assert p[0] is None and p[2] is None and p[4] is None and p[1] < 0.05 and p[3] == pytest.approx(1.0)
+    header = table(rows).splitlines()[0]
+    assert "x ref" in header and "p vs ref" in header and "first" not in header
+    png = plot(rows, tmp_path / "curve.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_ground_truth_matches_labels(demo_data, tmp_path):
@@ -174,6 +207,7 @@ def test_split_images_lists_as_ultralytics(demo_data, tmp_path):
     [
         ("no_split", r"^effdet-plugin accuracy: error: data YAML .*bad\.yaml has no 'test' or 'val' split to score on"),
         ("unknown_model", r"^effdet-plugin accuracy: error: unknown model 'yolov5q_nonexistent\.yaml'"),
+        ("per_scale", r"^effdet-plugin accuracy: error: --per-scale: '.*mine\.yaml' names no scale letter"),
     ],
 )
 def test_bad_input_one_line(demo_data, tmp_path, capsys, monkeypatch, case, match):
@@ -183,8 +217,13 @@ def test_bad_input_one_line(demo_data, tmp_path, capsys, monkeypatch, case, matc
         data = tmp_path / "bad.yaml"
         data.write_text(yaml.safe_dump({k: v for k, v in d.items() if k not in ("test", "val")}))
     models = ["yolov5q_nonexistent.yaml" if case == "unknown_model" else "yolov5n_effv2.yaml", "yolov5nu.yaml"]
+    extra = []
+    if case == "per_scale":  # a model that loads but whose name carries no scale letter
+        mine = tmp_path / "mine.yaml"
+        mine.write_text(yaml.safe_dump(load_model("yolov5n_effv2.yaml").yaml))
+        models, extra = [*models, str(mine)], ["--per-scale"]
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["accuracy", "--models", *models, "--data", str(data), "--device", "cpu"]) == 2
+    assert cli.main(["accuracy", "--models", *models, "--data", str(data), "--device", "cpu", *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(match, err), err  # one line, no traceback
     assert not (tmp_path / "runs").exists()  # nothing trained

@@ -9,7 +9,9 @@ hyperparameters, from scratch (``--pretrained``: ``.pt`` models start from their
 run is scored on the dataset's ``test`` split (``val`` when there is none) by ``coco_eval`` (pycocotools). Params,
 GFLOPs and fused CPU latency (relative to the first model) come from ``benchmark``, all models timed in one process.
 With two or more seeds per model, each row also carries Welch's two-sided t-test p-value of its mAP50-95 against the
-first model's (the baseline), so a difference and its significance come from the same command.
+first model's (the baseline), so a difference and its significance come from the same command. ``--per-scale``
+compares each model with the first model of its own scale letter instead (``yolov5su.yaml yolov5s_effv2.yaml
+yolov5mu.yaml yolov5m_effv2.yaml``: s against yolov5su, m against yolov5mu), so one command tabulates every scale.
 Without a GPU the defaults drop to imgsz 320, 10 epochs and one seed, and the output says so. ``--reuse`` scores
 finished runs of the same recipe already in ``--project`` instead of training them again (seeds run as separate
 processes, an interrupted sweep), so the table can be assembled in one run. ``--progressive`` trains every model with
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import statistics
 from datetime import date
 from pathlib import Path
@@ -44,6 +47,7 @@ ROW_KEYS = (
     "model", "params", "gflops", "latency_ms", "latency_ratio", "train_s", "map50_95", "map50_95_spread",
     "map50_95_p", "map50", "map50_spread", "map75", "map75_spread", "runs", "eval_split", "imgsz", "latency_imgsz",
     "latency_threads", "epochs", "batch", "seeds", "device", "pretrained", "progressive", "reduced", "date",
+    "reference",
 )  # fmt: skip
 
 
@@ -244,24 +248,59 @@ def score(
     return stats["AP"], stats["AP50"], stats["AP75"]
 
 
+def scale_letter(model: str) -> str:
+    """The scale letter (n/s/m/l/x) Ultralytics reads from a model's name, '' when the name carries none."""
+    from ultralytics.nn.tasks import guess_model_scale
+
+    return guess_model_scale(model)
+
+
+def family(model: str) -> str:
+    """A model's name without its scale letter (``yolov5s_effv2.yaml`` -> ``yolov5_effv2``), as Ultralytics unifies it."""
+    stem = Path(model).stem
+    return re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", stem) if scale_letter(model) else stem
+
+
+def references(models: list[str], per_scale: bool) -> list[int]:
+    """Index of the model each one is compared with: the first model, or with ``per_scale`` the first of its letter."""
+    if not per_scale:
+        return [0] * len(models)
+    first: dict[str, int] = {}
+    for i, m in enumerate(models):
+        letter = scale_letter(m)
+        if not letter:
+            raise AccuracyError(
+                f"--per-scale: {m!r} names no scale letter (n/s/m/l/x after the version, as in yolov5s_effv2.yaml), "
+                "so it has no same-scale reference"
+            )
+        first.setdefault(letter, i)
+    return [first[scale_letter(m)] for m in models]
+
+
 def make_rows(cost: list[dict], runs: dict[str, list[dict]], args: argparse.Namespace, split: str) -> list[dict]:
-    """Combine cost rows and per-seed runs into one row per model (``ROW_KEYS``), in ``args.models`` order."""
+    """Combine cost rows and per-seed runs into one row per model (``ROW_KEYS``), in ``args.models`` order.
+
+    Latency ratio and p-value are against the row's reference (``references``): the first model, or with
+    ``args.per_scale`` the first model of the same scale letter.
+    """
     rows = []
-    first = [x["map50_95"] for x in runs.get(args.models[0], [])]
+    refs = references(args.models, args.per_scale)
     for i, (model, c) in enumerate(zip(args.models, cost)):
         r = runs.get(model, [])
         maps, map50s, map75s = ([x[k] for x in r] for k in ("map50_95", "map50", "map75"))
+        ref = refs[i]
+        ref_maps = [x["map50_95"] for x in runs.get(args.models[ref], [])]
         rows.append(
             {
                 "model": model,
                 "params": c["params"],
                 "gflops": c["gflops"],
                 "latency_ms": c["latency_ms"],
-                "latency_ratio": c["latency_ms_ratio"],
+                "latency_ratio": c["latency_ms"] / cost[ref]["latency_ms"],
                 "train_s": statistics.fmean(x["train_s"] for x in r) if r else None,
                 "map50_95": statistics.fmean(maps) if r else None,
                 "map50_95_spread": spread(maps),
-                "map50_95_p": welch_p(maps, first) if i else None,
+                "map50_95_p": welch_p(maps, ref_maps) if i != ref else None,
                 "map50": statistics.fmean(map50s) if r else None,
                 "map50_spread": spread(map50s),
                 "map75": statistics.fmean(map75s) if r else None,
@@ -279,6 +318,7 @@ def make_rows(cost: list[dict], runs: dict[str, list[dict]], args: argparse.Name
                 "progressive": args.progressive,
                 "reduced": args.reduced,
                 "date": date.today().isoformat(),
+                "reference": args.models[ref],
             }
         )
     return rows
@@ -291,8 +331,9 @@ def table(rows: list[dict]) -> str:
         return "-" if mean is None else f"{mean:.3f}" + ("" if sd is None else f" ± {sd:.3f}")
 
     size = rows[0]["latency_imgsz"] if rows else ""
-    header = ["model", "params(M)", f"GFLOPs@{size}", f"CPU ms@{size}", "x first", "train(min)", "mAP50-95"]
-    header += ["p vs first", "mAP50", "mAP75"]
+    ref = "first" if all(r.get("reference", rows[0]["model"]) == rows[0]["model"] for r in rows) else "ref"
+    header = ["model", "params(M)", f"GFLOPs@{size}", f"CPU ms@{size}", f"x {ref}", "train(min)", "mAP50-95"]
+    header += [f"p vs {ref}", "mAP50", "mAP75"]
     cells = [
         [
             r["model"] + (" progressive" if r.get("progressive") else ""),
@@ -312,7 +353,11 @@ def table(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
-    """Save mAP50-95 (mean, error bar = sample std) against fused CPU latency for every scored row as a PNG."""
+    """Save mAP50-95 (mean, error bar = sample std) against fused CPU latency for every scored row as a PNG.
+
+    Models of one family at several scales (``yolov5nu.yaml``, ``yolov5su.yaml``) are joined by a line, each point
+    marked with its letter: the family's accuracy-latency curve.
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
@@ -321,9 +366,18 @@ def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=150)
+    families: dict[str, list[dict]] = {}
     for r in (r for r in rows if r["map50_95"] is not None):
-        ax.errorbar(r["latency_ms"], r["map50_95"], yerr=r["map50_95_spread"] or 0, fmt="o", capsize=3,
-                    label=Path(r["model"]).stem)  # fmt: skip
+        families.setdefault(family(r["model"]) + (" progressive" if r.get("progressive") else ""), []).append(r)
+    for name, members in families.items():
+        members.sort(key=lambda r: r["latency_ms"])
+        curve = len(members) > 1
+        x, y = [r["latency_ms"] for r in members], [r["map50_95"] for r in members]
+        ax.errorbar(x, y, yerr=[r["map50_95_spread"] or 0 for r in members], fmt="o-" if curve else "o", capsize=3,
+                    label=name if curve else Path(members[0]["model"]).stem)  # fmt: skip
+        for r in members if curve else ():
+            ax.annotate(scale_letter(r["model"]), (r["latency_ms"], r["map50_95"]), textcoords="offset points",
+                        xytext=(4, -10), fontsize=7)  # fmt: skip
     ax.set_xlabel(f"fused CPU latency (ms, batch 1, imgsz {rows[0]['latency_imgsz']})")
     ax.set_ylabel(f"mAP50-95 on '{rows[0]['eval_split']}' (pycocotools)")
     r0 = rows[0]
@@ -340,12 +394,17 @@ def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
 # ------------------------------------------------------------------------------- effdet-plugin accuracy
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``accuracy`` options to ``p``."""
-    p.add_argument("--models", nargs="+", required=True, help="model YAML names/paths or .pt files; first = reference")
+    p.add_argument(
+        "--models", nargs="+", required=True, help="model YAML names/paths or .pt files; first = reference (--per-scale)"
+    )
     p.add_argument("--data", required=True, help="dataset YAML with train, val and (preferably) test splits")
-    p.add_argument("--epochs", type=int, help="training epochs (default 60 on GPU, 10 on CPU)")
-    p.add_argument("--imgsz", type=int, help="train/eval/latency image size (default 640 on GPU, 320 on CPU)")
+    gpu, cpu = GPU_RECIPE, CPU_RECIPE
+    default = "default {} on GPU, {} on CPU".format
+    p.add_argument("--epochs", type=int, help=f"training epochs ({default(gpu['epochs'], cpu['epochs'])})")
+    p.add_argument("--imgsz", type=int, help=f"train/eval/latency image size ({default(gpu['imgsz'], cpu['imgsz'])})")
     p.add_argument("--latency-imgsz", type=int, help="measure params/GFLOPs/latency at this size instead of --imgsz")
-    p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default 0 1 on GPU, 0 on CPU)")
+    seeds = (" ".join(map(str, r["seeds"])) for r in (gpu, cpu))
+    p.add_argument("--seeds", type=int, nargs="+", help=f"training seeds ({default(*seeds)})")
     p.add_argument("--device", default=None, help="training device: cpu or a CUDA index (default 0 if CUDA, else cpu)")
     p.add_argument("--batch", type=int, default=16, help="training batch size (default 16)")
     p.add_argument("--workers", type=int, default=2, help="dataloader workers (default 2)")
@@ -360,6 +419,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=int, default=20, help="timed rounds of the latency measurement (default 20)")
     p.add_argument("--json", default=None, help="write the rows to this JSON file (rewritten after every run)")
     p.add_argument("--plot", default=None, help="save mAP50-95 against CPU latency to this PNG (needs matplotlib)")
+    p.add_argument(
+        "--per-scale", action="store_true",
+        help="compare each model with the first model of its own scale letter (n/s/m/l/x), not with the first model",
+    )  # fmt: skip
 
 
 def sweep(args: argparse.Namespace) -> list[dict]:
@@ -370,6 +433,7 @@ def sweep(args: argparse.Namespace) -> list[dict]:
         raise AccuracyError(f"--models lists a model twice: {args.models}")
     for m in args.models:  # every name must resolve before hours of training start
         load_model(m)
+    references(args.models, args.per_scale)
     args.data = str(Path(args.data).resolve())
     if args.device is None:
         args.device = "0" if torch.cuda.is_available() else "cpu"
@@ -425,7 +489,8 @@ def run(args: argparse.Namespace) -> int:
     rows = sweep(args)
     print(
         f"\nscored on the '{rows[0]['eval_split']}' split; mAP as mean ± sample std over seeds {args.seeds}; "
-        f"p: Welch's two-sided t-test of mAP50-95 against {rows[0]['model']}"
+        "p: Welch's two-sided t-test of mAP50-95 against "
+        + ("the first model of each scale letter" if args.per_scale else rows[0]["model"])
     )
     print(table(rows))
     if args.json:
