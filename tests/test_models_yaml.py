@@ -65,6 +65,7 @@ def test_lite_is_the_recommended_table_without_se_and_with_relu6():
     for r, li in zip(rec["backbone"], lite["backbone"]):
         assert li[:3] == r[:3] and li[3][:4] == r[3][:4], (r, li)
         assert li[3][4:] in ([], [0]), li  # SE ratio 0 (SPPF and stem rows have no 5th arg)
+    assert lite["scale_rows"] == rec["scale_rows"]  # n and s: the same Fused-MBConv rows (they have no SE already)
 
     def kinds(name: str) -> set[str]:
         return {type(m).__name__ for m in DetectionModel(name, nc=3, verbose=False).modules()}
@@ -72,6 +73,9 @@ def test_lite_is_the_recommended_table_without_se_and_with_relu6():
     lite_kinds, rec_kinds = kinds("yolov5n_effv2-lite.yaml"), kinds("yolov5n_effv2.yaml")
     assert "ReLU6" in lite_kinds and not {"SiLU", "SqueezeExcite"} & lite_kinds, lite_kinds
     assert {"SiLU", "SqueezeExcite"} <= rec_kinds and "ReLU6" not in rec_kinds, rec_kinds
+    assert {"FusedMBConv", "MBConv"} <= lite_kinds  # rows 4-5 Fused-MBConv at n, row 6 MBConv
+    assert [type(m.model[i][0]).__name__ for m in [DetectionModel("yolov5n_effv2-lite.yaml", nc=3, verbose=False)]
+            for i in (4, 5, 6)] == ["FusedMBConv", "FusedMBConv", "MBConv"]  # fmt: skip
 
 
 def test_a_lite_model_leaves_the_next_models_activation_alone():
