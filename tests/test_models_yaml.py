@@ -74,8 +74,8 @@ def test_lite_is_the_recommended_table_without_se_and_with_relu6():
     assert "ReLU6" in lite_kinds and not {"SiLU", "SqueezeExcite"} & lite_kinds, lite_kinds
     assert {"SiLU", "SqueezeExcite"} <= rec_kinds and "ReLU6" not in rec_kinds, rec_kinds
     assert {"FusedMBConv", "MBConv"} <= lite_kinds  # rows 4-5 Fused-MBConv at n, row 6 MBConv
-    assert [type(m.model[i][0]).__name__ for m in [DetectionModel("yolov5n_effv2-lite.yaml", nc=3, verbose=False)]
-            for i in (4, 5, 6)] == ["FusedMBConv", "FusedMBConv", "MBConv"]  # fmt: skip
+    lite_n = DetectionModel("yolov5n_effv2-lite.yaml", nc=3, verbose=False)
+    assert [type(lite_n.model[i][0]).__name__ for i in (4, 5, 6)] == ["FusedMBConv", "FusedMBConv", "MBConv"]
 
 
 def test_a_lite_model_leaves_the_next_models_activation_alone():
