@@ -59,8 +59,8 @@ def test_end_to_end_json(demo_data, tmp_path, capsys, monkeypatch):
     best = Path(rows[0]["runs"][0]["weights"])
     stamp = best.stat().st_mtime_ns
     again = tmp_path / "again.json"
-    run_cli([*ACCURACY, *args, "--reuse", "--json", str(again)], tmp_path, env={"OMP_NUM_THREADS": "1"})
-    assert best.stat().st_mtime_ns == stamp
+    proc = run_cli([*ACCURACY, *args, "--no-train", "--json", str(again)], tmp_path, env={"OMP_NUM_THREADS": "1"})
+    assert best.stat().st_mtime_ns == stamp and "--reuse: 2 of 2 runs finished in " in proc.stdout
     assert [r["latency_threads"] for r in json.loads(again.read_text())] == [1, 1]  # torch's count: OMP_NUM_THREADS
     for old, new in zip(rows, json.loads(again.read_text())):
         assert new["map50_95"] == pytest.approx(old["map50_95"]) and new["train_s"] == pytest.approx(old["train_s"])
@@ -208,6 +208,7 @@ def test_split_images_lists_as_ultralytics(demo_data, tmp_path):
         ("no_split", r"^effdet-plugin accuracy: error: data YAML .*bad\.yaml has no 'test' or 'val' split to score on"),
         ("unknown_model", r"^effdet-plugin accuracy: error: unknown model 'yolov5q_nonexistent\.yaml'"),
         ("per_scale", r"^effdet-plugin accuracy: error: --per-scale: '.*mine\.yaml' names no scale letter"),
+        ("no_train", r"^effdet-plugin accuracy: error: --no-train: 2 of 2 runs .* in .*: yolov5n_effv2_seed0, yolov5nu_seed0$"),
     ],
 )
 def test_bad_input_one_line(demo_data, tmp_path, capsys, monkeypatch, case, match):
@@ -222,8 +223,29 @@ def test_bad_input_one_line(demo_data, tmp_path, capsys, monkeypatch, case, matc
         mine = tmp_path / "mine.yaml"
         mine.write_text(yaml.safe_dump(load_model("yolov5n_effv2.yaml").yaml))
         models, extra = [*models, str(mine)], ["--per-scale"]
+    if case == "no_train":  # an empty --project: assembling a table must not start training instead
+        extra = ["--no-train"]
     monkeypatch.chdir(tmp_path)
     assert cli.main(["accuracy", "--models", *models, "--data", str(data), "--device", "cpu", *extra]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(match, err), err  # one line, no traceback
     assert not (tmp_path / "runs").exists()  # nothing trained
+
+
+def test_reuse_checks_every_run_before_training_any(demo_data, tmp_path, capsys, monkeypatch):
+    # the second model's run was trained with another recipe: refused before the first model trains, not after
+    other = tmp_path / "runs" / "accuracy" / "yolov5nu_seed0"
+    (other / "weights").mkdir(parents=True)
+    (other / "weights" / "best.pt").write_bytes(b"")
+    (other / "results.csv").write_text("epoch,time,metrics/mAP50-95(B)\n")
+    recipe = {"model": "yolov5nu.yaml", "data": str(demo_data.resolve()), "epochs": 3, "imgsz": 64, "batch": 8}
+    recipe |= {"seed": 0, "pretrained": False}
+    (other / "args.yaml").write_text(yaml.safe_dump(recipe))
+    monkeypatch.chdir(tmp_path)
+    argv = ["accuracy", "--models", "yolov5n_effv2.yaml", "yolov5nu.yaml", "--data", str(demo_data), "--device", "cpu"]
+    argv += ["--epochs", "1", "--imgsz", "64", "--batch", "8", "--seeds", "0", "--workers", "0", "--reuse"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    expect = r"^effdet-plugin accuracy: error: --reuse: .*yolov5nu_seed0 was trained with epochs=3, this recipe has 1;"
+    assert re.search(expect, err) and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in other.parent.iterdir()) == ["yolov5nu_seed0"]  # nothing trained, no ground truth

@@ -2,7 +2,7 @@
 
     effdet-plugin accuracy --models yolov5su.yaml yolov5s_effv2.yaml --data DATA.yaml --epochs 100 --imgsz 640 \
         --seeds 0 1 2 --device 0 --json out.json [--batch 16] [--workers 4] [--pretrained] [--project runs/accuracy] \
-        [--reuse] [--progressive]
+        [--reuse | --no-train] [--progressive]
 
 Every model is trained by Ultralytics' trainer with the same data, epochs, image size, batch, seeds and default
 hyperparameters, from scratch (``--pretrained``: ``.pt`` models start from their weights). The best checkpoint of each
@@ -14,9 +14,10 @@ compares each model with the first model of its own scale letter instead (``yolo
 yolov5mu.yaml yolov5m_effv2.yaml``: s against yolov5su, m against yolov5mu), so one command tabulates every scale.
 Without a GPU the defaults drop to imgsz 320, 10 epochs and one seed, and the output says so. ``--reuse`` scores
 finished runs of the same recipe already in ``--project`` instead of training them again (seeds run as separate
-processes, an interrupted sweep), so the table can be assembled in one run. ``--progressive`` trains every model with
-the plugin's progressive learning (``progressive=True``) into runs of their own, so a plain sweep and a progressive
-one of the same models share ``--project``.
+processes, an interrupted sweep), so the table can be assembled in one run; every run is checked against the recipe
+before anything is timed or trained, and ``--no-train`` stops with one line if any run is missing. ``--progressive``
+trains every model with the plugin's progressive learning (``progressive=True``) into runs of their own, so a plain
+sweep and a progressive one of the same models share ``--project``.
 """
 
 from __future__ import annotations
@@ -208,6 +209,31 @@ def finished_run(model: str, seed: int, args: argparse.Namespace) -> tuple[Path,
         print(f"accuracy: {run} stopped after {epochs} of {args.epochs} epochs; training it again")
         return None
     return weights, seconds, best_epoch
+
+
+def plan_runs(args: argparse.Namespace) -> dict[tuple[str, int], tuple[Path, float, int]]:
+    """Return the finished run of every (model, seed) that ``--reuse`` will score instead of training.
+
+    Every run is checked before anything is timed or trained: a run of another recipe for the last model would
+    otherwise stop the sweep only after the runs before it had trained for hours. ``--no-train`` turns a missing run
+    into an error, for assembling a table from runs trained elsewhere (a wrong ``--project`` must not start training).
+    """
+    if not args.reuse:
+        return {}
+    runs = [(model, seed) for seed in args.seeds for model in args.models]
+    finished = {run: done for run in runs if (done := finished_run(*run, args))}
+    missing = [run_dir(*run, args).name for run in runs if run not in finished]
+    where = Path(args.project).resolve()
+    if missing and args.no_train:
+        raise AccuracyError(
+            f"--no-train: {len(missing)} of {len(runs)} runs of this recipe are not finished in {where}: "
+            + ", ".join(missing)
+        )
+    print(
+        f"accuracy: --reuse: {len(finished)} of {len(runs)} runs finished in {where}"
+        + (f"; training {', '.join(missing)}" if missing else "")
+    )
+    return finished
 
 
 def train_once(model: str, seed: int, args: argparse.Namespace) -> tuple[Path, float, int]:
@@ -414,6 +440,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--reuse", action="store_true", help="score finished runs of this recipe in --project, no retraining"
     )
     p.add_argument(
+        "--no-train", action="store_true",
+        help="score finished runs only (--reuse that never trains): stop with one line if any run is missing",
+    )  # fmt: skip
+    p.add_argument(
         "--progressive", action="store_true", help="train with progressive learning (progressive=True), own runs"
     )
     p.add_argument("--repeats", type=int, default=20, help="timed rounds of the latency measurement (default 20)")
@@ -434,6 +464,7 @@ def sweep(args: argparse.Namespace) -> list[dict]:
     for m in args.models:  # every name must resolve before hours of training start
         load_model(m)
     references(args.models, args.per_scale)
+    args.reuse = args.reuse or args.no_train
     args.data = str(Path(args.data).resolve())
     if args.device is None:
         args.device = "0" if torch.cuda.is_available() else "cpu"
@@ -458,6 +489,7 @@ def sweep(args: argparse.Namespace) -> list[dict]:
             f"{GPU_RECIPE['imgsz']}, {GPU_RECIPE['epochs']}+ epochs and {len(GPU_RECIPE['seeds'])}+ seeds on a GPU"
         )
 
+    finished = plan_runs(args)
     out = Path(args.project).resolve()
     ann, images = coco_ground_truth(args.data, split, out / f"{split}_ground_truth.json")
     size = args.latency_imgsz  # CPU training runs at a reduced size, but deployment latency is wanted at the real one
@@ -466,8 +498,7 @@ def sweep(args: argparse.Namespace) -> list[dict]:
     runs: dict[str, list[dict]] = {}
     for seed in args.seeds:  # seed-major: an interrupted run still compares every model on the first seed
         for model in args.models:
-            done = finished_run(model, seed, args) if args.reuse else None
-            weights, seconds, best_epoch = done or train_once(model, seed, args)
+            weights, seconds, best_epoch = finished.get((model, seed)) or train_once(model, seed, args)
             m, m50, m75 = score(weights, ann, images, args, run_dir(model, seed, args) / "coco_eval")
             runs.setdefault(model, []).append(
                 {"seed": seed, "map50_95": m, "map50": m50, "map75": m75, "train_s": seconds, "best_epoch": best_epoch,
