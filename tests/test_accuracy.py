@@ -60,7 +60,7 @@ def test_end_to_end_json(demo_data, tmp_path, capsys, monkeypatch):
     stamp = best.stat().st_mtime_ns
     again = tmp_path / "again.json"
     proc = run_cli([*ACCURACY, *args, "--no-train", "--json", str(again)], tmp_path, env={"OMP_NUM_THREADS": "1"})
-    assert best.stat().st_mtime_ns == stamp and "--reuse: 2 of 2 runs finished in " in proc.stdout
+    assert best.stat().st_mtime_ns == stamp and "--no-train: 2 of 2 runs finished in " in proc.stdout
     assert [r["latency_threads"] for r in json.loads(again.read_text())] == [1, 1]  # torch's count: OMP_NUM_THREADS
     for old, new in zip(rows, json.loads(again.read_text())):
         assert new["map50_95"] == pytest.approx(old["map50_95"]) and new["train_s"] == pytest.approx(old["train_s"])
@@ -232,7 +232,8 @@ def test_bad_input_one_line(demo_data, tmp_path, capsys, monkeypatch, case, matc
     assert not (tmp_path / "runs").exists()  # nothing trained
 
 
-def test_reuse_checks_every_run_before_training_any(demo_data, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("flag", ["--reuse", "--no-train"])
+def test_reuse_checks_every_run_before_training_any(demo_data, tmp_path, capsys, monkeypatch, flag):
     # the second model's run was trained with another recipe: refused before the first model trains, not after
     other = tmp_path / "runs" / "accuracy" / "yolov5nu_seed0"
     (other / "weights").mkdir(parents=True)
@@ -243,9 +244,9 @@ def test_reuse_checks_every_run_before_training_any(demo_data, tmp_path, capsys,
     (other / "args.yaml").write_text(yaml.safe_dump(recipe))
     monkeypatch.chdir(tmp_path)
     argv = ["accuracy", "--models", "yolov5n_effv2.yaml", "yolov5nu.yaml", "--data", str(demo_data), "--device", "cpu"]
-    argv += ["--epochs", "1", "--imgsz", "64", "--batch", "8", "--seeds", "0", "--workers", "0", "--reuse"]
+    argv += ["--epochs", "1", "--imgsz", "64", "--batch", "8", "--seeds", "0", "--workers", "0", flag]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
-    expect = r"^effdet-plugin accuracy: error: --reuse: .*yolov5nu_seed0 was trained with epochs=3, this recipe has 1;"
+    expect = rf"^effdet-plugin accuracy: error: {flag}: .*yolov5nu_seed0 was trained with epochs=3, this recipe has 1;"
     assert re.search(expect, err) and len(err.splitlines()) == 1, err
     assert sorted(p.name for p in other.parent.iterdir()) == ["yolov5nu_seed0"]  # nothing trained, no ground truth

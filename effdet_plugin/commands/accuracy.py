@@ -184,6 +184,11 @@ def run_record(run: Path) -> tuple[int, float, int]:
     return len(rows), float(rows[-1]["time"]), best
 
 
+def reuse_flag(args: argparse.Namespace) -> str:
+    """Return the option that asked for finished runs, so messages name what the user typed."""
+    return "--no-train" if args.no_train else "--reuse"
+
+
 def finished_run(model: str, seed: int, args: argparse.Namespace) -> tuple[Path, float, int] | None:
     """Return (best checkpoint, seconds, best epoch) of a finished run of this exact recipe in ``--project``, else None.
 
@@ -201,7 +206,7 @@ def finished_run(model: str, seed: int, args: argparse.Namespace) -> tuple[Path,
     for key, value in want.items():
         if trained.get(key) != value:
             raise AccuracyError(
-                f"--reuse: {run} was trained with {key}={trained.get(key)!r}, this recipe has {value!r}; "
+                f"{reuse_flag(args)}: {run} was trained with {key}={trained.get(key)!r}, this recipe has {value!r}; "
                 "use another --project or move the run away"
             )
     epochs, seconds, best_epoch = run_record(run)
@@ -218,7 +223,7 @@ def plan_runs(args: argparse.Namespace) -> dict[tuple[str, int], tuple[Path, flo
     otherwise stop the sweep only after the runs before it had trained for hours. ``--no-train`` turns a missing run
     into an error, for assembling a table from runs trained elsewhere (a wrong ``--project`` must not start training).
     """
-    if not args.reuse:
+    if not (args.reuse or args.no_train):
         return {}
     runs = [(model, seed) for seed in args.seeds for model in args.models]
     finished = {run: done for run in runs if (done := finished_run(*run, args))}
@@ -230,7 +235,7 @@ def plan_runs(args: argparse.Namespace) -> dict[tuple[str, int], tuple[Path, flo
             + ", ".join(missing)
         )
     print(
-        f"accuracy: --reuse: {len(finished)} of {len(runs)} runs finished in {where}"
+        f"accuracy: {reuse_flag(args)}: {len(finished)} of {len(runs)} runs finished in {where}"
         + (f"; training {', '.join(missing)}" if missing else "")
     )
     return finished
@@ -464,7 +469,6 @@ def sweep(args: argparse.Namespace) -> list[dict]:
     for m in args.models:  # every name must resolve before hours of training start
         load_model(m)
     references(args.models, args.per_scale)
-    args.reuse = args.reuse or args.no_train
     args.data = str(Path(args.data).resolve())
     if args.device is None:
         args.device = "0" if torch.cuda.is_available() else "cpu"
