@@ -82,15 +82,16 @@ class Table:
         """Stem width and (repeats, c_out) per stage: what identifies an architecture in a state dict."""
         return self.stem, tuple((s.repeats, s.c_out) for s in self.stages)
 
-    def widened(self, factor: float, min_stride: int) -> Table:
-        """This table with every stage at output stride >= ``min_stride`` ``factor`` times wider (torchvision
-        rounding)."""
+    def widened(self, factor: float, min_stride: int, max_stride: int = 32) -> Table:
+        """This table with every stage at output stride ``min_stride``..``max_stride`` ``factor`` times wider
+        (torchvision rounding)."""
         from torchvision.models.efficientnet import MBConvConfig
 
         stride, stages = 2, []
         for s in self.stages:
             stride *= s.stride
-            stages.append(s._replace(c_out=MBConvConfig.adjust_channels(s.c_out, factor)) if stride >= min_stride else s)
+            stages.append(s._replace(c_out=MBConvConfig.adjust_channels(s.c_out, factor))
+                          if min_stride <= stride <= max_stride else s)
         return replace(self, stages=tuple(stages))
 
     def fused_through(self, max_stride: int) -> Table:
@@ -160,7 +161,9 @@ EFFICIENTNET_V2_WIDE = EFFICIENTNET_V2_S.widened(1.5, min_stride=16)
 # The n and s models' table: Fused-MBConv (one dense 3x3 conv in place of 1x1 + depthwise + SE) through stride 16.
 # At those widths the depthwise stages fit the training data slower than YOLOv5's dense CSP backbone, and dense 3x3
 # convs of 48-240 channels cost little on CPU; at m/l/x they would cost more than yolov5u (docs/accuracy.md)
-EFFICIENTNET_V2_WIDE_FUSED = EFFICIENTNET_V2_WIDE.fused_through(16)
+# Its stride-8 stage is 3x wider (64 -> 192; 48 channels at n where yolov5nu's P3 has 64, 96 at s): at 16 the P3 tap
+# fed the head too little to place small boxes; at n and s the wider stage costs nothing on CPU (docs/accuracy.md)
+EFFICIENTNET_V2_WIDE_FUSED = EFFICIENTNET_V2_WIDE.fused_through(16).widened(3, min_stride=8, max_stride=8)
 # EfficientNet-Lite's changes (Google's TF EfficientNet-Lite, 2020) on the widened table: no SE; ReLU6 is the YAML's
 # ``activation:``, which the host's rows and the plugin's blocks both take. n and s take the Fused-MBConv rows too: on
 # cards they lifted the Lite n model by 11 mAP50-95 points at the same OpenVINO INT8 latency (docs/accuracy.md)
@@ -418,7 +421,8 @@ and s, one depth step less at m/l/x. Why: with yolov5u's multipliers the plain t
 P5 where YOLOv5's CSP backbone gives 1024*w; widening the low-resolution stages is nearly free on CPU, widening the
 high-resolution ones is not, and at m/l/x the full depth of the widened table costs more than yolov5u (docs/benchmarks.md).
 At n and s both stride-16 stages are Fused-MBConv (one dense 3x3 conv at expansion 4, no SE: scale_rows below): at
-those widths the depthwise stages fit the training data slower than YOLOv5's CSP backbone, dense ones do not.
+those widths the depthwise stages fit the training data slower than YOLOv5's CSP backbone, dense ones do not. There the
+stride-8 stage is also 3x wider (48/96 channels where yolov5u's P3 has 64/128; 16/32 placed boxes looser): free on CPU.
 Stochastic depth is off because from scratch the detector underfits; set drop_path 0.1-0.2 for long runs.
 Measured against yolov5u per dataset and scale: docs/accuracy.md. Taps at strides 8 (row 3), 16 (row 5), 32 (row 7).
 Use: yolo train model=yolov5s_effv2.yaml data=...   (the letter n/s/m/l/x picks the scale)"""
