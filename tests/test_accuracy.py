@@ -65,6 +65,17 @@ def test_end_to_end_json(demo_data, tmp_path, capsys, monkeypatch):
     for old, new in zip(rows, json.loads(again.read_text())):
         assert new["map50_95"] == pytest.approx(old["map50_95"]) and new["train_s"] == pytest.approx(old["train_s"])
         assert new["runs"][0]["best_epoch"] == old["runs"][0]["best_epoch"]
+    # another split and the last checkpoint: scored into their own folder, the default's files and rows untouched
+    other = tmp_path / "val_last.json"
+    proc = run_cli([*ACCURACY, *args, "--no-train", "--split", "val", "--checkpoint", "last", "--json", str(other)],
+                   tmp_path, env={"OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert "last.pt scored on the 'val' split" in proc.stdout and best.stat().st_mtime_ns == stamp
+    for r in json.loads(other.read_text()):
+        assert r["eval_split"] == "val" and r["checkpoint"] == "last" and r["runs"][0]["weights"].endswith("last.pt")
+        assert (Path(r["runs"][0]["weights"]).parent.parent / "coco_eval_val_last" / "metrics.json").is_file()
+        assert 0 <= r["map50_95"] <= r["map50"] <= 1
+    assert {r["checkpoint"] for r in rows} == {"best"}
+    assert (tmp_path / "runs" / "accuracy" / "val_ground_truth.json").is_file()
     # the cost columns at another size than training (CPU trains small, deployment latency is wanted at full size)
     again = tmp_path / "big.json"
     run_cli([*ACCURACY, *args, "--reuse", "--latency-imgsz", "96", "--json", str(again)], tmp_path)
@@ -104,7 +115,7 @@ def test_rows_carry_welch_p_against_the_first_model():
     recipe = {"imgsz": 64, "latency_imgsz": 64, "epochs": 1, "batch": 8, "seeds": [0, 1, 2], "device_name": "cpu"}
     args = SimpleNamespace(
         models=["a.yaml", "b.yaml", "c.yaml"], pretrained=False, progressive=False, reduced=True, per_scale=False,
-        **recipe,
+        checkpoint="best", **recipe,
     )
     runs = {m: [{"seed": i, "map50_95": v, "map50": v, "map75": v, "train_s": 60.0} for i, v in enumerate(vals)]
             for m, vals in (("a.yaml", base), ("b.yaml", other), ("c.yaml", [0.5]))}  # fmt: skip
@@ -130,10 +141,13 @@ def test_per_scale_compares_each_model_with_the_first_of_its_letter(tmp_path):
     runs = {m: [{"seed": i, "map50_95": v, "map50": v, "map75": v, "train_s": 60.0} for i, v in enumerate(vals)]
             for m, vals in zip(models, maps)}  # fmt: skip
     recipe = {"imgsz": 64, "latency_imgsz": 640, "epochs": 1, "batch": 8, "seeds": [0, 1, 2], "device_name": "cpu"}
-    args = SimpleNamespace(models=models, pretrained=False, progressive=False, reduced=True, per_scale=True, **recipe)
+    args = SimpleNamespace(
+        models=models, pretrained=False, progressive=False, reduced=True, per_scale=True, checkpoint="last", **recipe
+    )
     rows = make_rows(cost, runs, args, "test")
     assert [r["latency_ratio"] for r in rows] == pytest.approx([1.0, 0.9, 1.0, 0.9, 1.0])
     assert [r["reference"] for r in rows] == [models[0], models[0], models[2], models[2], models[4]]
+    assert {r["checkpoint"] for r in rows} == {"last"}
     p = [r["map50_95_p"] for r in rows]
     assert p[0] is None and p[2] is None and p[4] is None and p[1] < 0.05 and p[3] == pytest.approx(1.0)
     header = table(rows).splitlines()[0]
@@ -176,6 +190,10 @@ def test_eval_split_fallback_and_errors(demo_data, tmp_path):
         eval_split(neither)
     with pytest.raises(AccuracyError, match=r"missing\.yaml not found"):
         eval_split(tmp_path / "missing.yaml")
+    # --split: the split asked for, or one line naming it and the file
+    assert eval_split(demo_data, "val") == "val" and eval_split(no_test, "val") == "val"
+    with pytest.raises(AccuracyError, match=r"^--split test: data YAML .*no_test\.yaml has no 'test' split \(keys: "):
+        eval_split(no_test, "test")
 
 
 def test_split_images_lists_as_ultralytics(demo_data, tmp_path):
@@ -206,6 +224,7 @@ def test_split_images_lists_as_ultralytics(demo_data, tmp_path):
     "case, match",
     [
         ("no_split", r"^effdet-plugin accuracy: error: data YAML .*bad\.yaml has no 'test' or 'val' split to score on"),
+        ("split", r"^effdet-plugin accuracy: error: --split test: data YAML .*bad\.yaml has no 'test' split \(keys: "),
         ("unknown_model", r"^effdet-plugin accuracy: error: unknown model 'yolov5q_nonexistent\.yaml'"),
         ("per_scale", r"^effdet-plugin accuracy: error: --per-scale: '.*mine\.yaml' names no scale letter"),
         ("no_train", r"^effdet-plugin accuracy: error: --no-train: 2 of 2 runs .* in .*: yolov5n_effv2_seed0, yolov5nu_seed0$"),
@@ -213,10 +232,11 @@ def test_split_images_lists_as_ultralytics(demo_data, tmp_path):
 )
 def test_bad_input_one_line(demo_data, tmp_path, capsys, monkeypatch, case, match):
     data = demo_data
-    if case == "no_split":
+    if case in ("no_split", "split"):
         d = yaml.safe_load(demo_data.read_text())
         data = tmp_path / "bad.yaml"
-        data.write_text(yaml.safe_dump({k: v for k, v in d.items() if k not in ("test", "val")}))
+        drop = ("test", "val") if case == "no_split" else ("test",)
+        data.write_text(yaml.safe_dump({k: v for k, v in d.items() if k not in drop}))
     models = ["yolov5q_nonexistent.yaml" if case == "unknown_model" else "yolov5n_effv2.yaml", "yolov5nu.yaml"]
     extra = []
     if case == "per_scale":  # a model that loads but whose name carries no scale letter
@@ -225,6 +245,8 @@ def test_bad_input_one_line(demo_data, tmp_path, capsys, monkeypatch, case, matc
         models, extra = [*models, str(mine)], ["--per-scale"]
     if case == "no_train":  # an empty --project: assembling a table must not start training instead
         extra = ["--no-train"]
+    if case == "split":  # scoring a split the data lacks: refused before anything is timed or trained
+        extra = ["--split", "test"]
     monkeypatch.chdir(tmp_path)
     assert cli.main(["accuracy", "--models", *models, "--data", str(data), "--device", "cpu", *extra]) == 2
     err = capsys.readouterr().err.strip()

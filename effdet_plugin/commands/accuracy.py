@@ -2,12 +2,14 @@
 
     effdet-plugin accuracy --models yolov5su.yaml yolov5s_effv2.yaml --data DATA.yaml --epochs 100 --imgsz 640 \
         --seeds 0 1 2 --device 0 --json out.json [--batch 16] [--workers 4] [--pretrained] [--project runs/accuracy] \
-        [--reuse | --no-train] [--progressive]
+        [--reuse | --no-train] [--progressive] [--split test|val] [--checkpoint best|last]
 
 Every model is trained by Ultralytics' trainer with the same data, epochs, image size, batch, seeds and default
 hyperparameters, from scratch (``--pretrained``: ``.pt`` models start from their weights). The best checkpoint of each
-run is scored on the dataset's ``test`` split (``val`` when there is none) by ``coco_eval`` (pycocotools). Params,
-GFLOPs and fused CPU latency (relative to the first model) come from ``benchmark``, all models timed in one process.
+run is scored on the dataset's ``test`` split (``val`` when there is none) by ``coco_eval`` (pycocotools);
+``--split`` and ``--checkpoint last`` score another split or the last epoch's weights, so a margin can be checked on
+held-out images that chose no checkpoint. Params, GFLOPs and fused CPU latency (relative to the first model) come from
+``benchmark``, all models timed in one process.
 With two or more seeds per model, each row also carries Welch's two-sided t-test p-value of its mAP50-95 against the
 first model's (the baseline), so a difference and its significance come from the same command. ``--per-scale``
 compares each model with the first model of its own scale letter instead (``yolov5su.yaml yolov5s_effv2.yaml
@@ -46,9 +48,9 @@ GPU_RECIPE = {"imgsz": 640, "epochs": 100, "seeds": [0, 1, 2]}
 CPU_RECIPE = {"imgsz": 320, "epochs": 10, "seeds": [0]}  # default when no GPU: indicative only
 ROW_KEYS = (
     "model", "params", "gflops", "latency_ms", "latency_ratio", "train_s", "map50_95", "map50_95_spread",
-    "map50_95_p", "map50", "map50_spread", "map75", "map75_spread", "runs", "eval_split", "imgsz", "latency_imgsz",
-    "latency_threads", "epochs", "batch", "seeds", "device", "pretrained", "progressive", "reduced", "date",
-    "reference",
+    "map50_95_p", "map50", "map50_spread", "map75", "map75_spread", "runs", "eval_split", "checkpoint", "imgsz",
+    "latency_imgsz", "latency_threads", "epochs", "batch", "seeds", "device", "pretrained", "progressive", "reduced",
+    "date", "reference",
 )  # fmt: skip
 
 
@@ -56,8 +58,9 @@ class AccuracyError(ValueError):
     """Bad accuracy-run input (dataset without a held-out split, unknown model): reported as one line."""
 
 
-def eval_split(data_yaml: str | Path) -> str:
-    """Return the split to score on: ``test`` if the data YAML has one, else ``val``; raise if it has neither."""
+def eval_split(data_yaml: str | Path, want: str | None = None) -> str:
+    """Return the split to score on: ``want`` if given, else ``test`` if the data YAML has one, else ``val``; raise if
+    the data YAML lacks it (``want``) or has neither."""
     path = Path(data_yaml)
     if not path.is_file():
         raise AccuracyError(f"data YAML {path} not found")
@@ -67,6 +70,10 @@ def eval_split(data_yaml: str | Path) -> str:
         raise AccuracyError(f"data YAML {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise AccuracyError(f"data YAML {path} is not a mapping of keys (path, train, val, test, names)")
+    if want is not None:
+        if not data.get(want):
+            raise AccuracyError(f"--split {want}: data YAML {path} has no '{want}' split (keys: {', '.join(data)})")
+        return want
     for split in ("test", "val"):
         if data.get(split):
             return split
@@ -190,12 +197,12 @@ def reuse_flag(args: argparse.Namespace) -> str:
 
 
 def finished_run(model: str, seed: int, args: argparse.Namespace) -> tuple[Path, float, int] | None:
-    """Return (best checkpoint, seconds, best epoch) of a finished run of this exact recipe in ``--project``, else None.
+    """Return (checkpoint, seconds, best epoch) of a finished run of this exact recipe in ``--project``, else None.
 
     A run trained with another recipe is an error rather than silently retrained over or scored as if comparable.
     """
     run = run_dir(model, seed, args)
-    saved, weights = run / "args.yaml", run / "weights" / "best.pt"
+    saved, weights = run / "args.yaml", run / "weights" / f"{args.checkpoint}.pt"
     if not (saved.is_file() and weights.is_file() and (run / "results.csv").is_file()):
         return None
     trained = yaml.safe_load(saved.read_text()) or {}
@@ -242,7 +249,8 @@ def plan_runs(args: argparse.Namespace) -> dict[tuple[str, int], tuple[Path, flo
 
 
 def train_once(model: str, seed: int, args: argparse.Namespace) -> tuple[Path, float, int]:
-    """Train ``model`` once with the shared recipe and ``seed``; return (best checkpoint, train seconds, best epoch)."""
+    """Train ``model`` once with the shared recipe and ``seed``; return (checkpoint to score, train seconds, best
+    epoch)."""
     from ultralytics import YOLO
 
     run = run_dir(model, seed, args)
@@ -265,7 +273,8 @@ def train_once(model: str, seed: int, args: argparse.Namespace) -> tuple[Path, f
     )
     trainer = yolo.trainer
     _, seconds, best_epoch = run_record(Path(trainer.save_dir))
-    return (trainer.best if trainer.best.exists() else trainer.last), seconds, best_epoch
+    weights = trainer.best if args.checkpoint == "best" and trainer.best.exists() else trainer.last
+    return weights, seconds, best_epoch
 
 
 def score(
@@ -338,6 +347,7 @@ def make_rows(cost: list[dict], runs: dict[str, list[dict]], args: argparse.Name
                 "map75_spread": spread(map75s),
                 "runs": r,
                 "eval_split": split,
+                "checkpoint": args.checkpoint,
                 "imgsz": args.imgsz,
                 "latency_imgsz": args.latency_imgsz,
                 "latency_threads": c["threads"],
@@ -440,6 +450,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=16, help="training batch size (default 16)")
     p.add_argument("--workers", type=int, default=2, help="dataloader workers (default 2)")
     p.add_argument("--pretrained", action="store_true", help="start .pt models from their weights (YAMLs: scratch)")
+    p.add_argument(
+        "--split", choices=("test", "val"),
+        help="held-out split to score on (default: test if the data YAML has one, else val)",
+    )  # fmt: skip
+    p.add_argument(
+        "--checkpoint", choices=("best", "last"), default="best",
+        help="checkpoint to score: best.pt, chosen on val by Ultralytics (default), or last.pt, chosen by nothing",
+    )  # fmt: skip
     p.add_argument("--project", default="runs/accuracy", help="folder for the training runs (default runs/accuracy)")
     p.add_argument(
         "--reuse", action="store_true", help="score finished runs of this recipe in --project, no retraining"
@@ -462,7 +480,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def sweep(args: argparse.Namespace) -> list[dict]:
     """Measure cost, train and score every model for every seed; return the rows (also written to ``--json``)."""
-    split = eval_split(args.data)
+    split = eval_split(args.data, args.split)
+    # a non-default split or checkpoint is scored into its own folder, beside the default's files
+    scored = "coco_eval" if (split, args.checkpoint) == (eval_split(args.data), "best") else \
+        f"coco_eval_{split}_{args.checkpoint}"
     dataset(args.data)  # train/val present, paths exist: fail before any work
     if len(set(args.models)) != len(args.models):
         raise AccuracyError(f"--models lists a model twice: {args.models}")
@@ -503,12 +524,13 @@ def sweep(args: argparse.Namespace) -> list[dict]:
     for seed in args.seeds:  # seed-major: an interrupted run still compares every model on the first seed
         for model in args.models:
             weights, seconds, best_epoch = finished.get((model, seed)) or train_once(model, seed, args)
-            m, m50, m75 = score(weights, ann, images, args, run_dir(model, seed, args) / "coco_eval")
+            m, m50, m75 = score(weights, ann, images, args, run_dir(model, seed, args) / scored)
             runs.setdefault(model, []).append(
                 {"seed": seed, "map50_95": m, "map50": m50, "map75": m75, "train_s": seconds, "best_epoch": best_epoch,
                  "weights": str(weights)}
             )  # fmt: skip
-            if best_epoch == 1 < args.epochs:  # seen on 140 raccoon images, 10 epochs from scratch
+            # seen on 140 raccoon images, 10 epochs from scratch
+            if best_epoch == 1 < args.epochs and args.checkpoint == "best":
                 print(
                     f"accuracy: WARNING {model} seed {seed}: val fitness never beat epoch 1 of {args.epochs}, so the "
                     "scored checkpoint is barely trained and its mAP says little about the model; train longer"
@@ -523,7 +545,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the sweep, print the table, write ``--json``/``--plot``; bad input raises ``AccuracyError`` (exit 2)."""
     rows = sweep(args)
     print(
-        f"\nscored on the '{rows[0]['eval_split']}' split; mAP as mean ± sample std over seeds {args.seeds}; "
+        f"\n{rows[0]['checkpoint']}.pt scored on the '{rows[0]['eval_split']}' split; "
+        f"mAP as mean ± sample std over seeds {args.seeds}; "
         "p: Welch's two-sided t-test of mAP50-95 against "
         + ("the first model of each scale letter" if args.per_scale else rows[0]["model"])
     )
