@@ -67,7 +67,6 @@ class Table:
 
     stem: int
     stages: tuple[Stage, ...]
-    sppf_e: float | None = None  # SPPF's hidden width as a fraction of its output (WideSPPF); None: SPPF's own (c_in/2)
 
     @property
     def taps(self) -> tuple[int, int, int]:
@@ -104,10 +103,6 @@ class Table:
             stages.append(fused(min(s.expansion, 4), s.kernel, s.stride, s.c_out, s.repeats) if stride <= max_stride
                           else s)
         return replace(self, stages=tuple(stages))
-
-    def with_wide_sppf(self, e: float) -> Table:
-        """This table with SPPF pooling ``e`` times its output width (``WideSPPF``) instead of half its input."""
-        return replace(self, sppf_e=e)
 
     def strides(self) -> tuple[int, ...]:
         """Each stage's stride: tables with equal strides have the same taps and head rows."""
@@ -169,9 +164,6 @@ EFFICIENTNET_V2_WIDE = EFFICIENTNET_V2_S.widened(1.5, min_stride=16)
 # Its stride-8 stage is 3x wider (64 -> 192; 48 channels at n where yolov5nu's P3 has 64, 96 at s): at 16 the P3 tap
 # fed the head too little to place small boxes; at n and s the wider stage costs nothing on CPU (docs/accuracy.md)
 EFFICIENTNET_V2_WIDE_FUSED = EFFICIENTNET_V2_WIDE.fused_through(16).widened(3, min_stride=8, max_stride=8)
-# At n its stride-32 stage is 96 channels, so SPPF (half its input) pooled 48 where yolov5nu's pools 128, and P5 placed
-# raccoon boxes looser than yolov5nu's; WideSPPF pools 128 there (docs/accuracy.md)
-EFFICIENTNET_V2_WIDE_FUSED_N = EFFICIENTNET_V2_WIDE_FUSED.with_wide_sppf(0.5)
 # EfficientNet-Lite's changes (Google's TF EfficientNet-Lite, 2020) on the widened table: no SE; ReLU6 is the YAML's
 # ``activation:``, which the host's rows and the plugin's blocks both take. n and s take the Fused-MBConv rows too: on
 # cards they lifted the Lite n model by 11 mAP50-95 points at the same OpenVINO INT8 latency (docs/accuracy.md)
@@ -278,24 +270,16 @@ def _stage_rows(table: Table) -> list[tuple[str, str]]:
     return rows
 
 
-def _sppf_row(table: Table) -> tuple[str, str]:
-    """The SPPF row that follows the stages, and its comment."""
-    row = ("[-1, 1, SPPF, [1024, 5]]" if table.sppf_e is None else
-           f"[-1, 1, WideSPPF, [1024, 5, {table.sppf_e}]]")
-    return row, f"{len(table.stages) + 1}-P5/32"
-
-
 def _backbone_rows(table: Table) -> list[str]:
     return [f"  - [-1, 1, stem, [{table.stem}, 3, 2]] # 0-P1/2",
-            *(f"  - {row} # {note}" for row, note in (*_stage_rows(table), _sppf_row(table)))]
+            *(f"  - {row} # {note}" for row, note in _stage_rows(table)),
+            f"  - [-1, 1, SPPF, [1024, 5]] # {len(table.stages) + 1}-P5/32"]
 
 
 def _changed_rows(spec: ModelYaml, scale: str) -> dict[int, tuple[str, str]]:
     """The backbone rows (index -> row, comment) that ``scale``'s own table builds instead of the file's rows."""
-    def rows(table: Table) -> list[tuple[str, str]]:
-        return [*_stage_rows(table), _sppf_row(table)]
-
-    return {i: r for i, (r, b) in enumerate(zip(rows(spec.table_at(scale)), rows(spec.table)), start=1) if r != b}
+    base = _stage_rows(spec.table)
+    return {i: r for i, (r, b) in enumerate(zip(_stage_rows(spec.table_at(scale)), base), start=1) if r != b}
 
 
 def _scale_rows_text(spec: ModelYaml) -> str:
@@ -439,8 +423,6 @@ high-resolution ones is not, and at m/l/x the full depth of the widened table co
 At n and s both stride-16 stages are Fused-MBConv (one dense 3x3 conv at expansion 4, no SE: scale_rows below): at
 those widths the depthwise stages fit the training data slower than YOLOv5's CSP backbone, dense ones do not. There the
 stride-8 stage is also 3x wider (48/96 channels where yolov5u's P3 has 64/128; 16/32 placed boxes looser): free on CPU.
-At n SPPF is WideSPPF (row 7 in scale_rows): it pools 128 channels, as yolov5nu's SPPF does, where SPPF would pool half
-of the 96-channel stride-32 stage; with 48, n placed large boxes looser than yolov5nu on raccoon.
 Stochastic depth is off because from scratch the detector underfits; set drop_path 0.1-0.2 for long runs.
 Measured against yolov5u per dataset and scale: docs/accuracy.md. Taps at strides 8 (row 3), 16 (row 5), 32 (row 7).
 Use: yolo train model=yolov5s_effv2.yaml data=...   (the letter n/s/m/l/x picks the scale)"""
@@ -487,7 +469,7 @@ def _exact_bifpn_header(bb: Backbone) -> str:
 def _model_yamls() -> dict[str, ModelYaml]:
     specs = [
         ModelYaml("yolov5_effv2.yaml", EFFICIENTNET_V2_WIDE, "pan", _V2_HEADER, drop_path=0.0,
-                  scales=RECOMMENDED_SCALES, scale_tables={"n": EFFICIENTNET_V2_WIDE_FUSED_N, "s": EFFICIENTNET_V2_WIDE_FUSED}),
+                  scales=RECOMMENDED_SCALES, scale_tables=dict.fromkeys("ns", EFFICIENTNET_V2_WIDE_FUSED)),
         ModelYaml("yolov5_effv2-plain.yaml", EFFICIENTNET_V2_S, "pan", _PLAIN_HEADER),
         ModelYaml("yolov5_effv2-wide.yaml", EFFICIENTNET_V2_WIDE, "pan", _WIDE_HEADER, drop_path=0.0),
         ModelYaml("yolov5_effv2-lite.yaml", EFFICIENTNET_V2_LITE, "pan", _LITE_HEADER, drop_path=0.0,

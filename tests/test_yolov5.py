@@ -247,7 +247,7 @@ for mod, name in [(a, "yolov5n_effv2"), (a, "yolov5s_effv2"), (a, "yolov5n_effv2
     rows = m.yaml["backbone"] + m.yaml["head"]
     widths = []
     for i, (f, n, name_, args) in enumerate(rows):
-        if name_ in ("stem", "FusedMBConv", "MBConv", "WideSPPF"):
+        if name_ in ("stem", "FusedMBConv", "MBConv"):
             blocks = len(m.model[i]) if isinstance(m.model[i], torch.nn.Sequential) else 1
             want = args[0] if args[0] == no else a.make_divisible(args[0] * gw, 8)
             widths.append([feats[i].shape[1], want, blocks, max(round(n * gd), 1) if n > 1 else n])
