@@ -25,7 +25,6 @@ _EXPORTS = {
     "SqueezeExcite": "effdet_plugin.blocks",
     "DropPath": "effdet_plugin.blocks",
     "set_drop_path": "effdet_plugin.blocks",
-    "WideSPPF": "effdet_plugin.sppf",
     "make_demo_dataset": "effdet_plugin.commands.demo",
     "swap_backbone": "effdet_plugin.commands.swap",
     "swap_checkpoint": "effdet_plugin.commands.swap",

@@ -237,21 +237,20 @@ def _check_stride_arg(module: type[nn.Module], params: dict[str, inspect.Paramet
 
 
 def _load_builtins() -> None:
-    """Register this package's own modules once (the blocks, WideSPPF, BiFPN, and Level = Ultralytics' ``Index``)."""
+    """Register this package's own modules once (the blocks, BiFPN, and Level = Ultralytics' ``Index``)."""
     global _BUILTINS_LOADED
     if _BUILTINS_LOADED:
         return
     _BUILTINS_LOADED = True
-    from effdet_plugin import bifpn, blocks, sppf
+    from effdet_plugin import bifpn, blocks
 
     register_module(blocks.Stem, "stem")
     register_module(blocks.FusedMBConv, stride_arg=1)
     register_module(blocks.MBConv, stride_arg=1)
-    register_module(sppf.WideSPPF)
     register_module(bifpn.BiFPN, multi_input=True)
     register_module(bifpn.Level, "Level", same_width=True)
     # checkpoints also pickle the blocks' inner layers; ULTRALYTICS_SAFE_LOAD loads need them allow-listed
-    inner = [v for mod in (blocks, bifpn, sppf) for v in vars(mod).values()
+    inner = [v for mod in (blocks, bifpn) for v in vars(mod).values()
              if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == mod.__name__]
     with contextlib.suppress(AttributeError):
         torch.serialization.add_safe_globals(inner)

@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from effdet_plugin.blocks import DropPath, FusedMBConv, MBConv, SqueezeExcite, Stem, set_drop_path
-from effdet_plugin.sppf import WideSPPF
 
 
 def test_stem_shape():
@@ -107,27 +106,3 @@ def test_fuse_folds_every_bn_and_keeps_outputs():
               any(type(c).__module__.startswith("effdet_plugin") for c in m.modules())]
     assert plugin and not any(isinstance(c, nn.BatchNorm2d) for m in plugin for c in m.modules())
     assert (before - after).abs().max() < 1e-5 * max(1.0, before.abs().max().item())
-
-
-def test_wide_sppf_is_ultralytics_sppelan_with_its_hidden_width_from_the_output():
-    from ultralytics.nn.modules.block import SPPELAN
-
-    torch.manual_seed(0)
-    ours, host = WideSPPF(96, 256, 5, 0.5).eval(), SPPELAN(96, 256, 128, 5).eval()
-    assert ours.cv1.conv.out_channels == 128  # int(256 * 0.5), whatever the input width
-    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in host.parameters())
-    ours.load_state_dict({k.replace("cv5.", "cv2."): v for k, v in host.state_dict().items()})
-    x = torch.randn(2, 96, 20, 20)
-    with torch.no_grad():
-        assert torch.equal(ours(x), host(x))
-
-
-@pytest.mark.parametrize(
-    "args,message",
-    [((16, 32, 4), "kernel must be a positive odd integer, got 4"), ((16, 32, 5, 0), "e must be a positive number"),
-     ((16, 32, 5, 0.01), "leaving at least one hidden channel at c_out=32, got 0.01"),
-     ((16, 32, 5, "half"), "e must be a positive number")],
-)
-def test_wide_sppf_bad_arguments(args, message):
-    with pytest.raises(ValueError, match=message):
-        WideSPPF(*args)

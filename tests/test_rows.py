@@ -130,8 +130,6 @@ STEM = [-1, 1, "stem", [16, 3, 2]]
         ([-1, 0, "MBConv", [64]], "row 1 .*repeats must be a positive integer, got 0"),
         ([[-1, 0], 1, "MBConv", [64]], "row 1 .*'from' must be a single layer index"),
         ([-1, 1, "stem", [64, 2, 2]], "row 1 .*kernel must be a positive odd integer, got 2"),
-        ([-1, 1, "WideSPPF", [64, 4]], r"row 1 \[-1, 1, WideSPPF, \[64, 4\]\]: kernel must be a positive odd integer"),
-        ([-1, 1, "WideSPPF", [64, 5, -1]], "row 1 .*e must be a positive number .*got -1"),
         ([99, 1, "MBConv", [64]], r"row 1 \[99, 1, MBConv, \[64\]\]: 'from' 99 is out of range; row 1 may read -1 to 0"),
         ([-1, 1, "MBConvv", [64]], r"row 1 .*unknown module 'MBConvv'; did you mean 'MBConv'\?"),
         ([-1, 1, "MBConv"], r"row 1 \[-1, 1, MBConv\]: a row has 4 fields \[from, repeats, module, args\]"),
