@@ -481,9 +481,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def sweep(args: argparse.Namespace) -> list[dict]:
     """Measure cost, train and score every model for every seed; return the rows (also written to ``--json``)."""
     split = eval_split(args.data, args.split)
+    default = split if args.split is None else eval_split(args.data)
     # a non-default split or checkpoint is scored into its own folder, beside the default's files
-    scored = "coco_eval" if (split, args.checkpoint) == (eval_split(args.data), "best") else \
-        f"coco_eval_{split}_{args.checkpoint}"
+    scored = "coco_eval" if (split, args.checkpoint) == (default, "best") else f"coco_eval_{split}_{args.checkpoint}"
     dataset(args.data)  # train/val present, paths exist: fail before any work
     if len(set(args.models)) != len(args.models):
         raise AccuracyError(f"--models lists a model twice: {args.models}")
