@@ -11,6 +11,9 @@ import pytest
 
 os.environ["YOLO_OFFLINE"] = "1"  # never download (set before ultralytics is imported by any test)
 os.environ.setdefault("YOLO_VERBOSE", "False")
+# OpenVINO's converter (behind `format=openvino` exports) reports usage to a web service from a child process
+# unless it runs in a CI job; tests stay offline, so they run as one.
+os.environ["CI"] = "true"
 
 
 @pytest.fixture(scope="session")

@@ -222,3 +222,13 @@ def test_write_json_atomic_replaces(tmp_path):
     f.write_text("old")
     bench.write_json([{"model": "x"}], f)
     assert json.loads(f.read_text()) == [{"model": "x"}] and len(list(tmp_path.iterdir())) == 1
+
+
+@pytest.mark.slow  # OpenVINO exports run only in the slow set
+def test_openvino_telemetry_is_off_in_the_suite():
+    """Tests are offline, and OpenVINO's converter reports usage over the network from a child process by default
+    (conftest runs the suite as a CI job, which the converter honours): exports in the suite send nothing."""
+    pytest.importorskip("openvino")
+    from openvino.tools.ovc.telemetry_utils import init_ovc_telemetry
+
+    assert init_ovc_telemetry().consent is False
