@@ -92,6 +92,15 @@ def test_yaml_rows_follow_stage_tables():
         assert d["backbone"][7] == last and d["backbone"][8][2] == "SPPF" and d["bn_eps"] == 1e-3
 
 
+def test_with_stage_changes_one_stage_and_names_a_row_it_lacks():
+    from effdet_plugin.stages import EFFICIENTNET_V2_S
+
+    t = EFFICIENTNET_V2_S.with_stage(6, kernel=5)
+    assert t.stages[:5] == EFFICIENTNET_V2_S.stages[:5] and t.stages[5] == EFFICIENTNET_V2_S.stages[5]._replace(kernel=5)
+    with pytest.raises(ValueError, match=r"row 7: the table's stages are rows 1-6"):
+        EFFICIENTNET_V2_S.with_stage(7, kernel=5)
+
+
 def test_scale_letter_sizes_only_neck_and_head():
     """yolov5n_/yolov5s_ share the exact backbone; only rows from SPPF on change width."""
     n = DetectionModel("yolov5n_effb0.yaml", nc=3, verbose=False)

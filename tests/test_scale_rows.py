@@ -95,10 +95,11 @@ def test_a_bad_row_given_for_a_scale_is_reported_like_a_backbone_row():
 
 def test_shipped_rows_for_a_scale_match_the_tables():
     d = yaml.safe_load((model_yaml_dir() / "yolov5_effv2.yaml").read_text())
-    from effdet_plugin.stages import EFFICIENTNET_V2_WIDE_FUSED, MODEL_YAMLS
+    from effdet_plugin.stages import EFFICIENTNET_V2_WIDE_FUSED, EFFICIENTNET_V2_WIDE_FUSED_N, MODEL_YAMLS
 
     spec = MODEL_YAMLS["yolov5_effv2.yaml"]
-    assert spec.table_at("n") is spec.table_at("s") is EFFICIENTNET_V2_WIDE_FUSED and spec.table_at("m") is spec.table
+    assert spec.table_at("n") is EFFICIENTNET_V2_WIDE_FUSED_N and spec.table_at("s") is EFFICIENTNET_V2_WIDE_FUSED
+    assert spec.table_at("m") is spec.table
     for letter in "ns":
         rows = scale_rows.apply({**d, "scale": letter}, letter)["backbone"][1:7]
-        assert [r[2] for r in rows] == [s.block for s in EFFICIENTNET_V2_WIDE_FUSED.stages]
+        assert [[r[1], r[2], r[3]] for r in rows] == [[s.repeats, s.block, s.args] for s in spec.table_at(letter).stages]

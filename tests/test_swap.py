@@ -448,7 +448,7 @@ def test_recommended_backbone_brings_its_per_scale_rows():
     assert d["scale"] == "n" and d["scale_rows"] == shipped["scale_rows"]
     text = swap.dump_yaml(d)  # one row a line, before the rows it replaces, and read back as written
     assert "\nscale_rows:" in text and text.index("scale_rows:") < text.index("backbone:")
-    assert "\n  n:\n    3: [-1, 4, FusedMBConv, [192, 3, 2, 4, 0]]\n    4: [-1, 6, FusedMBConv, [192, 3, 2, 4, 0]]\n" in text
+    assert "\n  n:\n    3: [-1, 6, FusedMBConv, [192, 3, 2, 2, 0]]\n    4: [-1, 6, FusedMBConv, [192, 3, 2, 4, 0]]\n" in text
     assert yaml.safe_load(text)["scale_rows"] == shipped["scale_rows"]
     ours = _model(d)
     ref = DetectionModel("yolov5n_effv2.yaml", nc=ours.yaml["nc"], verbose=False)
