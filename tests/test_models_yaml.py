@@ -37,7 +37,7 @@ def test_recommended_is_the_wide_table_one_depth_step_shallower_from_m_fused_thr
         assert (w, c) == (ww, wc) and d < wd, k
     # n and s: row 3 (the stride-8 stage) 3x wider, at s nothing else of it changed, at n 6 repeats (2 blocks) at
     # expansion 2; rows 4-5 (the stride-16 stages) Fused-MBConv at expansion 4, widths, repeats and strides kept; at n
-    # row 6 (the stride-32 stage) with 5x5 kernels, nothing else of it changed
+    # row 6 (the stride-32 stage) with 5x5 kernels and 21 repeats (7 blocks), nothing else of it changed
     assert set(rec["scale_rows"]) == set("ns")
     for k in "ns":
         rows = dict(rec["scale_rows"][k])
@@ -48,7 +48,7 @@ def test_recommended_is_the_wide_table_one_depth_step_shallower_from_m_fused_thr
         assert p3[1:2] + p3[3] == ([6, 3 * c, kernel, stride, 2, se] if k == "n" else [base[1], 3 * c, *base[3][1:]])
         if k == "n":
             p5, base = rows.pop(6), rec["backbone"][6]
-            assert p5[:3] == base[:3] and p5[3] == [base[3][0], 5, *base[3][2:]], p5
+            assert p5[::2] == base[::2] and p5[1] == 21 and p5[3] == [base[3][0], 5, *base[3][2:]], p5
         for i, row in rows.items():
             base = rec["backbone"][i]
             assert row[:2] == base[:2] and row[2] == "FusedMBConv" and base[2] == "MBConv", (k, i, row)
@@ -61,7 +61,7 @@ def test_recommended_is_the_wide_table_one_depth_step_shallower_from_m_fused_thr
     assert blocks("yolov5n_effv2.yaml", range(1, 7)) == ["FusedMBConv"] * 5 + ["MBConv"]
     assert blocks("yolov5s_effv2.yaml", range(1, 7)) == ["FusedMBConv"] * 5 + ["MBConv"]
     n = DetectionModel("yolov5n_effv2.yaml", nc=3, verbose=False)
-    assert len(n.model[3]) == 2 and {b.dw.conv.kernel_size for b in n.model[6]} == {(5, 5)}
+    assert len(n.model[3]) == 2 and len(n.model[6]) == 7 and {b.dw.conv.kernel_size for b in n.model[6]} == {(5, 5)}
     assert blocks("yolov5n_effv2-wide.yaml", range(1, 7)) == ["FusedMBConv"] * 3 + ["MBConv"] * 3
     # m/l/x build the wide table's rows: the same model as -wide at the shallower depth
     m = DetectionModel("yolov5m_effv2.yaml", nc=3, verbose=False)

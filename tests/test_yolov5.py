@@ -345,7 +345,7 @@ def test_bad_rows_name_file_row_and_value(tmp_path):
     for name, v in msg.items():
         assert v.startswith(f"ModelRowError: {tmp_path / name}: row "), v
     assert "row 2 [-1, 4, FusedMBConv, [48, 3, 3, 4, 0]]: stride must be 1 or 2, got 3" in msg["stride.yaml"]
-    assert "row 6 [-1, 15, MBConvv, [384, 5, 2, 6, 0.25]]: unknown module 'MBConvv'; did you mean 'MBConv'?" in msg["typo.yaml"]
+    assert "row 6 [-1, 21, MBConvv, [384, 5, 2, 6, 0.25]]: unknown module 'MBConvv'; did you mean 'MBConv'?" in msg["typo.yaml"]
     assert "row 0 [-1, 1, stem, [20, 3, 2]]: YOLOv5's parser carries only widths that are multiples of 8" in msg["odd.yaml"]
     assert "row 12 [[8, 10, 11], 1, Detect, [nc, anchors]]: YOLOv5's parser cannot size a row that reads BiFPN (row 8)" in msg["direct.yaml"]
 
