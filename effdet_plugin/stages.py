@@ -439,7 +439,7 @@ At n and s both stride-16 stages are Fused-MBConv (one dense 3x3 conv at expansi
 those widths the depthwise stages fit the training data slower than YOLOv5's CSP backbone, dense ones do not. There the
 stride-8 stage is also 3x wider (48/96 channels where yolov5u's P3 has 64/128; 16/32 placed boxes looser): free on CPU.
 At n the stride-8 stage has two blocks at expansion 2 (s: one at 4) and the stride-32 stage 7 blocks (s: 5) of 5x5
-kernels: more accurate than s's rows at n on both measured datasets, still under yolov5nu's CPU latency.
+kernels: more accurate than s's rows at n on both measured datasets, under yolov5nu's CPU latency by the median run.
 Stochastic depth is off because from scratch the detector underfits; set drop_path 0.1-0.2 for long runs.
 Measured against yolov5u per dataset and scale: docs/accuracy.md. Taps at strides 8 (row 3), 16 (row 5), 32 (row 7).
 Use: yolo train model=yolov5s_effv2.yaml data=...   (the letter n/s/m/l/x picks the scale)"""
