@@ -138,10 +138,11 @@ def test_builtin_yamls_build_identically(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------------ start-up
-# Start an interpreter as `site` does (every .pth file of site-packages, in order), leaving out one of them.
+# Start an interpreter as `site` does (every .pth file of site-packages, in order), leaving out one of them. The
+# folder comes from the parent: under -S a virtual environment's interpreter reports the base installation's folder.
 START = r"""
 import json, os, site, sys
-sp = site.getsitepackages()[0]
+sp = sys.argv[2]
 sys.path.append(sp)
 for name in sorted(os.listdir(sp)):
     if name.endswith(".pth") and name != sys.argv[1]:
@@ -151,7 +152,10 @@ print(json.dumps(sorted(sys.modules)))
 
 
 def _modules_at_start(skip: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-S", "-c", START, skip], capture_output=True, text=True, check=True).stdout
+    import site
+
+    sp = site.getsitepackages()[0]
+    out = subprocess.run([sys.executable, "-S", "-c", START, skip, sp], capture_output=True, text=True, check=True).stdout
     return set(json.loads(out))
 
 
