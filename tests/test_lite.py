@@ -121,6 +121,9 @@ def test_endpoints_equal_the_reference(name):
     # no SE, ReLU6, BatchNorm eps 1e-3; as many parameters as the reference without its head conv and classifier
     kinds = {type(m).__name__ for r in rows for m in r.modules()}
     assert "ReLU6" in kinds and not {"SiLU", "SqueezeExcite"} & kinds, kinds
+    # backbone_activation reaches the backbone's blocks only: SPPF, the neck and the head keep the host's SiLU
+    host_rows = {type(m).__name__ for r in model.model[bb.freeze:] for m in r.modules()}
+    assert "SiLU" in host_rows and "ReLU6" not in host_rows, host_rows
     assert {m.eps for r in rows for m in r.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-3}
     n_ref = sum(p.numel() for k, p in ref.named_parameters() if not OUTSIDE.match(k))
     assert sum(p.numel() for r in rows for p in r.parameters()) == n_ref
@@ -272,7 +275,7 @@ def yolo26_lite0() -> dict:
     sppf = next(i for i, r in enumerate(y26["backbone"]) if r[2] == "SPPF")
     return {
         **{k: y26[k] for k in ("nc", "end2end", "reg_max", "scales", "scale")},
-        **{k: lite[k] for k in ("scale_backbone", "bn_eps", "drop_path", "activation")},
+        **{k: lite[k] for k in ("scale_backbone", "bn_eps", "drop_path", "backbone_activation")},
         "backbone": lite["backbone"][:FREEZE] + y26["backbone"][sppf:],
         "head": [[f, *r[1:]] for f, r in zip(YOLO26_FROMS, y26["head"])],
     }
@@ -332,3 +335,13 @@ def test_train_from_the_packaged_weights(cfg, demo_data, tmp_path):
         return float(sum((m.state_dict()[k].float() - t).norm() ** 2 for k, t in theirs.items()) ** 0.5)
 
     assert 0 < dist(trained) < 0.1 * dist(fresh), (dist(trained), dist(fresh))
+
+
+def test_a_bad_backbone_activation_names_the_key(tmp_path):
+    d = yaml_model_load("yolov5n_effl0.yaml")
+    path = tmp_path / "yolov5n_mine.yaml"
+    path.write_text(yaml.safe_dump({**d, "backbone_activation": "relu6"}, sort_keys=False))
+    with pytest.raises(ModelRowError) as e:
+        DetectionModel(str(path), nc=2, verbose=False)
+    assert str(e.value) == (f"{path}: top-level 'backbone_activation': expected a torch activation such as nn.ReLU() or "
+                            "nn.LeakyReLU(0.1), got 'relu6'")

@@ -129,8 +129,8 @@ class Rules(HostRules):
             return "nn.Identity", []  # output width = input width
         return "Index", [c2, 0]  # outputs c2 as written, never scaled (Ultralytics' Index branch)
 
-    def activation(self, d: dict) -> nn.Module | None:
-        return parse_activation(d)
+    def activation(self, d: dict, key: str = "activation") -> nn.Module | None:
+        return parse_activation(d, key)
 
     def row_line(self, i: int, f, n: int, params: int, module: str, args: list) -> str:
         return f"{i:>3}{f!s:>20}{n:>3}{params:10.0f}  {module:<45}{args!s:<30}"
