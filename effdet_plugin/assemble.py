@@ -72,8 +72,8 @@ class HostRules(ABC):
         same-width row: its input's width). ``ValueError``: the host cannot carry ``c2`` (reported with the row)."""
 
     @abstractmethod
-    def activation(self, d: dict) -> nn.Module | None:
-        """The model's ``activation:`` as a module, None for the host's default."""
+    def activation(self, d: dict, key: str = "activation") -> nn.Module | None:
+        """The model's ``activation:`` (or another top-level key's activation) as a module, None where unset."""
 
     @abstractmethod
     def row_line(self, i: int, f, n: int, params: int, module: str, args: list) -> str:
@@ -102,6 +102,9 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
     if "bn_eps" in d and not _is_eps(d["bn_eps"]):
         raise key_error(d, "bn_eps", f"must be a number in (0, 1), got {d['bn_eps']!r}")
     act = host.activation(d)
+    # Exact pretrained backbones (EfficientNet-Lite: ReLU6) need their own activation while the host's rows keep the
+    # model's: the host has one `activation:` for every Conv, so the plugin's backbone rows read a key of their own.
+    backbone_act = host.activation(d, "backbone_activation")
     scaling = host.scaling(d)
 
     plan: dict[int, tuple[int | None, int, list]] = {}  # row -> (c2, repeats, args after c2)
@@ -138,7 +141,7 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
             return None
         kind, row = ours[i], rows[i]
         c2, n, args = plan[i]
-        hosted = kind.host_args(host.conv, act)
+        hosted = kind.host_args(host.conv, backbone_act if backbone_act is not None and i < n_backbone else act)
         try:
             if isinstance(kind, MultiInputRow):
                 if not isinstance(inp, list) or any(stride_of(x, PROBE_SIZE) is None for x in inp):

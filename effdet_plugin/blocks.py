@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from effdet_plugin.same_padding import padded_conv
+
 __all__ = ("DropPath", "FusedMBConv", "KeepEpsBatchNorm2d", "MBConv", "SqueezeExcite", "Stem", "set_bn_eps",
            "set_drop_path")
 
@@ -81,15 +83,16 @@ class SqueezeExcite(nn.Module):
 
 
 class Stem(nn.Module):
-    """Stem: k x k conv + BN + activation (YAML name ``stem``, args ``[c_out, kernel, stride]``)."""
+    """Stem: k x k conv + BN + activation (YAML name ``stem``, args ``[c_out, kernel, stride, padding]``; ``padding``
+    ``auto`` or ``same``: see ``effdet_plugin.same_padding``)."""
 
-    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 2, *, conv: type[nn.Module] | None = None,
-                 act: nn.Module | None = None):
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 2, padding: str = "auto", *,
+                 conv: type[nn.Module] | None = None, act: nn.Module | None = None):
         """Initialize a ``k`` x ``k`` stride-``s`` stem from ``c1`` to ``c2`` channels."""
         super().__init__()
         _check_kernel_stride(k, s)
         conv = conv or host_conv()
-        self.conv = conv(c1, c2, k, s, act=_act(conv, act))
+        self.conv = padded_conv(conv, c1, c2, k, s, padding, act=_act(conv, act))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the stem."""
@@ -138,19 +141,20 @@ class FusedMBConv(_MBBlock):
 class MBConv(_MBBlock):
     """MBConv: 1x1 expansion (omitted when e == 1), depthwise k x k, squeeze-excitation, 1x1 projection + BN.
 
-    YAML args ``[c_out, kernel, stride, expansion, se_ratio]``; the SE squeeze width is ``int(c1 * se_ratio)``, from the
-    block's input channels as in the EfficientNet papers and torchvision.
+    YAML args ``[c_out, kernel, stride, expansion, se_ratio, padding]``; the SE squeeze width is ``int(c1 * se_ratio)``,
+    from the block's input channels as in the EfficientNet papers and torchvision; ``padding`` (of the depthwise conv)
+    ``auto`` or ``same`` (EfficientNet-Lite): see ``effdet_plugin.same_padding``.
     """
 
-    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, e: float = 4.0, se: float = 0.25, *,
-                 conv: type[nn.Module] | None = None, act: nn.Module | None = None):
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, e: float = 4.0, se: float = 0.25,
+                 padding: str = "auto", *, conv: type[nn.Module] | None = None, act: nn.Module | None = None):
         """Initialize an MBConv block from ``c1`` to ``c2`` channels."""
         super().__init__(c1, c2, k, s, e, se)
         conv = conv or host_conv()
         a = _act(conv, act)
         c_mid = int(c1 * e)
         self.expand = conv(c1, c_mid, 1, act=a) if c_mid != c1 else nn.Identity()
-        self.dw = conv(c_mid, c_mid, k, s, g=c_mid, act=a)
+        self.dw = padded_conv(conv, c_mid, c_mid, k, s, padding, g=c_mid, act=a)
         self.se = SqueezeExcite(c_mid, max(1, int(c1 * se)), act) if se > 0 else nn.Identity()
         self.project = conv(c_mid, c2, 1, act=False)
 

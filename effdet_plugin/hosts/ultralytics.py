@@ -5,7 +5,7 @@ Seams (all through ``rebind`` or Ultralytics' own registration lists):
 - ``ultralytics.nn.tasks.parse_model``: dicts with plugin rows are built by ``effdet_plugin.assemble``.
 - ``ultralytics.nn.tasks.yaml_model_load``: bare names of the shipped YAMLs resolve from any working directory.
 - ``ultralytics.nn.tasks.load_checkpoint`` and ``BaseModel.load``: ``pretrained=<torchvision .pth>`` seeds an exact
-  EfficientNet backbone.
+  EfficientNet backbone (``pretrained=efficientnet-lite0``: the installed weights package's file).
 - ``ultralytics.data.dataset.YOLODataset.close_mosaic``: keeps a progressive stage's augmentation magnitudes.
 - ``default_callbacks`` and the default config: progressive learning's keys and callbacks.
 """
@@ -129,8 +129,8 @@ class Rules(HostRules):
             return "nn.Identity", []  # output width = input width
         return "Index", [c2, 0]  # outputs c2 as written, never scaled (Ultralytics' Index branch)
 
-    def activation(self, d: dict) -> nn.Module | None:
-        return parse_activation(d)
+    def activation(self, d: dict, key: str = "activation") -> nn.Module | None:
+        return parse_activation(d, key)
 
     def row_line(self, i: int, f, n: int, params: int, module: str, args: list) -> str:
         return f"{i:>3}{f!s:>20}{n:>3}{params:10.0f}  {module:<45}{args!s:<30}"
@@ -219,6 +219,9 @@ def is_torchvision_file(weight) -> bool:
 
 def _load_checkpoint_wrapper(load_checkpoint):
     def load_checkpoint_with_plugin(weight, *args, **kwargs):
+        from effdet_plugin.weights import packaged_weights
+
+        weight = packaged_weights(weight) or weight  # efficientnet-lite0 -> its installed package's .pth
         if is_torchvision_file(weight):
             if not Path(weight).is_file():
                 raise FileNotFoundError(f"pretrained weights not found: {weight}")

@@ -182,10 +182,10 @@ class Rules(HostRules):
             return "nn.Identity", []  # YOLOv5's default branch: output width = input width
         return "Conv", [self.conv_arg(c2), 1, 1]
 
-    def activation(self, d: dict) -> nn.Module | None:
-        act = parse_activation(d)
-        if act is None and not hasattr(self.conv, "default_act"):  # YOLOv5 before 7.0: Conv's SiLU is built in
-            act = nn.SiLU()
+    def activation(self, d: dict, key: str = "activation") -> nn.Module | None:
+        act = parse_activation(d, key)
+        if act is None and key == "activation" and not hasattr(self.conv, "default_act"):
+            act = nn.SiLU()  # YOLOv5 before 7.0: Conv's SiLU is built in
         return act
 
     def row_line(self, i: int, f, n: int, params: int, module: str, args: list) -> str:
