@@ -17,7 +17,6 @@ import importlib
 import importlib.util
 import re
 from collections.abc import Callable, Iterable, Mapping
-from copy import deepcopy
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,7 +24,6 @@ import torch
 from torch import nn
 
 from effdet_plugin import lite_weights
-from effdet_plugin.atomic import atomic_open
 from effdet_plugin.blocks import FusedMBConv, MBConv, SqueezeExcite, Stem
 from effdet_plugin.same_padding import is_same_padded
 from effdet_plugin.stages import BACKBONES, find_backbone
@@ -364,36 +362,3 @@ def load_pretrained_backbone(model, weights, *, verbose: bool = True) -> int:
         LOGGER.info(f"Loaded {len(key_map)} backbone tensors ({n_params:,} parameters) of "
                     f"{_describe(want).split(' (')[0]} from {source}")
     return len(key_map)
-
-
-# ------------------------------------------------------------------------------------------------------- checkpoints
-def save_checkpoint(model, path: str | Path) -> Path:
-    """Write ``model`` atomically as an FP32 Ultralytics checkpoint (``YOLO(path)``, ``yolo train model=path``)."""
-    from datetime import datetime
-
-    from ultralytics import __version__
-
-    det = _detection_model(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ckpt = {
-        "date": datetime.now().astimezone().isoformat(),
-        "version": __version__,
-        "license": "AGPL-3.0 License (https://ultralytics.com/license)",
-        "docs": "https://docs.ultralytics.com",
-        "ema": None,
-        "model": deepcopy(det).float(),  # FP32 keeps the ImageNet weights exact (Ultralytics' own saves are FP16)
-        "train_args": {},
-    }
-    with atomic_open(path, "wb") as f:
-        torch.save(ckpt, f)
-    return path
-
-
-def convert(cfg: str | Path, weights, out: str | Path, nc: int = 80) -> Path:
-    """Build ``cfg`` with ``nc`` classes, load ``weights`` into its backbone, save it as an Ultralytics checkpoint."""
-    from ultralytics.nn.tasks import DetectionModel
-
-    model = DetectionModel(str(cfg), nc=nc, verbose=False)
-    load_pretrained_backbone(model, weights)
-    return save_checkpoint(model, out)

@@ -94,7 +94,7 @@ def untrained(tmp_path_factory) -> Path:
     from ultralytics.nn.tasks import DetectionModel
 
     from effdet_plugin import register
-    from effdet_plugin.weights import save_checkpoint
+    from effdet_plugin.hosts.ultralytics_checkpoint import save_checkpoint
 
     register()
     model = DetectionModel("yolov5n_effv2.yaml", nc=len(CLASSES), verbose=False)

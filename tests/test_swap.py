@@ -1,5 +1,6 @@
-"""``effdet-plugin swap`` / ``swap_backbone``: built-in sources, exact backbones, BiFPN, checkpoints, refusals,
-output files (--force, the source itself, names Ultralytics renames on load)."""
+"""``effdet-plugin swap`` / ``swap_backbone`` on detection sources: built-in sources, the text written against outputs
+recorded before the swap package, exact backbones, BiFPN, checkpoints, refusals, output files (--force, the source
+itself, names Ultralytics renames on load). The other tasks: tests/test_swap_tasks.py."""
 
 from __future__ import annotations
 
@@ -16,13 +17,18 @@ import yaml
 from ultralytics.nn import tasks
 from ultralytics.nn.tasks import DetectionModel
 
-from effdet_plugin import routing, stages
+from effdet_plugin import routing
 from effdet_plugin.commands import swap
 from effdet_plugin.commands.cli import main
+from effdet_plugin.commands.swap import formats, parts, surgery, ultralytics_format, yaml_text
+from effdet_plugin.hosts import ultralytics_checkpoint
 from effdet_plugin.paths import model_yaml_dir
 
 ULTRALYTICS_YOLOV8 = Path(ultralytics.__file__).parent / "cfg" / "models" / "v8" / "yolov8.yaml"
+RECORDED = Path(__file__).parent / "data" / "swap_main"  # swap's outputs before the swap package (commit 6bb36b5)
 
+OWN_LAST_STAGE = {"yolov3u.yaml": 0, "yolov5su.yaml": 1, "yolo11s.yaml": 2, "yolov8s.yaml": 1, "yolo12s.yaml": 0,
+                  "yolo26s.yaml": 2}  # rows of SPPF/C2PSA the source's backbone ends in
 SOURCES = [
     pytest.param("yolov3u.yaml", marks=pytest.mark.slow),  # a 60M-parameter source: ~5 s to build twice
     *("yolov5su.yaml", "yolo11s.yaml"),  # the fast set: one anchor-free C3 source and one C3k2/C2PSA source
@@ -61,7 +67,9 @@ def test_swap_builtin(source):
     """The swapped model builds with strides 8/16/32, runs, and its head is the source's re-pointed by stride."""
     src = tasks.yaml_model_load(source)
     d = swap.swap_backbone(source, "effv2")
-    assert d["backbone"] == tasks.yaml_model_load("yolov5s_effv2.yaml")["backbone"]
+    shipped = tasks.yaml_model_load("yolov5s_effv2.yaml")["backbone"]
+    n_tail = OWN_LAST_STAGE[source]  # the source's SPPF (and C2PSA) stay; without them, the shipped YAML's SPPF
+    assert d["backbone"] == (shipped[:-1] + src["backbone"][-n_tail:] if n_tail else shipped)
     assert d["nc"] == src["nc"] and d.get("scales") == src.get("scales") and d.get("scale") == (src["scale"] or None)
     assert len(d["head"]) == len(src["head"])
     for new, old in zip(d["head"], src["head"]):
@@ -76,18 +84,19 @@ def test_swap_builtin(source):
     assert y.shape[0] == 1 and torch.isfinite(y).all()
 
 
-def test_backbones_are_the_stage_tables_yamls():
-    """--backbone names and files come from effdet_plugin.stages, every file is shipped, and the CLI offers them all."""
-    assert swap.BACKBONES == stages.backbone_yamls()
-    exact = {"effv2-s", "effv2-m", "effv2-l", *(f"effb{i}" for i in range(8)), *(f"effl{i}" for i in range(3))}
-    assert set(swap.BACKBONES) == {"effv2", "effv2-plain", "effv2-wide", "effv2-lite", *exact}
-    assert exact == set(stages.BACKBONES)
-    missing = [f for f in swap.BACKBONES.values() if not (model_yaml_dir() / f).is_file()]
-    assert not missing, f"shipped YAMLs missing from {model_yaml_dir()}: {missing}"
+@pytest.mark.parametrize("backbone", [name if name in ("effv2", "effb0") else pytest.param(name, marks=pytest.mark.slow)
+                                      for name in parts.BACKBONE_FILES])
+def test_graft_strides_are_the_built_models(backbone):
+    """The strides swap takes from the stage tables (no model built) are those a forward pass of the shipped YAML
+    measures, row by row: the taps it re-points the head to are really at 8/16/32."""
+    graft = parts.graft(backbone)
+    d = tasks.yaml_model_load(model_yaml_dir() / parts.BACKBONE_FILES[backbone])
+    measured = formats.probe_strides(d, ultralytics_format.UltralyticsFormat().parse)
+    assert graft.strides + [32] == measured[: len(graft.stages) + 1]
+    assert graft.rows(pool=True) == d["backbone"][: len(graft.stages) + 1] and graft.pool[2] == "SPPF"
     parser = argparse.ArgumentParser()
     swap.add_arguments(parser)
-    choices = next(a.choices for a in parser._actions if a.dest == "backbone")
-    assert list(choices) == list(swap.BACKBONES)
+    assert backbone in next(a.choices for a in parser._actions if a.dest == "backbone")
 
 
 def test_probe_strides_by_the_routing_walk(monkeypatch):
@@ -98,9 +107,9 @@ def test_probe_strides_by_the_routing_walk(monkeypatch):
         calls.append(kwargs.get("stop"))
         return routing.walk(*args, **kwargs)
 
-    monkeypatch.setattr(swap, "walk", counting_walk)
+    monkeypatch.setattr(formats, "walk", counting_walk)
     d = tasks.yaml_model_load("yolov8n.yaml")
-    assert swap._probe_strides(d) == [2, 4, 4, 8, 8, 16, 16, 32, 32, 32]
+    assert formats.probe_strides(d, ultralytics_format.UltralyticsFormat().parse) == [2, 4, 4, 8, 8, 16, 16, 32, 32, 32]
     assert calls == [len(d["backbone"]) - 1]  # the walk stops after the backbone
 
 
@@ -126,7 +135,7 @@ def test_lite_backbone_brings_its_activation_others_keep_the_sources():
 @pytest.mark.slow
 def test_exact_backbone_keys_carried(tmp_path):
     """An exact torchvision backbone keeps its rows and top-level scale_backbone / bn_eps, so ImageNet weights load."""
-    path = model_yaml_dir() / swap.BACKBONES["effb0"]
+    path = model_yaml_dir() / parts.BACKBONE_FILES["effb0"]
     assert path.is_file(), f"{path} is not shipped"
     shipped = yaml.safe_load(path.read_text())
     d = swap.swap_backbone("yolov8s.yaml", "effb0")
@@ -150,7 +159,7 @@ def test_exact_backbone_keys_carried(tmp_path):
 
 def test_bifpn_neck():
     """--neck bifpn takes the BiFPN rows and keeps the source's Detect row."""
-    assert list(model_yaml_dir().glob(f"*{swap.NECKS['bifpn']}.yaml")), "no BiFPN YAML is shipped"
+    assert list(model_yaml_dir().glob(f"*{parts.NECKS['bifpn']}.yaml")), "no BiFPN YAML is shipped"
     d = swap.swap_backbone("yolov8s.yaml", "effb0", neck="bifpn")
     modules = [r[2] for r in d["head"]]
     assert modules[0] == "BiFPN" and d["head"][0][0] == [3, 5, 8]  # effb0 taps: P3 row 3, P4 row 5, P5 SPPF row 8
@@ -159,7 +168,7 @@ def test_bifpn_neck():
 
 
 def test_bifpn_missing_is_clear(monkeypatch):
-    monkeypatch.setitem(swap.NECKS, "bifpn", "_no_such_neck")
+    monkeypatch.setitem(parts.NECKS, "bifpn", "_no_such_neck")
     with pytest.raises(swap.SwapError, match="--neck bifpn is not available"):
         swap.swap_backbone("yolov8s.yaml", "effv2", neck="bifpn")
 
@@ -171,8 +180,8 @@ def test_bifpn_missing_is_clear(monkeypatch):
         ("yolov8-p6.yaml", "not three levels P3/P4/P5"),
         ("rtdetr-l.yaml", "RTDETRDecoder"),
         ("yolov8s-world.yaml", "WorldDetect"),
-        ("yolov8s-cls.yaml", "Classify"),
-        ("yolov8s-seg.yaml", "Segment"),
+        ("yoloe-11s-seg.yaml", "YOLOESegment"),
+        ("yolov8s-pose-p6.yaml", "not three levels P3/P4/P5"),
     ],
 )
 def test_refused_sources_write_nothing(source, why, tmp_path, capsys):
@@ -180,8 +189,60 @@ def test_refused_sources_write_nothing(source, why, tmp_path, capsys):
         swap.swap_backbone(source, "effv2")
     assert main(["swap", source, "--backbone", "effv2", "-o", str(tmp_path / "out.yaml")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "supported: detection models" in err[0] and source in err[0]
+    assert len(err) == 1 and "supported: models whose head ends in" in err[0] and source in err[0]
     assert not list(tmp_path.iterdir())
+
+
+def test_unknown_backbone_and_neck_are_one_line():
+    with pytest.raises(swap.SwapError, match=r"^unknown backbone 'effv9'; choose one of effv2, .*effb0"):
+        swap.swap_backbone("yolov8n.yaml", "effv9")
+    with pytest.raises(swap.SwapError, match=r"^unknown neck 'fpn'; choose one of keep, bifpn$"):
+        swap.swap_backbone("yolov8n.yaml", "effv2", neck="fpn")
+
+
+# -------------------------------------------------------------------------------- the text against recorded outputs
+def _recorded(name: str, tmp_path: Path) -> tuple[str, str]:
+    """(the text recorded before the swap package, the text written now) of ``RECORDED/name``'s swap."""
+    stem = name.removesuffix(".yaml")
+    source, rest = stem.split("-", 1)
+    neck = "bifpn" if rest.endswith("-bifpn") else "keep"
+    out = tmp_path / name
+    swap.swap_to_files(f"{source}.yaml", out, rest.removesuffix("-bifpn"), neck)
+    return (RECORDED / name).read_text(), out.read_text()
+
+
+@pytest.mark.parametrize("name", ["yolov8s-effv2.yaml", "yolov8s-effb0.yaml", "yolov8n-effv2-bifpn.yaml",
+                                  pytest.param("yolov5su-effv2-wide.yaml", marks=pytest.mark.slow)])
+def test_text_as_recorded(name, tmp_path):
+    """A source whose backbone ends in SPPF alone writes the same text as before the swap package: its own SPPF row,
+    kept now, is the one the shipped YAML brought then."""
+    before, now = _recorded(name, tmp_path)
+    assert now == before
+
+
+def _with_own_last_stage(before: dict, tail: list) -> dict:
+    """``before`` (the shipped YAML's SPPF closing the backbone) with the source's SPPF/C2PSA rows in its place."""
+    n_old = len(before["backbone"])
+    shift = len(tail) - 1
+
+    def moved(j: int) -> int:
+        return j if j < 0 else n_old - 1 + shift if j == n_old - 1 else j + shift if j >= n_old else j
+
+    head = [[moved(f) if isinstance(f, int) else [moved(j) for j in f], *rest] for f, *rest in before["head"]]
+    return {**before, "backbone": before["backbone"][:-1] + tail, "head": head}
+
+
+@pytest.mark.parametrize("name", ["yolo11n-effv2.yaml", "yolo11n-effb0.yaml", "yolo11n-effv2-lite-bifpn.yaml",
+                                  pytest.param("yolo26n-effv2.yaml", marks=pytest.mark.slow)])
+def test_text_keeps_the_sources_last_stage(name, tmp_path):
+    """YOLO11/YOLO26 sources keep their own SPPF and C2PSA rows (before the swap package, the shipped YAML's SPPF
+    replaced both); everything else is written as before: the keys, the grafted rows, the head re-pointed."""
+    before, now = _recorded(name, tmp_path)
+    source = tasks.yaml_model_load(f"{name.split('-')[0]}.yaml")
+    expected = _with_own_last_stage(yaml.safe_load(before), source["backbone"][-2:])
+    assert yaml.safe_load(now) == expected
+    keys = [line for line in now.splitlines() if not line.startswith("  - ")]
+    assert keys == [line for line in before.splitlines() if not line.startswith("  - ")]
 
 
 def test_head_reading_p2_is_refused(tmp_path):
@@ -221,9 +282,7 @@ def checkpoint(tmp_path_factory) -> Path:
     """An untrained yolov5n detector saved as an Ultralytics checkpoint (training would add nothing to these tests)."""
     from ultralytics import YOLO
 
-    from effdet_plugin.weights import save_checkpoint
-
-    return save_checkpoint(YOLO("yolov5n.yaml"), tmp_path_factory.mktemp("ckpt") / "v5n.pt")
+    return ultralytics_checkpoint.save_checkpoint(YOLO("yolov5n.yaml"), tmp_path_factory.mktemp("ckpt") / "v5n.pt")
 
 
 def test_existing_output_needs_force(tmp_path, capsys):
@@ -254,7 +313,7 @@ def test_existing_pt_output_needs_force(checkpoint, tmp_path):
     assert sorted(tmp_path.iterdir()) == [pt] and pt.read_bytes() == b"older checkpoint"
 
     res = swap.swap_to_files(checkpoint, out, "effv2", force=True)
-    assert res["yaml"] == out and res["pt"] == pt and res["transfer"].transferred > 0
+    assert res.yaml == out and res.pt == pt and res.transfer.transferred > 0
     assert sorted(tmp_path.iterdir()) == [pt, out]
     model = YOLO(pt).model
     assert model.stride.tolist() == [8, 16, 32]
@@ -286,8 +345,12 @@ def test_source_is_output(checkpoint, tmp_path):
 
 def test_failed_pt_write_leaves_nothing(checkpoint, tmp_path, monkeypatch):
     """If writing OUT.pt fails, OUT.yaml (written first) is not left behind either, nor any temp file."""
-    monkeypatch.setattr(swap, "_checkpoint_bytes", lambda *a: "not bytes")  # a binary write of str: TypeError
-    with pytest.raises(TypeError):
+    def torn(obj, f):  # the checkpoint writer fails half-way through the file
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(ultralytics_checkpoint.torch, "save", torn)
+    with pytest.raises(OSError, match="No space left"):
         swap.swap_to_files(checkpoint, tmp_path / "v5n-effv2.yaml", "effv2")
     assert not list(tmp_path.iterdir())
 
@@ -341,7 +404,7 @@ def test_written_file_loads_by_its_own_name(tmp_path, monkeypatch):
 
     out = tmp_path / "yolov5su-effv2.yaml"
     res = swap.swap_to_files("yolov5su.yaml", out, "effv2")  # the source's scale s, as the name says
-    assert res["yaml"] == out and swap.loaded_instead(out) is None
+    assert res.yaml == out and ultralytics_format.loaded_instead(out) is None
     d = yaml.safe_load(out.read_text())
     assert d["scale"] == "s"
     n_params = sum(p.numel() for p in _model(d).parameters())
@@ -404,13 +467,17 @@ def test_checkpoint_transfer_and_train(tmp_path, demo_data, cli):
 
     a, b = YOLO(src).model, YOLO(out.with_suffix(".pt")).model
     assert b.names == a.names and b.stride.tolist() == [8, 16, 32] and b.yaml["nc"] == 3
-    shift = len(b.yaml["backbone"]) - len(a.yaml["backbone"])  # 8 EfficientNet rows replace 10 yolov8 rows
-    head = [k for k in b.state_dict() if int(k.split(".")[1]) >= len(b.yaml["backbone"])]
+    shift = len(b.yaml["backbone"]) - len(a.yaml["backbone"])  # 7 EfficientNet rows replace 9 yolov8 rows
+    sppf = len(b.yaml["backbone"]) - 1  # yolov8's own SPPF, kept
+    head = [k for k in b.state_dict() if int(k.split(".")[1]) >= sppf]
     # yolov8 rows 12 and 15 read the backbone's P4/P3 through a Concat, whose width changes with the backbone;
-    # only their first conv sees that width. Everything else in the neck and head keeps its shape.
-    skipped = {f"model.{12 + shift}.cv1.conv.weight", f"model.{15 + shift}.cv1.conv.weight"}
-    m = re.search(r"transferred (\d+)/(\d+) neck/head tensors", proc.stdout)
-    assert m and (int(m[1]), int(m[2])) == (len(head) - 2, len(head)), proc.stdout
+    # only their first conv sees that width. SPPF's hidden width is half its input's: all of it but the output BN.
+    # Everything else in the neck and head keeps its shape.
+    skipped = {f"model.{12 + shift}.cv1.conv.weight", f"model.{15 + shift}.cv1.conv.weight",
+               *(f"model.{sppf}.cv1.bn.{t}" for t in ("weight", "bias", "running_mean", "running_var")),
+               f"model.{sppf}.cv1.conv.weight", f"model.{sppf}.cv2.conv.weight"}
+    m = re.search(r"transferred (\d+)/(\d+) tensors after the new backbone", proc.stdout)
+    assert m and (int(m[1]), int(m[2])) == (len(head) - len(skipped), len(head)), proc.stdout
     assert set(re.findall(r"not transferred (\S+):", proc.stdout)) == skipped
 
     sa, sb = a.state_dict(), b.state_dict()
@@ -446,7 +513,7 @@ def test_recommended_backbone_brings_its_per_scale_rows():
     shipped = tasks.yaml_model_load("yolov5n_effv2.yaml")
     d = swap.swap_backbone("yolov8n.yaml", "effv2")
     assert d["scale"] == "n" and d["scale_rows"] == shipped["scale_rows"]
-    text = swap.dump_yaml(d)  # one row a line, before the rows it replaces, and read back as written
+    text = yaml_text.dump_yaml(d)  # one row a line, before the rows it replaces, and read back as written
     assert "\nscale_rows:" in text and text.index("scale_rows:") < text.index("backbone:")
     assert "\n  n:\n    3: [-1, 6, FusedMBConv, [192, 3, 2, 2, 0]]\n    4: [-1, 6, FusedMBConv, [192, 3, 2, 4, 0]]\n" in text
     assert yaml.safe_load(text)["scale_rows"] == shipped["scale_rows"]
@@ -458,5 +525,5 @@ def test_recommended_backbone_brings_its_per_scale_rows():
     classic = {k: v for k, v in d.items() if k not in ("scales", "scale")}
     for multiples, block in (((0.33, 0.25), "FusedMBConv"), ((0.67, 0.75), "MBConv"), ((0.5, 0.5), "MBConv")):
         c = {**deepcopy(classic), "depth_multiple": multiples[0], "width_multiple": multiples[1]}
-        swap._scale_rows_for_source(c)
+        surgery.fit_scale_rows(c)
         assert "scale_rows" not in c and [r[2] for r in c["backbone"][4:6]] == [block] * 2, multiples

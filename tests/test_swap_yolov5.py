@@ -23,6 +23,7 @@ from torch import nn
 
 from effdet_plugin.classic import FOLDER
 from effdet_plugin.commands import swap
+from effdet_plugin.hosts.yolov5_discovery import pickled_module
 from effdet_plugin.paths import model_yaml_dir
 
 CLASSIC_YAML = model_yaml_dir() / FOLDER / "yolov5n_effv2.yaml"  # a classic YOLOv5 YAML shipped with the plugin
@@ -81,8 +82,8 @@ def test_classic_checkpoints_without_yolov5_are_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no clone here
     _fake_checkpoint(tmp_path / "pkg.pt", "yolov5.models.yolo")
     _fake_checkpoint(tmp_path / "clone.pt", "models.yolo")
-    assert swap._pickled_yolov5(tmp_path / "pkg.pt") == "yolov5.models.yolo"
-    assert swap._pickled_yolov5(tmp_path / "clone.pt") == "models.yolo"
+    assert pickled_module(tmp_path / "pkg.pt") == "yolov5.models.yolo"
+    assert pickled_module(tmp_path / "clone.pt") == "models.yolo"
     with pytest.raises(swap.SwapError, match=r"pkg\.pt: a checkpoint of the yolov5 package \(its model is pickled "
                                              r"from yolov5\.models\.yolo\), which is not installed here; install it"):
         swap.swap_to_files(tmp_path / "pkg.pt", tmp_path / "a.yaml", "effv2")
@@ -95,7 +96,7 @@ def test_classic_checkpoints_without_yolov5_are_refused(tmp_path, monkeypatch):
     with pytest.raises(swap.SwapError, match="is the source file itself"):
         swap.swap_to_files(CLASSIC_YAML, CLASSIC_YAML, "effv2")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.pt", "clone.pt", "pkg.pt"]
-    assert swap._pickled_yolov5(CLASSIC_YAML) is None  # not a torch zip file
+    assert pickled_module(CLASSIC_YAML) is None  # not a torch zip file
 
 
 # ------------------------------------------------------------------------------------- the yolov5 pip package
@@ -219,7 +220,7 @@ def test_swap_trained_checkpoint(trained_yolov5n, tmp_path):
     lines = proc.stdout.strip().splitlines()
     assert lines[0] == f"wrote {out}" and lines[-1] == f"wrote {out.with_suffix('.pt')}"
     transferred, total = map(int, lines[1].split()[1].split("/"))
-    assert lines[1].endswith("neck/head tensors from the source checkpoint") and 0 < transferred < total
+    assert lines[1].endswith("tensors after the new backbone from the source checkpoint") and 0 < transferred < total
     d = yaml.safe_load(out.read_text())
     assert d["nc"] == 3 and d["anchors"] and d["head"][-1][2:] == ["Detect", ["nc", "anchors"]]
 
@@ -294,3 +295,104 @@ def test_swap_clone_checkpoint(tmp_path):
                  YOLO_VERBOSE="True")  # the clone logs through Ultralytics' LOGGER (conftest quiets it)
     n = re.search(r"Transferred (\d+)/(\d+) items", train.stdout + train.stderr)
     assert n and n[1] == n[2], (train.stdout + train.stderr)[-2000:]
+
+
+# ---------------------------------------------------------------------------- classic tasks, recorded outputs
+def test_classic_classifier_yaml_is_refused(tmp_path, capsys):
+    """YOLOv5 builds no classifier from a YAML: a classic file ending in Classify is refused in one line naming it
+    and what to do instead, before any YOLOv5 is looked for; nothing is written."""
+    d = yaml.safe_load(CLASSIC_YAML.read_text())
+    d["head"] = [[-1, 1, "Classify", ["nc"]]]
+    src = tmp_path / "mine-cls.yaml"
+    src.write_text(yaml.safe_dump(d))
+    from effdet_plugin.commands.cli import main
+
+    assert main(["swap", str(src), "--backbone", "effv2", "-o", str(tmp_path / "out.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"effdet-plugin swap: error: {src}: the head ends in 'Classify';")
+    assert "classify/train.py --model DETECTION.pt" in err[0] and sorted(tmp_path.iterdir()) == [src]
+
+
+RECORD = """
+import json, yolov5
+from pathlib import Path
+from effdet_plugin.commands.swap import swap_to_files
+models = Path(yolov5.__file__).parent / "models"
+swap_to_files(models / "yolov5s.yaml", "yolov5s-effv2-classic.yaml", "effv2")
+swap_to_files(models / "yolov5n.yaml", "yolov5n-effb0-bifpn-classic.yaml", "effb0", "bifpn")
+print(json.dumps("ok"))
+"""
+
+
+@needs_package
+def test_classic_text_as_recorded(tmp_path):
+    """The classic files swap writes for the package's yolov5s (effv2) and yolov5n (effb0, BiFPN) are the text they
+    were before the swap package: their own SPPF row, kept now, is the one the shipped YAML brought then."""
+    _script(RECORD, tmp_path)
+    recorded = Path(__file__).parent / "data" / "swap_main"
+    for name in ("yolov5s-effv2-classic.yaml", "yolov5n-effb0-bifpn-classic.yaml"):
+        assert (tmp_path / name).read_text() == (recorded / name).read_text(), name
+
+
+SEGMENT = """
+import json, logging, torch
+import yolov5.models.yolo as y
+from pathlib import Path
+from yolov5.models.experimental import attempt_load
+logging.getLogger("yolov5").setLevel(logging.ERROR)
+models = Path(y.__file__).parent
+torch.manual_seed(0)
+m = y.SegmentationModel(str(models / "segment" / "yolov5n-seg.yaml"), nc=3)
+for k in m.modules():  # every transferred tensor distinguishable from a fresh initialization
+    if isinstance(k, torch.nn.BatchNorm2d):
+        k.running_mean.uniform_(-1, 1)
+        k.weight.data.uniform_(0.5, 1.5)
+m.names = {0: "circle", 1: "square", 2: "triangle"}
+torch.save({"epoch": 0, "model": m.half(), "ema": None, "optimizer": None, "opt": {"imgsz": 64}}, "seg.pt")
+cls = y.ClassificationModel(model=y.DetectionModel(str(models / "yolov5n.yaml")), nc=3)  # as classify/train.py cuts it
+torch.save({"epoch": 0, "model": cls.half(), "ema": None, "optimizer": None}, "cls.pt")
+print(json.dumps({"yaml": str(models / "segment" / "yolov5n-seg.yaml")}))
+"""
+
+SEGMENT_LOAD = """
+import json, torch
+from pathlib import Path
+from yolov5.models.experimental import attempt_load
+src = torch.load("seg.pt", map_location="cpu", weights_only=False)["model"].float()
+new = attempt_load(str(Path("seg-effv2.pt").resolve()), device="cpu", fuse=False)  # a bare name: a hub model
+a, b = src.model[-1].state_dict(), new.model[-1].state_dict()
+built = __import__("yolov5.models.yolo", fromlist=["x"]).SegmentationModel("from-yaml-effv2.yaml")
+with torch.no_grad():
+    out = new.eval()(torch.rand(1, 3, 64, 64))
+print(json.dumps({"class": type(new).__name__, "head": type(new.model[-1]).__name__, "stride": new.stride.tolist(),
+                  "names": new.names, "equal": sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a),
+                  "built": [type(built).__name__, type(built.model[-1]).__name__, built.stride.tolist()],
+                  "proto": list(out[1].shape)}))
+"""
+
+
+@needs_package
+def test_classic_segment_yaml_and_checkpoint(tmp_path):
+    """Classic YOLOv5 segmentation: the package's yolov5n-seg.yaml swaps to a file its SegmentationModel builds
+    (Segment on strides 8/16/32); a segment checkpoint keeps its Segment tensors and names in a checkpoint
+    attempt_load reads; a classifier cut from a detection model is refused in one line."""
+    made = _script(SEGMENT, tmp_path)
+    _run([*_swap_cmd(), made["yaml"], "--backbone", "effv2", "-o", tmp_path / "from-yaml-effv2.yaml"], tmp_path)
+    d = yaml.safe_load((tmp_path / "from-yaml-effv2.yaml").read_text())
+    assert d["head"][-1][2:] == ["Segment", ["nc", "anchors", 32, 256]] and d["backbone"][-1][2] == "SPPF"
+    text = (tmp_path / "from-yaml-effv2.yaml").read_text()
+    assert "# Use: python segment/train.py --cfg from-yaml-effv2.yaml" in text
+    proc = _run([*_swap_cmd(), "seg.pt", "--backbone", "effv2", "-o", "seg-effv2.yaml"], tmp_path)
+    m = re.search(r"transferred (\d+)/(\d+) tensors after the new backbone", proc.stdout)
+    assert m and 0 < int(m[1]) < int(m[2]), proc.stdout  # the rows reading the new backbone change width
+    res = _script(SEGMENT_LOAD, tmp_path)
+    assert res["class"] == "SegmentationModel" and res["head"] == "Segment" and res["equal"]
+    assert res["stride"] == [8.0, 16.0, 32.0] and len(res["names"]) == 3 and res["proto"][1] == 32
+    assert res["built"] == ["SegmentationModel", "Segment", [8.0, 16.0, 32.0]]
+
+    refused = subprocess.run([str(a) for a in (*_swap_cmd(), "cls.pt", "--backbone", "effv2", "-o", "cls-effv2.yaml")],
+                             cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300, check=False)
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 2 and len(lines) == 1, refused.stderr
+    assert "cls.pt: its ClassificationModel was not built from a model YAML" in lines[0]
+    assert not (tmp_path / "cls-effv2.yaml").exists()

@@ -15,7 +15,8 @@ from conftest import run_cli  # noqa: E402  (tests/ is on sys.path under pytest)
 from effdet_plugin import load_pretrained_backbone
 from effdet_plugin.commands.cli import main
 from effdet_plugin.stages import BACKBONES
-from effdet_plugin.weights import PretrainedWeightsError, backbone_rows, convert, read_state_dict, save_checkpoint
+from effdet_plugin.hosts.ultralytics_checkpoint import convert, save_checkpoint
+from effdet_plugin.weights import PretrainedWeightsError, backbone_rows, read_state_dict
 from effdet_plugin.weights import torchvision_key_map
 
 B0_FREEZE = BACKBONES["effb0"].freeze  # yolov5*_effb0.yaml: rows 0-7 are the backbone, SPPF is row 8
@@ -191,7 +192,7 @@ def test_non_finite_weights_are_refused(b0, tmp_path, bad):
 
 
 def test_convert_writes_nothing_on_bad_weights(ultralytics_checkpoint, tmp_path):
-    """The converter (weights.convert) refuses a detection checkpoint as ImageNet weights and writes nothing."""
+    """The converter (ultralytics_checkpoint.convert) refuses a detection checkpoint as ImageNet weights and writes nothing."""
     out = tmp_path / "x.pt"
     with pytest.raises(PretrainedWeightsError, match=re.escape(f"{ultralytics_checkpoint}: an Ultralytics detection")):
         convert("yolov5n_effb0.yaml", ultralytics_checkpoint, out, nc=3)

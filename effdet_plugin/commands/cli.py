@@ -13,7 +13,7 @@ DESCRIPTION = "EfficientNet backbones and a BiFPN neck for YOLO (Ultralytics, YO
 # subcommand -> (module, one-line help)
 COMMANDS = {
     "demo-data": ("effdet_plugin.commands.demo", "write the generated demo dataset (YOLO layout + data.yaml)"),
-    "swap": ("effdet_plugin.commands.swap", "replace the backbone of a detection YAML or checkpoint with an EfficientNet one"),
+    "swap": ("effdet_plugin.commands.swap", "replace the backbone of a model YAML or checkpoint (any task) with an EfficientNet one"),
     "voc2yolo": ("effdet_plugin.commands.voc", "convert Pascal VOC xml + images to a YOLO dataset with a train/val/test split"),
     "benchmark": ("effdet_plugin.commands.benchmark", "time detectors side by side: params, GFLOPs, latency, memory, training and ONNX speed"),
     "coco-eval": ("effdet_plugin.commands.coco_eval", "COCO mAP of a detector on a COCO-format dataset, computed by pycocotools"),

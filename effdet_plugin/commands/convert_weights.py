@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if args.nc < 1:
         raise ValueError(f"--nc must be a positive integer, got {args.nc}")
     from effdet_plugin import register
-    from effdet_plugin.weights import convert  # here, not at the top: --help stays instant
+    from effdet_plugin.hosts.ultralytics_checkpoint import convert  # here, not at the top: --help stays instant
 
     register()  # the YAML's plugin rows, also with auto-activation off
     print(convert(args.model, args.weights, args.out, nc=args.nc))
