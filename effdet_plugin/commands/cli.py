@@ -58,7 +58,8 @@ def _one_line(e: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``effdet-plugin`` command line and return its exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(_chosen(argv)).parse_args(argv)
+    # the command line as typed, for the records a command writes to the results store
+    args = build_parser(_chosen(argv)).parse_args(argv, namespace=argparse.Namespace(argv=tuple(argv)))
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except USER_ERRORS as e:  # one line, no traceback
