@@ -223,7 +223,8 @@ def test_split_images_lists_as_ultralytics(demo_data, tmp_path):
         ("split", r"^effdet-plugin accuracy: error: --split test: data YAML .*bad\.yaml has no 'test' split \(keys: "),
         ("unknown_model", r"^effdet-plugin accuracy: error: unknown model 'yolov5q_nonexistent\.yaml'"),
         ("per_scale", r"^effdet-plugin accuracy: error: --per-scale: '.*mine\.yaml' names no scale letter"),
-        ("no_train", r"^effdet-plugin accuracy: error: --no-train: 2 of 2 runs .* in .*: yolov5n_effv2_seed0, yolov5nu_seed0$"),
+        ("no_train",
+         r"^effdet-plugin accuracy: error: --no-train: 2 of 2 runs .* in .*: yolov5n_effv2_seed0, yolov5nu_seed0$"),
     ],
 )
 def test_bad_input_one_line(demo_data, tmp_path, capsys, monkeypatch, case, match):

@@ -251,7 +251,8 @@ def test_every_model_and_runtime_is_timed_in_one_loop():
     for r in rows:
         assert r["latency_ms"] > 0 and r["train_images_per_s"] > 0 and r["extra_mem_mb"] >= 0
     assert rows[0]["train_images_per_s_ratio"] == 1.0
-    assert rows[1]["train_images_per_s_ratio"] == pytest.approx(rows[1]["train_images_per_s"] / rows[0]["train_images_per_s"])
+    ratio = rows[1]["train_images_per_s"] / rows[0]["train_images_per_s"]
+    assert rows[1]["train_images_per_s_ratio"] == pytest.approx(ratio)
 
 
 @pytest.mark.parametrize(
@@ -280,6 +281,6 @@ def test_runtime_without_its_extra_names_the_extra_before_any_work(flag, blocked
     argv = ["benchmark", "--models", "yolov5nu.yaml", "--imgsz", "64", flag, "--json", "out.json", "--no-progress"]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"effdet-plugin benchmark: error: {flag} needs {blocked}, which a bare install lacks: "
-                   'pip install "effdet-plugin[deploy]"'], err  # fmt: skip
+    expected = f'effdet-plugin benchmark: error: {flag} needs {blocked}, which a bare install lacks: pip install "'
+    assert err == [expected + 'effdet-plugin[deploy]"'], err
     assert list(tmp_path.iterdir()) == []

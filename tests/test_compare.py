@@ -35,7 +35,8 @@ def test_welch_p_equals_scipy_on_random_samples():
     for _ in range(300):
         scale = rng.choice([1e-3, 1.0, 1e3])
         a = [rng.gauss(0, scale) for _ in range(rng.randint(2, 9))]
-        b = [rng.gauss(rng.choice([0, 0.5, 3]) * scale, scale * rng.choice([0.2, 1, 5])) for _ in range(rng.randint(2, 9))]
+        shift, sd = rng.choice([0, 0.5, 3]) * scale, scale * rng.choice([0.2, 1, 5])
+        b = [rng.gauss(shift, sd) for _ in range(rng.randint(2, 9))]
         assert welch_p(a, b) == pytest.approx(float(ttest_ind(a, b, equal_var=False).pvalue), rel=1e-8)
 
 

@@ -183,12 +183,11 @@ class _Reader:
         return self.check(obj[key], at, kind)
 
     def check(self, v: Any, at: str, kind: type | tuple) -> Any:
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds:
-            kinds = (*kinds, int)
+        named = kind if isinstance(kind, tuple) else (kind,)
+        kinds = (*named, int) if float in named else named  # an integer is a number
         if isinstance(v, bool) and bool not in kinds or not isinstance(v, kinds):
             names = " or ".join({int: "an integer", float: "a number", str: "a string", bool: "true/false",
-                                 list: "a list", dict: "an object"}[k] for k in dict.fromkeys(kinds))  # fmt: skip
+                                 list: "a list", dict: "an object"}[k] for k in named)  # fmt: skip
             raise self.fail(at, f"expected {names}, found {v!r}"[:300])
         return v
 

@@ -248,7 +248,8 @@ class Runtime:
 
     name: str  # the name in ``BenchmarkConfig.runtimes``
     key: str  # the row key of its headline figure (a ratio column to the first model is added for it)
-    header: str  # the table's column title
+    header: str  # the command's text-table column title
+    title: str  # what rendered tables call it
     prepare: Callable[[Target], Callable[[], object]]
     fields: Callable[[list[float], int], dict]  # (seconds per timed round, batch) -> row figures
     modules: tuple[str, ...] = ()  # optional packages it imports, from the ``deploy`` extra
@@ -259,15 +260,16 @@ class Runtime:
 RUNTIMES = {
     r.name: r
     for r in (
-        Runtime("pytorch", "latency_ms", "latency(ms)", eager_step, _eager_fields, tracks_memory=True),
-        Runtime("cuda_graph", "graph_ms", "graph(ms)", lambda t: cuda_graph_step(t.fused, _input(t)),
+        Runtime("pytorch", "latency_ms", "latency(ms)", "PyTorch", eager_step, _eager_fields, tracks_memory=True),
+        Runtime("cuda_graph", "graph_ms", "graph(ms)", "CUDA graph", lambda t: cuda_graph_step(t.fused, _input(t)),
                 _median_ms("graph_ms"), needs_cuda=CUDA_GRAPH_NEEDS_CUDA),
-        Runtime("train", "train_images_per_s", "train img/s", train_step,
+        Runtime("train", "train_images_per_s", "train img/s", "training img/s", train_step,
                 lambda sec, batch: {"train_images_per_s": batch / statistics.median(sec)}),
-        Runtime("onnx", "onnx_ms", "onnx(ms)", onnx_step, _median_ms("onnx_ms"), ("onnx", "onnxruntime")),
-        Runtime("openvino", "openvino_ms", "openvino(ms)", lambda t: _openvino_step(t, int8=False),
+        Runtime("onnx", "onnx_ms", "onnx(ms)", "ONNX Runtime", onnx_step, _median_ms("onnx_ms"),
+                ("onnx", "onnxruntime")),
+        Runtime("openvino", "openvino_ms", "openvino(ms)", "OpenVINO FP32", lambda t: _openvino_step(t, int8=False),
                 _median_ms("openvino_ms"), ("openvino",)),
-        Runtime("int8", "openvino_int8_ms", "ov int8(ms)", lambda t: _openvino_step(t, int8=True),
+        Runtime("int8", "openvino_int8_ms", "ov int8(ms)", "OpenVINO INT8", lambda t: _openvino_step(t, int8=True),
                 _median_ms("openvino_int8_ms"), ("openvino", "nncf")),
     )
 }  # fmt: skip
