@@ -20,6 +20,7 @@ COMMANDS = {
     "accuracy": ("effdet_plugin.commands.accuracy", "train detectors with one recipe and tabulate held-out mAP against cost"),
     "convert-weights": ("effdet_plugin.commands.convert_weights", "write a checkpoint whose EfficientNet backbone holds torchvision ImageNet weights"),
     "bifpn-weights": ("effdet_plugin.commands.bifpn_weights", "print every BiFPN fusion node's normalized input weights"),
+    "protocol": ("effdet_plugin.commands.protocol", "train on a choice dataset's val or score a confirm dataset's test once per frozen model"),
     "render": ("effdet_plugin.commands.render", "render README/docs tables and plots from the results store (--check: list stale ones)"),
     "yaml": ("effdet_plugin.commands.export_yaml", "write a shipped model YAML (Ultralytics or classic YOLOv5 format) to a file"),
 }  # fmt: skip
