@@ -69,7 +69,8 @@ def score(weights: Path, ann: Path, images: Path, recipe: Recipe, out: Path) -> 
 
 
 def family(model: str) -> str:
-    """A model's name without its scale letter (``yolov5s_effv2.yaml`` -> ``yolov5_effv2``), as Ultralytics unifies it."""
+    """A model's name without its scale letter (``yolov5s_effv2.yaml`` -> ``yolov5_effv2``), as Ultralytics unifies
+    it."""
     stem = Path(model).stem
     return unified_stem(stem) if scale_letter(model) else stem
 
@@ -176,7 +177,8 @@ def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``accuracy`` options to ``p``."""
     p.add_argument(
-        "--models", nargs="+", required=True, help="model YAML names/paths or .pt files; first = reference (--per-scale)"
+        "--models", nargs="+", required=True,
+        help="model YAML names/paths or .pt files; first = reference (--per-scale: first of each letter)",
     )
     add_recipe_arguments(p)
     p.add_argument(
@@ -221,7 +223,8 @@ def sweep(args: argparse.Namespace) -> tuple[Recipe, list[dict]]:
     models = list(args.models)
     check_models(models, args.per_scale)
     recipe = recipe_from_args(args, split)
-    scored = "coco_eval" if (split, recipe.checkpoint) == (default, "best") else f"coco_eval_{split}_{recipe.checkpoint}"
+    scored = f"coco_eval_{split}_{recipe.checkpoint}"
+    scored = "coco_eval" if (split, recipe.checkpoint) == (default, "best") else scored
     project = Project(Path(args.project), "--no-train" if args.no_train else "--reuse" if args.reuse else "")
     meta = make_meta(getattr(args, "argv", None))
     if recipe.reduced:
