@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
     for page, text in changed.items():
         with atomic_open(root / page, "w", encoding="utf-8") as f:
             f.write(text)
+        print(f"render: wrote {page}")
     for view in old_plots:
-        views.draw(view, store, root)
-    print("\n".join(lines) if lines else "render: every table and plot is up to date")
+        print(f"render: drew {views.draw(view, store, root).relative_to(root)}")
+    if not changed and not old_plots:
+        print("render: every table and plot is up to date")
     return 0
