@@ -73,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         print("\n".join(lines) if lines else "render: every table and plot is up to date")
         return 1 if lines else 0
+    if old_plots:  # before any page is written
+        from effdet_plugin.commands.extras import require
+
+        require("drawing plots", ["matplotlib"], "plot")
     store = views.Store(results.load(root / "results"))
     for page, text in changed.items():
         with atomic_open(root / page, "w", encoding="utf-8") as f:
