@@ -253,3 +253,16 @@ def test_render_check_on_the_repository(capsys):
 
 def test_repository_pages_hold_no_figure_absent_from_the_store(capsys):
     assert render(REPO, "--figures") == 0, "\n".join(capsys.readouterr().out.splitlines()[:40])
+
+
+def test_drawing_without_matplotlib_is_one_line_before_any_page_is_written(store, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as when it is not installed
+    before = (store / "README.md").read_text()
+    assert render(store) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    expected = "effdet-plugin render: error: drawing plots needs matplotlib, which a bare install lacks: pip install "
+    assert err == [expected + '"effdet-plugin[plot]"'], err
+    assert (store / "README.md").read_text() == before and not (store / "docs" / "curves_cards.png").exists()
+    assert render(store, "--check") == 1  # checking needs no matplotlib
