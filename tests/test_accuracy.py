@@ -5,28 +5,28 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml
 from conftest import PYTHON, run_cli
 
 from effdet_plugin.commands import cli
-from effdet_plugin.commands.accuracy import (
-    ROW_KEYS,
-    AccuracyError,
-    coco_ground_truth,
-    eval_split,
-    family,
-    make_rows,
-    plot,
-    references,
-    split_images,
-    table,
-    welch_p,
-)
+from effdet_plugin.commands.accuracy import ROW_KEYS, family, make_rows, plot, references, table
 from effdet_plugin.commands.benchmark import load_model
 from effdet_plugin.commands.coco_eval import image_files, load_annotations
+from effdet_plugin.commands.compare import welch_p
+from effdet_plugin.commands.heldout import AccuracyError, coco_ground_truth, eval_split, split_images
+from effdet_plugin.commands.plots import stamp_of
+from effdet_plugin.commands.recipe import Recipe
+from effdet_plugin.commands.results import load_record
+
+
+def recipe(**changes) -> Recipe:
+    """A CPU recipe as the tests' fixture records hold it."""
+    fields = {"data": "/d/cards/data.yaml", "split": "test", "epochs": 1, "imgsz": 64, "batch": 8, "seeds": (0, 1, 2),
+              "device": "cpu", "device_name": "cpu", "workers": 0, "pretrained": False, "progressive": False,
+              "checkpoint": "best", "latency_imgsz": 64, "repeats": 2, "reduced": True}  # fmt: skip
+    return Recipe(**{**fields, **changes})
 
 ACCURACY = [PYTHON, "-m", "effdet_plugin.commands.cli", "accuracy"]  # a fresh process: training leaves state behind
 
@@ -39,8 +39,12 @@ def test_end_to_end_json(demo_data, tmp_path, capsys, monkeypatch):
     args += ["--json", str(out), "--plot", "p.png"]
     proc = run_cli([*ACCURACY, *args], tmp_path, env={"OMP_NUM_THREADS": "1"})
     assert "running on CPU at reduced settings" in proc.stdout
-    rows = json.loads(out.read_text())
-    assert [r["model"] for r in rows] == ["yolov5n_effv2.yaml", "yolov5nu.yaml"]
+    rows = json.loads(out.read_text())["rows"]
+    scores = load_record(out).scores  # a valid results-store record, each run with its per-epoch val curve
+    name = demo_data.resolve().parent.name  # the dataset's name in records: the folder of its data.yaml
+    assert [(s.model, s.dataset, s.split, s.run.curve.epoch) for s in scores] == [
+        ("yolov5n_effv2", name, "test", (1,)), ("yolov5nu", name, "test", (1,))]
+    assert scores[0].run.map50_95 == rows[0]["map50_95"] and scores[0].recipe["epochs"] == 1
     for r in rows:
         assert set(ROW_KEYS) <= set(r)
         assert r["eval_split"] == "test" and r["epochs"] == 1 and r["imgsz"] == 64 and r["reduced"] is True
@@ -49,7 +53,7 @@ def test_end_to_end_json(demo_data, tmp_path, capsys, monkeypatch):
         assert r["params"] > 0 and r["gflops"] > 0 and r["latency_ms"] > 0 and r["train_s"] > 0
         assert len(r["runs"]) == 1 and Path(r["runs"][0]["weights"]).is_file() and r["runs"][0]["best_epoch"] == 1
     assert rows[0]["latency_ratio"] == 1.0
-    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG" and stamp_of(tmp_path / "p.png")
     assert rows[0]["params"] != rows[1]["params"]
     table = proc.stdout.split("mAP as mean")[-1]
     assert "yolov5n_effv2.yaml" in table and "yolov5nu.yaml" in table and "mAP50-95" in table and "CPU ms@64" in table
@@ -61,8 +65,8 @@ def test_end_to_end_json(demo_data, tmp_path, capsys, monkeypatch):
     again = tmp_path / "again.json"
     proc = run_cli([*ACCURACY, *args, "--no-train", "--json", str(again)], tmp_path, env={"OMP_NUM_THREADS": "1"})
     assert best.stat().st_mtime_ns == stamp and "--no-train: 2 of 2 runs finished in " in proc.stdout
-    assert [r["latency_threads"] for r in json.loads(again.read_text())] == [1, 1]  # torch's count: OMP_NUM_THREADS
-    for old, new in zip(rows, json.loads(again.read_text())):
+    assert [r["latency_threads"] for r in json.loads(again.read_text())["rows"]] == [1, 1]  # OMP_NUM_THREADS
+    for old, new in zip(rows, json.loads(again.read_text())["rows"]):
         assert new["map50_95"] == pytest.approx(old["map50_95"]) and new["train_s"] == pytest.approx(old["train_s"])
         assert new["runs"][0]["best_epoch"] == old["runs"][0]["best_epoch"]
     # another split and the last checkpoint: scored into their own folder, the default's files and rows untouched
@@ -70,7 +74,7 @@ def test_end_to_end_json(demo_data, tmp_path, capsys, monkeypatch):
     proc = run_cli([*ACCURACY, *args, "--no-train", "--split", "val", "--checkpoint", "last", "--json", str(other)],
                    tmp_path, env={"OMP_NUM_THREADS": "1"})  # fmt: skip
     assert "last.pt scored on the 'val' split" in proc.stdout and best.stat().st_mtime_ns == stamp
-    for r in json.loads(other.read_text()):
+    for r in json.loads(other.read_text())["rows"]:
         assert r["eval_split"] == "val" and r["checkpoint"] == "last" and r["runs"][0]["weights"].endswith("last.pt")
         assert (Path(r["runs"][0]["weights"]).parent.parent / "coco_eval_val_last" / "metrics.json").is_file()
         assert 0 <= r["map50_95"] <= r["map50"] <= 1
@@ -79,7 +83,7 @@ def test_end_to_end_json(demo_data, tmp_path, capsys, monkeypatch):
     # the cost columns at another size than training (CPU trains small, deployment latency is wanted at full size)
     again = tmp_path / "big.json"
     run_cli([*ACCURACY, *args, "--reuse", "--latency-imgsz", "96", "--json", str(again)], tmp_path)
-    big = json.loads(again.read_text())
+    big = json.loads(again.read_text())["rows"]
     assert [r["latency_imgsz"] for r in big] == [96, 96] and big[0]["imgsz"] == 64
     assert big[0]["gflops"] > rows[0]["gflops"] and big[0]["map50_95"] == pytest.approx(rows[0]["map50_95"])
     argv = ["accuracy", *args, "--reuse"]
@@ -97,7 +101,7 @@ def test_end_to_end_json(demo_data, tmp_path, capsys, monkeypatch):
     argv = [*args[:1], "yolov5n_effv2.yaml", *args[3:], "--progressive", "--json", str(prog)]
     argv[argv.index("--epochs") + 1] = "4"  # one epoch per stage (progressive_stages 4)
     proc = run_cli([*ACCURACY, *argv], tmp_path, env={"OMP_NUM_THREADS": "1"})
-    (row,) = json.loads(prog.read_text())
+    (row,) = json.loads(prog.read_text())["rows"]
     run = Path(row["runs"][0]["weights"]).parent.parent
     assert row["progressive"] is True and run.name == "yolov5n_effv2_progressive_seed0", run
     assert yaml.safe_load((run / "args.yaml").read_text())["progressive"] is True
@@ -112,15 +116,11 @@ def test_rows_carry_welch_p_against_the_first_model():
     assert welch_p(other, base) == pytest.approx(0.06983, abs=1e-4) == welch_p(base, other)
     assert welch_p([0.5], base) is None and welch_p([0.4, 0.4], [0.3, 0.3]) is None  # one seed; no spread at all
     cost = [{"params": 1, "gflops": 1.0, "latency_ms": 1.0, "latency_ms_ratio": 1.0, "threads": 2}] * 3
-    recipe = {"imgsz": 64, "latency_imgsz": 64, "epochs": 1, "batch": 8, "seeds": [0, 1, 2], "device_name": "cpu"}
-    args = SimpleNamespace(
-        models=["a.yaml", "b.yaml", "c.yaml"], pretrained=False, progressive=False, reduced=True, per_scale=False,
-        checkpoint="best", **recipe,
-    )
     runs = {m: [{"seed": i, "map50_95": v, "map50": v, "map75": v, "train_s": 60.0} for i, v in enumerate(vals)]
             for m, vals in (("a.yaml", base), ("b.yaml", other), ("c.yaml", [0.5]))}  # fmt: skip
-    rows = make_rows(cost, runs, args, "test")
+    rows = make_rows(cost, runs, ["a.yaml", "b.yaml", "c.yaml"], recipe())
     assert [r["map50_95_p"] for r in rows] == [None, pytest.approx(0.06983, abs=1e-4), None]
+    assert {r["dataset"] for r in rows} == {"cards"}
     lines = table(rows).splitlines()
     assert "p vs first" in lines[0] and "0.070" in lines[2] and "0.070" not in lines[1] + lines[3]
     assert {r["reference"] for r in rows} == {"a.yaml"}
@@ -140,11 +140,7 @@ def test_per_scale_compares_each_model_with_the_first_of_its_letter(tmp_path):
     maps = [[0.40, 0.42, 0.44], [0.30, 0.32, 0.34], [0.50, 0.52, 0.54], [0.50, 0.52, 0.54], [0.6, 0.6, 0.7]]
     runs = {m: [{"seed": i, "map50_95": v, "map50": v, "map75": v, "train_s": 60.0} for i, v in enumerate(vals)]
             for m, vals in zip(models, maps)}  # fmt: skip
-    recipe = {"imgsz": 64, "latency_imgsz": 640, "epochs": 1, "batch": 8, "seeds": [0, 1, 2], "device_name": "cpu"}
-    args = SimpleNamespace(
-        models=models, pretrained=False, progressive=False, reduced=True, per_scale=True, checkpoint="last", **recipe
-    )
-    rows = make_rows(cost, runs, args, "test")
+    rows = make_rows(cost, runs, models, recipe(latency_imgsz=640, checkpoint="last"), per_scale=True)
     assert [r["latency_ratio"] for r in rows] == pytest.approx([1.0, 0.9, 1.0, 0.9, 1.0])
     assert [r["reference"] for r in rows] == [models[0], models[0], models[2], models[2], models[4]]
     assert {r["checkpoint"] for r in rows} == {"last"}
@@ -227,7 +223,8 @@ def test_split_images_lists_as_ultralytics(demo_data, tmp_path):
         ("split", r"^effdet-plugin accuracy: error: --split test: data YAML .*bad\.yaml has no 'test' split \(keys: "),
         ("unknown_model", r"^effdet-plugin accuracy: error: unknown model 'yolov5q_nonexistent\.yaml'"),
         ("per_scale", r"^effdet-plugin accuracy: error: --per-scale: '.*mine\.yaml' names no scale letter"),
-        ("no_train", r"^effdet-plugin accuracy: error: --no-train: 2 of 2 runs .* in .*: yolov5n_effv2_seed0, yolov5nu_seed0$"),
+        ("no_train",
+         r"^effdet-plugin accuracy: error: --no-train: 2 of 2 runs .* in .*: yolov5n_effv2_seed0, yolov5nu_seed0$"),
     ],
 )
 def test_bad_input_one_line(demo_data, tmp_path, capsys, monkeypatch, case, match):

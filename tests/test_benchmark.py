@@ -13,6 +13,9 @@ import pytest
 
 from effdet_plugin.commands import benchmark as bench
 from effdet_plugin.commands import cli
+from effdet_plugin.commands.benchmark import BenchmarkConfig
+from effdet_plugin.commands.results import load_record
+from effdet_plugin.commands.runtimes import cuda_graph_step, export_openvino, images
 
 REQUIRED = {"model", "params", "gflops", "latency_ms", "images_per_s", "imgsz", "batch", "device", "peak_mem_mb"}
 
@@ -28,7 +31,11 @@ def test_tiny_run_writes_json(tmp_path, capsys, monkeypatch):
     threads = NUM_THREADS + 1
     args += ["--repeats", "1", "--warmup", "0", "--threads", str(threads), "--train", "--onnx", "--json", str(out)]
     assert cli.main([*args, "--no-progress"]) == 0
-    rows = json.loads(out.read_text())
+    record = json.loads(out.read_text())
+    assert record["kind"] == "benchmark" and record["meta"]["argv"] == ["effdet-plugin", *args, "--no-progress"]
+    assert {"onnx", "onnxruntime", "torch", "ultralytics", "effdet-plugin"} <= record["meta"]["versions"].keys()
+    rows = record["rows"]
+    assert [(t.model, t.batch) for t in load_record(out).timings] == [(r["model"], r["batch"]) for r in rows]
     assert [(r["model"], r["batch"]) for r in rows] == [
         ("yolov5n_effv2", 1), ("yolov5nu", 1), ("yolov5n_effv2", 2), ("yolov5nu", 2)
     ]  # fmt: skip
@@ -52,12 +59,13 @@ def test_openvino_fp32_and_int8(tmp_path, demo_data, monkeypatch):
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")
     monkeypatch.chdir(tmp_path)
-    rows = bench.benchmark(["yolov5n_effv2-lite.yaml", "yolov5n_effv2.yaml"], [64], [1], repeats=1, warmup=0,
-                           threads=1, openvino=True, int8=str(demo_data), progress=False)
+    config = BenchmarkConfig((64,), (1,), runtimes=("openvino", "int8"), int8_data=str(demo_data), repeats=1,
+                             warmup=0, threads=1, progress=False)
+    rows = bench.benchmark(["yolov5n_effv2-lite.yaml", "yolov5n_effv2.yaml"], config)
     for r in rows:
         assert r["openvino_ms"] > 0 and r["openvino_int8_ms"] > 0
     assert rows[0]["openvino_ms_ratio"] == rows[0]["openvino_int8_ms_ratio"] == 1.0
-    xml = bench.export_openvino(bench.load_model("yolov5n_effv2-lite.yaml"), 64, 1, tmp_path, "q", str(demo_data))
+    xml = export_openvino(bench.load_model("yolov5n_effv2-lite.yaml"), 64, 1, tmp_path, "q", str(demo_data))
     assert "FakeQuantize" in xml.read_text() or "FakeConvert" in xml.read_text()
 
 
@@ -92,7 +100,7 @@ def test_default_threads_are_torchs_own():
     old = torch.get_num_threads()
     torch.set_num_threads(NUM_THREADS + 1)
     try:
-        rows = bench.benchmark(["yolov5nu.yaml"], [64], [1], repeats=1, warmup=0, progress=False)
+        rows = bench.benchmark(["yolov5nu.yaml"], BenchmarkConfig((64,), (1,), repeats=1, warmup=0, progress=False))
         assert rows[0]["threads"] == torch.get_num_threads() == NUM_THREADS + 1
     finally:
         torch.set_num_threads(old)
@@ -161,20 +169,21 @@ def test_channels_last_models_inputs_and_training():
     nhwc = bench.inference_model(model, torch.device("cpu"), channels_last=True)
     convs = [m.weight for m in nhwc.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
-    x = bench._images(1, 64, torch.device("cpu"), channels_last=True)
+    x = images(1, 64, torch.device("cpu"), channels_last=True)
     assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     with torch.inference_mode():
         assert torch.allclose(nchw(x.contiguous())[0], nhwc(x)[0], atol=1e-4)
-    rows = bench.benchmark([model], [64], [1], repeats=1, warmup=0, threads=1, channels_last=True, train=True,
-                           progress=False)
+    config = BenchmarkConfig((64,), (1,), runtimes=("train",), channels_last=True, repeats=1, warmup=0, threads=1,
+                             progress=False)
+    rows = bench.benchmark([model], config)
     assert rows[0]["channels_last"] is True and rows[0]["train_images_per_s"] > 0 and "graph_ms" not in rows[0]
 
 
 def test_cuda_graph_needs_cuda():
     import torch
 
-    with pytest.raises(bench.BenchmarkError, match="--cuda-graph needs a CUDA device"):
-        bench.cuda_graph_step(torch.nn.Identity(), torch.zeros(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="--cuda-graph needs a CUDA device"):
+        cuda_graph_step(torch.nn.Identity(), torch.zeros(1, 3, 32, 32))
 
 
 @pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs a CUDA device (tools/gpu_check.sh)")
@@ -184,12 +193,13 @@ def test_cuda_graph_replay_equals_eager():
 
     dev = torch.device("cuda")
     m = bench.inference_model(bench.load_model("yolov5n_effv2.yaml"), dev, half=True, channels_last=True)
-    x = bench._images(1, 640, dev, torch.float16, channels_last=True)
+    x = images(1, 640, dev, torch.float16, channels_last=True)
+    replay = cuda_graph_step(m, x)
     with torch.inference_mode():
-        replay = bench.cuda_graph_step(m, x)
         assert torch.allclose(replay()[0], m(x)[0], atol=1e-2)
-    rows = bench.benchmark(["yolov5nu.yaml", "yolov5n_effv2.yaml"], [640], [1], device="0", half=True,
-                           cuda_graph=True, repeats=3, warmup=1, progress=False)
+    config = BenchmarkConfig((640,), (1,), device="0", runtimes=("cuda_graph",), half=True, repeats=3, warmup=1,
+                             progress=False)
+    rows = bench.benchmark(["yolov5nu.yaml", "yolov5n_effv2.yaml"], config)
     assert all(r["graph_ms"] > 0 for r in rows) and rows[0]["graph_ms_ratio"] == 1.0
 
 
@@ -217,18 +227,60 @@ def test_gpu_check_script_runs_end_to_end_on_cpu(tmp_path):
     assert table[6].rstrip().endswith("(1.00) |")  # the baseline's yolo-train ratio
 
 
-def test_write_json_atomic_replaces(tmp_path):
-    f = tmp_path / "rows.json"
-    f.write_text("old")
-    bench.write_json([{"model": "x"}], f)
-    assert json.loads(f.read_text()) == [{"model": "x"}] and len(list(tmp_path.iterdir())) == 1
+def test_interleave_runs_every_step_once_per_round_in_rotating_order():
+    """The one timing loop: each round runs every step once, each round starts one step later, warm-up rounds are
+    run but not returned."""
+    import torch
+
+    from effdet_plugin.commands.timing import interleave
+
+    seen: list[str] = []
+    steps = {name: (lambda name=name: seen.append(name)) for name in "abc"}
+    times = interleave(steps, torch.device("cpu"), repeats=3, warmup=1)
+    rounds = [seen[i : i + 3] for i in range(0, len(seen), 3)]
+    assert rounds == [list("abc"), list("bca"), list("cab"), list("abc")]
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3} and all(t >= 0 for t in times["a"])
 
 
-@pytest.mark.slow  # OpenVINO exports run only in the slow set
-def test_openvino_telemetry_is_off_in_the_suite():
-    """Tests are offline, and OpenVINO's converter reports usage over the network from a child process by default
-    (conftest runs the suite as a CI job, which the converter honours): exports in the suite send nothing."""
-    pytest.importorskip("openvino")
-    from openvino.tools.ovc.telemetry_utils import init_ovc_telemetry
+def test_every_model_and_runtime_is_timed_in_one_loop():
+    """Two runtimes of two models at one setting: one interleaved loop over the four (model, runtime) pairs, so the
+    training step and eager inference of both models share every round; each row gets every runtime's figure."""
+    config = BenchmarkConfig((64,), (1,), runtimes=("train",), repeats=2, warmup=0, threads=1, progress=False)
+    rows = bench.benchmark(["yolov5n_effv2.yaml", "yolov5nu.yaml"], config)
+    assert config.runtimes == ("pytorch", "train")
+    for r in rows:
+        assert r["latency_ms"] > 0 and r["train_images_per_s"] > 0 and r["extra_mem_mb"] >= 0
+    assert rows[0]["train_images_per_s_ratio"] == 1.0
+    ratio = rows[1]["train_images_per_s"] / rows[0]["train_images_per_s"]
+    assert rows[1]["train_images_per_s_ratio"] == pytest.approx(ratio)
 
-    assert init_ovc_telemetry().consent is False
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"runtimes": ("tensorrt",)}, "unknown runtime(s) ['tensorrt']: expected some of pytorch, cuda_graph, train"),
+        ({"runtimes": ("int8",)}, "the int8 runtime needs int8_data"),
+        ({"imgsz": (64, 0)}, "imgsz must be a positive integer, got 0"),
+        ({"warmup": -1}, "--warmup must be >= 0, got -1"),
+    ],
+)
+def test_config_refuses_bad_settings(kwargs, message):
+    with pytest.raises(bench.BenchmarkError) as e:
+        BenchmarkConfig(**kwargs)
+    assert message in str(e.value) and len(str(e.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("flag, blocked", [("--onnx", "onnxruntime"), ("--openvino", "openvino")])
+def test_runtime_without_its_extra_names_the_extra_before_any_work(flag, blocked, capsys, tmp_path, monkeypatch):
+    """A bare install lacks the deploy extra: the command stops at once with one line naming it (an import Python
+    itself blocks, as for a package that is not installed), before any model is built or anything is written."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, blocked, None)
+    monkeypatch.chdir(tmp_path)
+    argv = ["benchmark", "--models", "yolov5nu.yaml", "--imgsz", "64", flag, "--json", "out.json", "--no-progress"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    expected = f'effdet-plugin benchmark: error: {flag} needs {blocked}, which a bare install lacks: pip install "'
+    assert err == [expected + 'effdet-plugin[deploy]"'], err
+    assert list(tmp_path.iterdir()) == []

@@ -87,7 +87,7 @@ for s in scales:
         epoch_s[m] = (t[-1] - t[0]) / (len(t) - 1) if len(t) > 1 else t[0]
         train_rows.append({"model": m, "epochs": len(t), "total_s": t[-1], "epoch_s": epoch_s[m]})
     base = epoch_s[f"yolov5{s}u"]
-    for r in json.loads((out / f"bench_{s}.json").read_text()):
+    for r in json.loads((out / f"bench_{s}.json").read_text())["rows"]:  # a results-store record
         def cell(key, fmt):
             return "-" if key not in r else f"{r[key]:{fmt}} ({r[key + '_ratio']:.2f})"
         e = f"{epoch_s[r['model']]:.2f} ({epoch_s[r['model']] / base:.2f})" if r["batch"] != 1 else ""

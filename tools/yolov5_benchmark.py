@@ -9,19 +9,18 @@ Every model is built by YOLOv5's own ``DetectionModel`` (80 classes), fused (``f
 mode. GFLOPs are thop's count at 640x640 (as YOLOv5's model summary reports them). Latency: batch 1, 640x640, float32,
 ``torch.set_num_threads(THREADS)``; after a warm-up, each round times every model once, in an order that rotates from
 round to round (interleaved, so a busy spell on the machine is shared by all models); median and interquartile range
-over the rounds. The load average before and after is printed: compare rows of one run only.
+over the rounds. The rounds run through ``effdet_plugin.commands.timing.interleave``, the loop ``effdet-plugin
+benchmark`` times with. The load average before and after is printed: compare rows of one run only. ``--json`` writes
+a results-store record (kind ``benchmark``) as ``effdet-plugin benchmark --json`` does.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import platform
 import statistics
 import sys
-import time
 from copy import deepcopy
 from pathlib import Path
 
@@ -59,8 +58,10 @@ def _gflops(model, imgsz: int) -> float:
     return thop.profile(deepcopy(model), inputs=(torch.zeros(1, 3, imgsz, imgsz),), verbose=False)[0] / 1e9 * 2
 
 
-def measure(repo: str | None, imgsz: int, threads: int, warmup: int, rounds: int, only: list[str] | None) -> dict:
-    """Build, fuse and time every model; return the table as a dict."""
+def measure(repo: str | None, imgsz: int, threads: int, warmup: int, rounds: int, only: list[str] | None) -> list[dict]:
+    """Build, fuse and time every model; return one results-store row per model."""
+    from effdet_plugin.commands.timing import interleave
+
     torch.set_num_threads(threads)
     yolo = _yolo(repo)
     logging.getLogger("yolov5").setLevel(logging.ERROR)
@@ -71,39 +72,34 @@ def measure(repo: str | None, imgsz: int, threads: int, warmup: int, rounds: int
         params = sum(p.numel() for p in m.parameters())
         m.fuse()
         models[name] = m
-        rows[name] = {"params": params, "gflops": round(_gflops(m, imgsz), 2), "file": str(path)}
+        rows[name] = {"model": Path(name).stem, "file": str(path), "params": params, "gflops": _gflops(m, imgsz)}
     x = torch.rand(1, 3, imgsz, imgsz)
     load_before = os.getloadavg()
-    times: dict[str, list[float]] = {n: [] for n in models}
-    names = list(models)
     with torch.inference_mode():
-        for _ in range(warmup):
-            for n in names:
-                models[n](x)
-        for r in range(rounds):
-            for n in names[r % len(names):] + names[: r % len(names)]:
-                t = time.perf_counter()
-                models[n](x)
-                times[n].append((time.perf_counter() - t) * 1000)
-    for n, ts in times.items():
-        q = statistics.quantiles(ts, n=4)
-        rows[n].update(ms_median=round(statistics.median(ts), 1), ms_q1=round(q[0], 1), ms_q3=round(q[2], 1))
-    return {"rows": rows, "imgsz": imgsz, "threads": threads, "warmup": warmup, "rounds": rounds,
-            "loadavg_before": [round(v, 2) for v in load_before],
-            "loadavg_after": [round(v, 2) for v in os.getloadavg()], "torch": torch.__version__,
-            "cpu": platform.processor() or platform.machine(), "host": "clone" if repo else "pip yolov5"}
+        seconds = interleave({n: (lambda m=m: m(x)) for n, m in models.items()}, torch.device("cpu"), rounds, warmup)
+    load_after = os.getloadavg()
+    for n, sec in seconds.items():
+        ms = [t * 1e3 for t in sec]
+        q = statistics.quantiles(ms, n=4) if len(ms) > 1 else [ms[0]] * 3
+        rows[n].update(
+            imgsz=imgsz, batch=1, device="cpu", threads=threads, latency_ms=statistics.median(ms),
+            latency_q1_ms=q[0], latency_q3_ms=q[2], host="clone" if repo else "pip yolov5",
+            loadavg_before=[round(v, 2) for v in load_before], loadavg_after=[round(v, 2) for v in load_after],
+        )  # fmt: skip
+    return list(rows.values())
 
 
-def markdown(result: dict) -> str:
+def markdown(rows: list[dict], warmup: int, rounds: int) -> str:
     """The table as Markdown."""
-    lines = [f"| model | params | GFLOPs ({result['imgsz']}) | fused CPU latency, ms: median (IQR) |",
+    r0 = rows[0]
+    lines = [f"| model | params | GFLOPs ({r0['imgsz']}) | fused CPU latency, ms: median (IQR) |",
              "| --- | ---: | ---: | ---: |"]
-    for name, r in result["rows"].items():
-        lines.append(f"| {name} | {r['params']:,} | {r['gflops']:.1f} | {r['ms_median']:.1f} "
-                     f"({r['ms_q1']:.1f}-{r['ms_q3']:.1f}) |")
-    lines.append(f"\nbatch 1, {result['imgsz']}x{result['imgsz']}, {result['threads']} threads, {result['rounds']} "
-                 f"interleaved rounds after {result['warmup']} warm-up; torch {result['torch']}, {result['host']}; load "
-                 f"average {result['loadavg_before'][0]} before, {result['loadavg_after'][0]} after")
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['params']:,} | {r['gflops']:.1f} | {r['latency_ms']:.1f} "
+                     f"({r['latency_q1_ms']:.1f}-{r['latency_q3_ms']:.1f}) |")
+    lines.append(f"\nbatch 1, {r0['imgsz']}x{r0['imgsz']}, {r0['threads']} threads, {rounds} interleaved rounds after "
+                 f"{warmup} warm-up; torch {torch.__version__}, {r0['host']}; load average "
+                 f"{r0['loadavg_before'][0]} before, {r0['loadavg_after'][0]} after")
     return "\n".join(lines)
 
 
@@ -115,12 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--models", nargs="*", help=f"subset of {', '.join(HOST + CLASSIC)}")
-    p.add_argument("--json", type=Path, help="also write the result here")
+    p.add_argument("--json", type=Path, help="also write a results-store record (rows, command, machine, versions)")
     args = p.parse_args(argv)
-    result = measure(args.repo, args.imgsz, args.threads, args.warmup, args.rounds, args.models)
+    rows = measure(args.repo, args.imgsz, args.threads, args.warmup, args.rounds, args.models)
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
-    print(markdown(result))
+        from effdet_plugin.commands.results import make_meta, write_record
+
+        meta = make_meta(packages=() if args.repo else ("yolov5",))
+        meta["argv"] = ["tools/yolov5_benchmark.py", *(sys.argv[1:] if argv is None else argv)]
+        write_record(args.json, "benchmark", rows, meta=meta)
+    print(markdown(rows, args.warmup, args.rounds))
     return 0
 
 

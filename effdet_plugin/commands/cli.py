@@ -20,6 +20,8 @@ COMMANDS = {
     "accuracy": ("effdet_plugin.commands.accuracy", "train detectors with one recipe and tabulate held-out mAP against cost"),
     "convert-weights": ("effdet_plugin.commands.convert_weights", "write a checkpoint whose EfficientNet backbone holds torchvision ImageNet weights"),
     "bifpn-weights": ("effdet_plugin.commands.bifpn_weights", "print every BiFPN fusion node's normalized input weights"),
+    "protocol": ("effdet_plugin.commands.protocol", "train on a choice dataset's val or score a confirm dataset's test once per frozen model"),
+    "render": ("effdet_plugin.commands.render", "render README/docs tables and plots from the results store (--check: list stale ones)"),
     "yaml": ("effdet_plugin.commands.export_yaml", "write a shipped model YAML (Ultralytics or classic YOLOv5 format) to a file"),
 }  # fmt: skip
 
@@ -58,7 +60,8 @@ def _one_line(e: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``effdet-plugin`` command line and return its exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(_chosen(argv)).parse_args(argv)
+    # the command line as typed, for the records a command writes to the results store
+    args = build_parser(_chosen(argv)).parse_args(argv, namespace=argparse.Namespace(argv=tuple(argv)))
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except USER_ERRORS as e:  # one line, no traceback

@@ -1,4 +1,4 @@
-"""The one text-table layout of the command line (``benchmark``, ``accuracy``): aligned columns, names left, figures right."""
+"""The one text-table layout of the command line (``benchmark``, ``accuracy``): aligned columns, figures right."""
 
 from __future__ import annotations
 

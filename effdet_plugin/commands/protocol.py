@@ -1,0 +1,172 @@
+"""The frozen protocol: choices are made on val; test is scored once per frozen model; every run is recorded.
+
+    effdet-plugin protocol --role choice  --data data/cards/data.yaml --models yolov5nu.yaml yolov5n_effv2.yaml \
+        --seeds 0 1 2 --epochs 100 --imgsz 224 --device cpu --project runs/cards --json results/protocol_cards.json
+    effdet-plugin protocol --role confirm --data data/plates/data.yaml --models yolov5nu.yaml yolov5n_effv2.yaml \
+        --seeds 0 1 2 --epochs 100 --imgsz 224 --device cpu --project runs/plates --json results/protocol_plates.json
+
+The protocol:
+
+1. Every dataset has a role, named in every record. A ``choice`` dataset may inform choices of architecture or
+   recipe; only its ``val`` split is ever scored. A ``confirm`` dataset played no part in any choice; its ``test``
+   split is scored, and only once per frozen model. A dataset's role never changes: the command refuses a role that
+   contradicts an earlier record in the store.
+2. A frozen model is its architecture identity (a hash of the built model's YAML dict and state-dict shapes), its
+   recipe (epochs, image size, batch, pretrained, progressive, checkpoint), the dataset and the seed. The store
+   remembers which of these already have a test score; scoring one again is refused, with one line naming the earlier
+   record, unless the model changed (another identity).
+3. Every model is trained with at least 3 seeds before it is claimed ahead or behind: with fewer, or with Welch's
+   p > 0.05, ``render`` calls the comparison level.
+4. Every run records its per-epoch validation curve (epoch, mAP50, mAP50-95 and losses, from Ultralytics'
+   ``results.csv``) and its score on the split of its role (pycocotools, through ``coco_eval``), in a results-store
+   record (``--json``) rewritten after every run.
+5. Runs trained earlier with the same recipe in ``--project`` (``<model stem>_seed<N>``, as ``accuracy`` trains
+   them) are adopted, after their ``args.yaml`` is checked against the recipe and their checkpoint's architecture
+   against the model's; missing runs are trained (``--no-train``: refused instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+from pathlib import Path
+
+from effdet_plugin.commands.accuracy import check_models, score
+from effdet_plugin.commands.heldout import AccuracyError, coco_ground_truth, dataset, dataset_name, eval_split
+from effdet_plugin.commands.recipe import Recipe, add_recipe_arguments, recipe_from_args
+from effdet_plugin.commands.results import load, make_meta, write_record
+from effdet_plugin.commands.runs import Finished, Project, plan_runs, read_curve, train_once
+
+ROLES = {"choice": "val", "confirm": "test"}  # the one split each role ever scores
+MIN_SEEDS = 3
+
+
+class ProtocolError(AccuracyError):
+    """A step the protocol forbids (a second test score, a changed role, an adopted run of another model): one line."""
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def identity(model) -> str:
+    """The architecture identity of a built model: its YAML dict (less the file it came from) and state-dict shapes."""
+    spec = {k: v for k, v in model.yaml.items() if k != "yaml_file"}
+    shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
+    return _digest({"yaml": spec, "shapes": shapes})
+
+
+def model_identity(model: str, data: str) -> str:
+    """The identity of ``model`` as it is trained on ``data`` (the dataset's class count)."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    from effdet_plugin.commands.benchmark import load_model
+
+    nc = dataset(data)["nc"]
+    cfg = model if model.endswith((".yaml", ".yml")) else load_model(model).yaml
+    return identity(DetectionModel(cfg, nc=nc, verbose=False))
+
+
+def checkpoint_identity(weights: Path) -> str:
+    """The identity of the model a checkpoint holds."""
+    from ultralytics.nn.tasks import load_checkpoint
+
+    return identity(load_checkpoint(str(weights))[0])
+
+
+def recipe_id(recipe: Recipe) -> str:
+    """The hash of what makes runs comparable (``Recipe.fields``)."""
+    return _digest(recipe.fields())
+
+
+def _protocol_rows(store: Path, also: Path | None) -> list[tuple[Path, dict]]:
+    records = [r for r in load(store) if r.kind == "protocol"]
+    if also is not None and also.is_file() and all(r.path.resolve() != also.resolve() for r in records):
+        from effdet_plugin.commands.results import load_record
+
+        records.append(load_record(also))
+    return [(r.path, row) for r in records if r.kind == "protocol" for row in r.rows]
+
+
+def check_role(rows: list[tuple[Path, dict]], name: str, role: str) -> None:
+    """Refuse a role for dataset ``name`` that contradicts an earlier record."""
+    for path, row in rows:
+        if row["dataset"] == name and row["role"] != role:
+            raise ProtocolError(
+                f"--role {role}: dataset {name} is a {row['role']} dataset in {path}; a dataset's role never changes "
+                "(a confirm dataset must have played no part in any choice)"
+            )
+
+
+def check_unscored(rows: list[tuple[Path, dict]], keys: dict[tuple[str, int], tuple[str, str, str]]) -> None:
+    """Refuse any (model, seed) whose (identity, recipe, dataset, seed) already has a test score in the store."""
+    for (model, seed), (ident, rid, name) in keys.items():
+        for path, row in rows:
+            if row["split"] == "test" and (row["identity"], row["recipe_id"], row["dataset"], row["seed"]) == (
+                    ident, rid, name, seed):  # fmt: skip
+                raise ProtocolError(
+                    f"{Path(model).stem} seed {seed} already has a test score on {name} in {path} (model {ident}, "
+                    f"recipe {rid}): test is scored once per frozen model; change the model to score it again"
+                )
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add the ``protocol`` options to ``p``."""
+    p.add_argument("--models", nargs="+", required=True, help="model YAML names/paths or .pt files")
+    p.add_argument("--role", required=True, choices=tuple(ROLES),
+                   help="choice: scored on val only, may inform choices; confirm: test scored once per frozen model")
+    p.add_argument("--dataset", default=None, help="the dataset's name in records (default: its data.yaml folder)")
+    add_recipe_arguments(p)
+    p.add_argument("--project", required=True, help="folder of the training runs; finished runs there are adopted")
+    p.add_argument("--no-train", action="store_true", help="adopt finished runs only; stop if any is missing")
+    p.add_argument("--json", required=True, help="the new results-store record to write (never overwritten)")
+    p.add_argument("--store", default="results", help="the results store that remembers test scores (default results)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the protocol for one dataset; refusals raise ``ProtocolError`` (one line, exit 2)."""
+    split = ROLES[args.role]
+    eval_split(args.data, split)  # the split of the role exists
+    name = args.dataset or dataset_name(args.data)
+    out = Path(args.json)
+    if out.exists():
+        raise ProtocolError(f"--json {out} exists: protocol records are the ledger of test scores, never overwritten; "
+                            "name a new file")  # fmt: skip
+    models = list(args.models)
+    check_models(models, per_scale=False)
+    recipe = recipe_from_args(args, split)
+    rows_before = _protocol_rows(Path(args.store), out)
+    check_role(rows_before, name, args.role)
+    rid = recipe_id(recipe)
+    idents = {m: model_identity(m, recipe.data) for m in models}
+    if split == "test":
+        check_unscored(rows_before, {(m, s): (idents[m], rid, name) for m in models for s in recipe.seeds})
+    project = Project(Path(args.project), "--no-train" if args.no_train else "--reuse")
+    finished = plan_runs(project, models, recipe)
+    for (model, seed), done in finished.items():  # an adopted run must hold the model as it builds now
+        if checkpoint_identity(done.weights) != idents[model]:
+            raise ProtocolError(
+                f"{done.run} holds another architecture than {model} builds now (its checkpoint's identity differs): "
+                "it was trained from an earlier version; move it away or train it again"
+            )
+    if len(recipe.seeds) < MIN_SEEDS:
+        print(f"protocol: {len(recipe.seeds)} seed(s): below {MIN_SEEDS}, every comparison renders as level")
+    print(f"protocol: {name} is a {args.role} dataset; {recipe.describe()}")
+    ann, images = coco_ground_truth(recipe.data, split, project.folder.resolve() / f"{split}_ground_truth.json")
+    meta, rows = make_meta(getattr(args, "argv", None)), []
+    for seed in recipe.seeds:
+        for model in models:
+            done: Finished = finished.get((model, seed)) or train_once(project, model, seed, recipe)
+            m, m50, m75 = score(done.weights, ann, images, recipe, done.run / f"protocol_{split}_{recipe.checkpoint}")
+            rows.append({
+                "model": model, "dataset": name, "data": recipe.data, "role": args.role, "split": split,
+                "identity": idents[model], "recipe_id": rid, "recipe": recipe.fields(), "seed": seed,
+                "map50_95": m, "map50": m50, "map75": m75, "train_s": done.seconds, "best_epoch": done.best_epoch,
+                "weights": str(done.weights), "adopted": (model, seed) in finished, "device": recipe.device_name,
+                "reduced": recipe.reduced, "curve": read_curve(done.run),
+            })  # fmt: skip
+            write_record(out, "protocol", rows, meta=meta)
+            print(f"protocol: {Path(model).stem} seed {seed}: mAP50-95 {m:.3f} on {name} '{split}'")
+    print(f"wrote {out}")
+    return 0
