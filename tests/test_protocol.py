@@ -59,6 +59,15 @@ def test_identity_follows_the_architecture_not_the_weights():
     assert protocol.identity(a) != protocol.identity(DetectionModel("yolov5nu.yaml", nc=4, verbose=False))
     assert protocol.identity(a) != protocol.identity(DetectionModel("yolov5n_effv2.yaml", nc=3, verbose=False))
 
+    # a file written otherwise that builds the same layers is the same model; another activation (same shapes) is not
+    from ultralytics.nn.tasks import yaml_model_load
+
+    d = yaml_model_load("yolov5n_effv2.yaml")
+    same = protocol.identity(DetectionModel({**d, "notes": "a key no parser reads"}, nc=3, verbose=False))
+    assert same == protocol.identity(DetectionModel("yolov5n_effv2.yaml", nc=3, verbose=False))
+    relu = DetectionModel({**d, "activation": "nn.ReLU()"}, nc=3, verbose=False)
+    assert protocol.identity(relu) != same
+
 
 def test_refusals_before_any_work(demo_data, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

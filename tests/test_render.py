@@ -171,7 +171,7 @@ def _broken(record: dict, where: str, value) -> dict:
         ("bench_a.json", "rows.0.params", 2.5, "rows[0].params: expected an integer, found 2.5"),
         ("accuracy_raccoon.json", "rows.1.runs.2.map50_95", None,
          "rows[1].runs[2].map50_95: expected a number, found None"),
-        ("accuracy_raccoon.json", "rows.0.pretrained", "no", "rows[0].pretrained: expected true/false, found 'no'"),
+        ("accuracy_raccoon.json", "rows.0.pretrained", 3, "rows[0].pretrained: expected true/false or a string, found 3"),
         ("protocol_cards.json", "rows.3.curve.map50_95", [0.1], "rows[3].curve.map50_95: 1 values for 6 epochs"),
         ("protocol_cards.json", "rows.0.identity", KeyError, "rows[0].identity: missing"),
     ],

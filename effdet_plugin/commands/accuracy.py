@@ -1,11 +1,12 @@
 """Accuracy per cost: train detectors with one recipe, score them on held-out data with pycocotools, one table.
 
     effdet-plugin accuracy --models yolov5su.yaml yolov5s_effv2.yaml --data DATA.yaml --epochs 100 --imgsz 640 \
-        --seeds 0 1 2 --device 0 --json results/NAME.json [--batch 16] [--workers 4] [--pretrained] \
+        --seeds 0 1 2 --device 0 --json results/NAME.json [--batch 16] [--workers 4] [--pretrained [WEIGHTS]] \
         [--project runs/accuracy] [--reuse | --no-train] [--progressive] [--split test|val] [--checkpoint best|last]
 
 Every model is trained by Ultralytics' trainer with the same data, epochs, image size, batch, seeds and default
-hyperparameters, from scratch (``--pretrained``: ``.pt`` models start from their weights). The best checkpoint of each
+hyperparameters, from scratch (``--pretrained``: ``.pt`` models start from their weights; ``--pretrained WEIGHTS``:
+every model's EfficientNet backbone starts from those ImageNet weights). The best checkpoint of each
 run is scored on the dataset's ``test`` split (``val`` when there is none) by ``coco_eval`` (pycocotools);
 ``--split`` and ``--checkpoint last`` score another split or the last epoch's weights, so a margin can be checked on
 held-out images that chose no checkpoint. Params, GFLOPs and fused CPU latency (relative to the first model) come from

@@ -11,7 +11,7 @@ The protocol:
    recipe; only its ``val`` split is ever scored. A ``confirm`` dataset played no part in any choice; its ``test``
    split is scored, and only once per frozen model. A dataset's role never changes: the command refuses a role that
    contradicts an earlier record in the store.
-2. A frozen model is its architecture identity (a hash of the built model's YAML dict and state-dict shapes), its
+2. A frozen model is its architecture identity (a hash of the built model's layers and state-dict shapes), its
    recipe (epochs, image size, batch, pretrained, progressive, checkpoint), the dataset and the seed. The store
    remembers which of these already have a test score; scoring one again is refused, with one line naming the earlier
    record, unless the model changed (another identity).
@@ -51,10 +51,11 @@ def _digest(obj) -> str:
 
 
 def identity(model) -> str:
-    """The architecture identity of a built model: its YAML dict (less the file it came from) and state-dict shapes."""
-    spec = {k: v for k, v in model.yaml.items() if k != "yaml_file"}
+    """The architecture identity of a built model: its modules as built (every layer's settings, activations
+    included) and its state-dict shapes. Two files that build the same model, a shipped YAML and the candidate it was
+    generated to reproduce, say, have one identity; weights never count."""
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
-    return _digest({"yaml": spec, "shapes": shapes})
+    return _digest({"modules": repr(model.model), "shapes": shapes})
 
 
 def model_identity(model: str, data: str) -> str:

@@ -32,7 +32,7 @@ class Recipe:
     device: str  # as the trainer takes it: cpu, 0, ...
     device_name: str  # cpu, or the GPU's name
     workers: int
-    pretrained: bool  # .pt models start from their weights (YAMLs always from scratch)
+    pretrained: bool | str  # True: .pt models start from their weights; a path or package name: backbone weights
     progressive: bool  # the plugin's progressive learning
     checkpoint: str  # best or last
     latency_imgsz: int  # params, GFLOPs and CPU latency measured at this size
@@ -46,8 +46,8 @@ class Recipe:
 
     def trained_with(self, model: str, seed: int) -> dict:
         """The trainer arguments a run of ``model`` with ``seed`` must have in its ``args.yaml`` to be this recipe's."""
-        return {"model": model, "data": self.data, "epochs": self.epochs, "imgsz": self.imgsz, "batch": self.batch,
-                "seed": seed, "pretrained": self.pretrained}  # fmt: skip
+        return {"model": Path(model).stem, "data": self.data, "epochs": self.epochs, "imgsz": self.imgsz,
+                "batch": self.batch, "seed": seed, "pretrained": self.pretrained}  # fmt: skip
 
     def fields(self) -> dict:
         """What makes two runs comparable, as records store it (``results.RECIPE_KEYS``)."""
@@ -74,7 +74,9 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="training device: cpu or a CUDA index (default 0 if CUDA, else cpu)")
     p.add_argument("--batch", type=int, default=16, help="training batch size (default 16)")
     p.add_argument("--workers", type=int, default=2, help="dataloader workers (default 2)")
-    p.add_argument("--pretrained", action="store_true", help="start .pt models from their weights (YAMLs: scratch)")
+    p.add_argument("--pretrained", nargs="?", const=True, default=False, metavar="WEIGHTS",
+                   help="alone: start .pt models from their weights; with WEIGHTS (a file, or efficientnet-lite0/1/2): "
+                        "start every model's EfficientNet backbone from those ImageNet weights (default: scratch)")
     p.add_argument(
         "--checkpoint", choices=("best", "last"), default="best",
         help="checkpoint to score: best.pt, chosen on val by Ultralytics (default), or last.pt, chosen by nothing",

@@ -218,7 +218,8 @@ class _Reader:
         )  # fmt: skip
 
     def recipe(self, obj: Mapping, where: str) -> dict:
-        kinds = {"epochs": int, "imgsz": int, "batch": int, "pretrained": bool, "progressive": bool, "checkpoint": str}
+        kinds = {"epochs": int, "imgsz": int, "batch": int, "pretrained": (bool, str), "progressive": bool,
+                 "checkpoint": str}
         return {k: self.get(obj, k, where, kinds[k]) for k in RECIPE_KEYS}
 
     def timing(self, row: Mapping, where: str) -> Timing:

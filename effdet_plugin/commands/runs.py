@@ -80,6 +80,8 @@ def finished_run(project: Project, model: str, seed: int, recipe: Recipe) -> Fin
     if not (saved.is_file() and weights.is_file() and (run / "results.csv").is_file()):
         return None
     trained = yaml.safe_load(saved.read_text()) or {}
+    # the model by its file's stem, as the folder is named: the same YAML may have been passed by another path
+    trained["model"] = Path(str(trained.get("model", ""))).stem
     want = recipe.trained_with(model, seed)
     if recipe.progressive or "progressive" in trained:  # runs from before the key existed are plain runs
         want["progressive"] = recipe.progressive
