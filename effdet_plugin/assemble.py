@@ -56,7 +56,7 @@ class HostRules(ABC):
 
     @abstractmethod
     def names(self) -> HostNames:
-        """Module names the host's parser resolves, and its detection heads."""
+        """Module names the host's parser resolves, and its output heads."""
 
     @abstractmethod
     def scaling(self, d: dict) -> Scaling:

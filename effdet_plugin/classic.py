@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from effdet_plugin.bifpn import PHI_BY_SCALE, bifpn_size
 
 FOLDER = "yolov5"  # subfolder of the shipped YAML folder
-DETECT_ARGS = "nc, anchors"  # YOLOv5's anchor-based Detect row
+DETECT_ARGS = ["nc", "anchors"]  # YOLOv5's anchor-based Detect row
 # yolov5{n,s,m,l,x}.yaml's (depth_multiple, width_multiple), as ultralytics/yolov5 ships them
 SCALES = {"n": (0.33, 0.25), "s": (0.33, 0.50), "m": (0.67, 0.75), "l": (1.0, 1.0), "x": (1.33, 1.25)}
 # YOLOv5's default anchors (models/yolov5s.yaml), P3/8, P4/16, P5/32

@@ -288,18 +288,18 @@ def uses_plugin(d: dict) -> bool:
 # ------------------------------------------------------------------------------------------------------ validation
 @dataclass(frozen=True)
 class HostNames:
-    """What a host's parser accepts, for the validation pass: its module names and its detection heads."""
+    """What a host's parser accepts, for the validation pass: its module names and its output heads."""
 
     known: Callable[[str], bool]  # is this a module name the host's parser resolves?
     candidates: Iterable[str]  # names offered in a did-you-mean
-    heads: frozenset[str]  # modules that make a row a detection head
+    heads: frozenset[str]  # modules that make a row a model's output head (Detect, Segment, ..., Classify)
 
 
 def validate_model(d: dict, host: HostNames) -> None:
     """Check a model dict that has plugin rows, before anything is built; raise one ``ModelRowError``.
 
     Checks ``nc``; ``backbone`` and ``head`` lists; every row's shape, ``from`` range, repeats and module name (with a
-    did-you-mean); each plugin row's own rules; a detection head; and that ``Level`` rows read a multi-output row,
+    did-you-mean); each plugin row's own rules; an output head; and that ``Level`` rows read a multi-output row,
     with an index in range, each output used once.
     """
     nc = d.get("nc")
@@ -344,7 +344,7 @@ def validate_model(d: dict, host: HostNames) -> None:
             _check_level(d, i, row, multi, picked)
     heads = [i for i, r in enumerate(rows) if r[2] in host.heads]
     if not heads:
-        raise key_error(d, "head", f"has no detection head row ({', '.join(sorted(host.heads))})")
+        raise key_error(d, "head", f"has no output head row ({', '.join(sorted(host.heads))})")
 
 
 def _level_class():

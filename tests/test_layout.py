@@ -7,8 +7,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "effdet_plugin"
-CORE = ("blocks", "bifpn", "stages", "rows", "assemble", "routing", "paths", "atomic", "weights", "progressive",
-        "user_modules", "classic", "scale_rows", "same_padding", "lite_weights")
+CORE = ("blocks", "bifpn", "stages", "heads", "yaml_headers", "rows", "assemble", "routing", "paths", "atomic",
+        "weights", "progressive", "user_modules", "classic", "scale_rows", "same_padding", "lite_weights")
 
 
 def _name(path: Path) -> str:

@@ -6,11 +6,20 @@ import pytest
 import yaml
 from torch import nn
 from torchvision.models._utils import _make_divisible
-from ultralytics.nn.tasks import DetectionModel
+from ultralytics.nn.tasks import (
+    ClassificationModel,
+    DetectionModel,
+    OBBModel,
+    PoseModel,
+    SegmentationModel,
+    guess_model_task,
+)
 
 from effdet_plugin.paths import model_yaml_dir
 
 SHIPPED = sorted(model_yaml_dir().glob("*.yaml"))
+MODELS = {"detect": DetectionModel, "segment": SegmentationModel, "pose": PoseModel, "obb": OBBModel,
+          "classify": ClassificationModel}
 
 
 def _load(name: str) -> dict:
@@ -114,9 +123,10 @@ def test_wide_builds_with_detection_at_strides_8_16_32():
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_every_shipped_yaml_grows_with_the_scale_letter(path):
     d = yaml.safe_load(path.read_text())
+    task = guess_model_task(path)  # from the name, as Ultralytics reads it
     params = []
     for scale in ("n", "s", "m", "l", "x"):
-        model = DetectionModel({**d, "scale": scale}, nc=80, verbose=False)
+        model = MODELS[task]({**d, "scale": scale}, nc=80, verbose=False)
         params.append(sum(p.numel() for p in model.parameters()))
-        assert model.stride.tolist() == [8.0, 16.0, 32.0], (path.name, scale)
+        assert task == "classify" or model.stride.tolist() == [8.0, 16.0, 32.0], (path.name, scale)
     assert params == sorted(params) and len(set(params)) == 5, (path.name, params)

@@ -152,7 +152,7 @@ def test_bad_rows_name_file_row_and_value(tmp_path, row, message):
         (lambda d: d.update(nc="abc"), r"top-level 'nc': must be a positive integer, got 'abc'"),
         (lambda d: d.update(nc=0), r"top-level 'nc': must be a positive integer, got 0"),
         (lambda d: d.pop("head"), r"top-level 'head': must be a non-empty list"),
-        (lambda d: d.update(head=[[-1, 1, "Conv", [64, 1, 1]]]), r"top-level 'head': has no detection head row"),
+        (lambda d: d.update(head=[[-1, 1, "Conv", [64, 1, 1]]]), r"top-level 'head': has no output head row"),
         (lambda d: d.update(drop_path=1.5), r"top-level 'drop_path': drop_path must be in \[0.0, 1.0\), got 1.5"),
         (lambda d: d.update(bn_eps=2), r"top-level 'bn_eps': must be a number in \(0, 1\), got 2"),
         (lambda d: d.update(scale_backbone="no"), r"top-level 'scale_backbone': must be true or false, got 'no'"),

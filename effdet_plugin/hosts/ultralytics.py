@@ -28,7 +28,7 @@ from effdet_plugin.rows import HostNames, MultiInputRow, RowKind, SameWidthRow, 
 
 SUPPORTED = ">=8.4.0,<8.5.0"
 HEADS = frozenset({"Detect", "v10Detect", "Segment", "Segment26", "Pose", "Pose26", "OBB", "OBB26", "YOLOEDetect",
-                   "YOLOESegment", "YOLOESegment26", "WorldDetect"})
+                   "YOLOESegment", "YOLOESegment26", "WorldDetect", "Classify"})
 _ENGINE = ("ultralytics.nn", "ultralytics.engine.model", "ultralytics.engine.trainer")  # import the names by name
 _ACT = re.compile(r"^(?:torch\.)?nn\.([A-Za-z_][A-Za-z0-9_]*)\((.*)\)$")
 
