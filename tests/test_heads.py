@@ -164,15 +164,19 @@ def test_c3k2_builds_c3k_from_m_as_for_the_builtins():
     assert c3k("yolo11n_effv2.yaml") == c3k("yolo11n.yaml")[-4:] == [False, False, False, True]
 
 
-def test_yolo26n_effv2_builds_the_frozen_candidate():
-    """yolo26n_effv2.yaml builds the model the frozen candidate YAML built: the same state-dict keys and shapes, and
-    the same parameters per layer at nc 80 and nc 2 (tests/data/yolo26n_effv2_frozen.json)."""
-    frozen = json.loads((DATA / "yolo26n_effv2_frozen.json").read_text())
+@pytest.mark.parametrize("name", ["yolo26n_effv2", "yolo26n_effl0"])
+def test_yolo26_families_build_the_frozen_candidates(name):
+    """The shipped files build the models the frozen candidate YAMLs built (the ones measured on real data): the same
+    state-dict keys and shapes, the same module classes in order (activations included), and the same parameters per
+    layer at nc 80 and nc 2 (tests/data/NAME_frozen.json)."""
+    frozen = json.loads((DATA / f"{name}_frozen.json").read_text())
     for nc in (80, 2):
-        model = DetectionModel("yolo26n_effv2.yaml", nc=nc, verbose=False)
+        model = DetectionModel(f"{name}.yaml", nc=nc, verbose=False)
         sd = model.state_dict()
         lines = "\n".join(f"{k} {tuple(v.shape)}" for k, v in sd.items())
+        kinds = "\n".join(type(m).__name__ for m in model.model.modules())
         got = {"parameters": sum(p.numel() for p in model.parameters()), "tensors": len(sd),
                "sha256": hashlib.sha256(lines.encode()).hexdigest(),
+               "modules_sha256": hashlib.sha256(kinds.encode()).hexdigest(),
                "layer_parameters": [sum(p.numel() for p in layer.parameters()) for layer in model.model]}
         assert got == frozen[f"nc{nc}"], nc
