@@ -253,3 +253,29 @@ def test_render_check_on_the_repository(capsys):
 
 def test_repository_pages_hold_no_figure_absent_from_the_store(capsys):
     assert render(REPO, "--figures") == 0, "\n".join(capsys.readouterr().out.splitlines()[:40])
+
+
+def test_rows_of_one_file_split_by_recipe_and_a_baseline_named_by_label(store, capsys):
+    """The same file trained from scratch and from ImageNet weights is two rows (their own ``where``), and a baseline
+    naming a row's label compares every other row with that row."""
+    import yaml
+
+    defs = store / "results" / "render.yaml"
+    spec = yaml.safe_load(defs.read_text())
+    spec["tables"]["family"].update(
+        models=[{"model": "yolov5n_effv2", "label": "effv2 scratch", "where": {"pretrained": False}},
+                {"model": "yolov5n_effv2", "label": "effv2 ImageNet", "where": {"pretrained": "efficientnet-lite0"}},
+                "yolov5nu"],
+        baseline="effv2 scratch", datasets=["cards"], columns=["model", "map", "verdict"])  # fmt: skip
+    spec["plots"] = {}
+    defs.write_text(yaml.safe_dump(spec))
+    assert render(store) == 0, capsys.readouterr().err
+    rows = table_rows(store)
+    assert rows["effv2 scratch"][1:] == ["0.443 ± 0.008 (3)", "baseline"]
+    assert rows["effv2 ImageNet"][1:] == ["—", "—"]  # no run has that recipe
+    assert rows["yolov5nu"][2].startswith("behind (p = 0.0037")
+
+    spec["tables"]["family"]["models"][1]["label"] = "effv2 scratch"
+    defs.write_text(yaml.safe_dump(spec))
+    assert render(store) == 2
+    assert "two rows share a label" in capsys.readouterr().err

@@ -2,8 +2,8 @@
 
     tables:
       NAME:                               # fills <!-- render:NAME --> ... <!-- /render:NAME --> in README/docs
-        models: [yolov5nu, yolov5n_effv2]  # the rows, as file stems
-        baseline: yolov5{letter}u          # each row's reference; {letter}: the row's scale letter
+        models: [yolov5nu, yolov5n_effv2]  # the rows, as file stems, or {model: STEM, label: TEXT, where: {...}}
+        baseline: yolov5{letter}u          # each row's reference; {letter}: the row's scale letter; or a row's label
         cost: {records: "bench_*.json", imgsz: 640, batch: 1}            # benchmark records: params, GFLOPs, latency
         scores: {records: "protocol_*.json", split: test, where: {epochs: 100}}  # accuracy/protocol records
         datasets: [cards, raccoon]         # one column per dataset for map/map50/verdict
@@ -23,7 +23,9 @@ baseline's, from records holding both at the same setting: one ratio per record,
 another runtime (``onnx_ms``, ``openvino_ms``, ``openvino_int8_ms``, ``graph_ms``); ``latency_ms``; ``map`` and
 ``map50`` (mean ± sample sd over seeds, seed count in brackets); ``verdict`` (ahead / level / behind against the
 baseline, with p: level whenever p > 0.05 or either side has fewer than 3 seeds). ``records`` is a glob in
-``results/`` (default: every record of the right kind); ``where`` keeps runs whose recipe has those values.
+``results/`` (default: every record of the right kind); ``where`` keeps runs whose recipe has those values. A row
+given as a mapping keeps only runs whose recipe also has its own ``where`` values (the same file trained from scratch
+and from ImageNet weights makes two rows) and shows its ``label``; a baseline that names a row's label is that row.
 """
 
 from __future__ import annotations
@@ -66,12 +68,21 @@ class Select:
 
 
 @dataclass(frozen=True)
+class Row:
+    """One row of a table (one line or point of a plot): a model file's runs, those of a recipe where given."""
+
+    model: str  # the file stem
+    label: str
+    where: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class View:
     """One table or plot definition."""
 
     name: str
     what: str  # "table" or a plot kind
-    models: tuple[str, ...]
+    models: tuple[Row, ...]
     baseline: str | None
     cost: Select
     scores: Select
@@ -93,6 +104,24 @@ def _select(spec: Any, at: str, path: Path) -> Select:
     return Select(spec.get("records"), spec.get("split"), spec.get("imgsz"), spec.get("batch"), tuple(where.items()))
 
 
+def _rows(spec: Any, at: str, path: Path) -> tuple[Row, ...]:
+    if not isinstance(spec, list) or not spec:
+        raise RenderError(f"{path}: {at}: expected a list of model names (file stems) or {{model, label, where}}")
+    rows = []
+    for i, item in enumerate(spec):
+        if isinstance(item, str):
+            rows.append(Row(item, item))
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("model"), str) or set(item) - {"model", "label", "where"}:
+            raise RenderError(f"{path}: {at}[{i}]: expected a file stem or {{model, label, where}}, found {item!r}")
+        where = _select({"where": item.get("where")}, f"{at}[{i}]", path).where
+        rows.append(Row(item["model"], str(item.get("label", item["model"])), where))
+    labels = [r.label for r in rows]
+    if len(set(labels)) != len(labels):
+        raise RenderError(f"{path}: {at}: two rows share a label; give each a label of its own")
+    return tuple(rows)
+
+
 def _view(name: str, spec: Any, what: str, path: Path) -> View:
     at = f"{what}s.{name}"
     if not isinstance(spec, dict):
@@ -101,9 +130,7 @@ def _view(name: str, spec: Any, what: str, path: Path) -> View:
         {"kind", "file", "models", "cost", "scores", "dataset", "title"}  # fmt: skip
     if set(spec) - keys:
         raise RenderError(f"{path}: {at}: unknown key(s) {sorted(set(spec) - keys)}; expected some of {sorted(keys)}")
-    models = spec.get("models")
-    if not isinstance(models, list) or not models or not all(isinstance(m, str) for m in models):
-        raise RenderError(f"{path}: {at}.models: expected a list of model names (file stems)")
+    models = _rows(spec.get("models"), f"{at}.models", path)
     cost, scores = _select(spec.get("cost"), f"{at}.cost", path), _select(spec.get("scores"), f"{at}.scores", path)
     if what == "table":
         columns = spec.get("columns") or ["model", "params", "gflops", "latency", "map", "verdict"]
@@ -168,18 +195,19 @@ class Store:
                     out.append((t, peers))
         return out
 
-    def runs(self, select: Select, model: str, dataset: str) -> list[Run]:
-        """The scored runs of ``model`` on ``dataset``, one per seed (two records with one seed: an error)."""
+    def runs(self, select: Select, row: Row, dataset: str) -> list[Run]:
+        """The scored runs of ``row`` on ``dataset``, one per seed (two records with one seed: an error)."""
+        model = row.model
         found: dict[int, tuple[Run, Path]] = {}
         for rec in self._records(select, ("accuracy", "protocol")):
             for s in rec.scores:
                 if (s.model, s.dataset) != (model, dataset) or select.split not in (None, s.split):
                     continue
-                if any(s.recipe.get(k) != v for k, v in select.where):
+                if any(s.recipe.get(k) != v for k, v in (*select.where, *row.where)):
                     continue
                 if s.run.seed in found:
                     raise RenderError(
-                        f"{model} seed {s.run.seed} on {dataset} is scored in both {found[s.run.seed][1]} and "
+                        f"{row.label} seed {s.run.seed} on {dataset} is scored in both {found[s.run.seed][1]} and "
                         f"{rec.path}: narrow the view's scores (records, split, where)"
                     )
                 found[s.run.seed] = (s.run, rec.path)
@@ -203,11 +231,16 @@ class Store:
 
 
 # ----------------------------------------------------------------------------------------------------------- tables
-def baseline_of(view: View, model: str) -> str | None:
-    """The row's reference model: the view's baseline pattern filled with the row's scale letter."""
+def baseline_of(view: View, row: Row) -> Row | None:
+    """The row's reference: the view's row of that label, else the baseline pattern filled with the row's scale
+    letter (a file's runs of any recipe the view keeps)."""
     if view.baseline is None:
         return None
-    return view.baseline.format(letter=scale_letter(model + ".yaml"))
+    named = next((r for r in view.models if r.label == view.baseline), None)
+    if named is not None:
+        return named
+    model = view.baseline.format(letter=scale_letter(row.model + ".yaml"))
+    return Row(model, model)
 
 
 def _map(runs: list[Run], metric: str) -> str:
@@ -248,15 +281,15 @@ def table(view: View, store: Store) -> str:
     """The view as a Markdown table, with a line naming where its figures come from."""
     store.used = set()
     lines, imgsz = [], None
-    for model in view.models:
-        ref = baseline_of(view, model)
+    for row in view.models:
+        ref = baseline_of(view, row)
         cells = []
         for column in view.columns:
             base, _, key = column.partition(":")
-            cost = store.cost(view.cost, model, ref, key or "latency_ms")
+            cost = store.cost(view.cost, row.model, ref.model if ref else None, key or "latency_ms")
             imgsz = imgsz or cost.get("imgsz")
             if base == "model":
-                cells.append(model)
+                cells.append(row.label)
             elif base in ("params", "gflops"):
                 v = cost.get(base)
                 cells.append(DASH if v is None else f"{v / 1e6:.2f}" if base == "params" else f"{v:.1f}")
@@ -267,9 +300,9 @@ def table(view: View, store: Store) -> str:
                 cells.append(DASH if r is None else f"{r:.2f}×" + (f" ({n} runs)" if n > 1 else ""))
             else:
                 for d in view.datasets:
-                    runs = store.runs(view.scores, model, d)
+                    runs = store.runs(view.scores, row, d)
                     if base == "verdict":
-                        cells.append(_verdict(runs, store.runs(view.scores, ref, d), ref == model))
+                        cells.append(_verdict(runs, store.runs(view.scores, ref, d), ref == row))
                     else:
                         cells.append(_map(runs, "map50_95" if base == "map" else "map50"))
         lines.append(cells)
@@ -289,22 +322,22 @@ def plot_items(view: View, store: Store) -> tuple[list, str, tuple[str, ...]]:
     dataset = view.datasets[0]
     items: list = []
     devices = set()
-    for model in view.models:
-        runs = store.runs(view.scores, model, dataset)
+    for row in view.models:
+        runs = store.runs(view.scores, row, dataset)
         if view.what == "accuracy-latency":
-            cost = store.cost(view.cost, model, None)
+            cost = store.cost(view.cost, row.model, None)
             if runs and cost.get("value") is not None:
                 devices.add(cost["device"])
                 maps = [r.map50_95 for r in runs]
-                letter = scale_letter(model + ".yaml")
-                items.append(plots.Point(model, unified_stem(model) if letter else model, letter, cost["value"],
-                                         statistics.fmean(maps), spread(maps), len(maps)))  # fmt: skip
+                letter = scale_letter(row.model + ".yaml") if row.label == row.model else ""
+                items.append(plots.Point(row.label, unified_stem(row.model) if letter else row.label, letter,
+                                         cost["value"], statistics.fmean(maps), spread(maps), len(maps)))  # fmt: skip
         else:
             curves = [r.curve for r in runs if r.curve is not None and r.curve.epoch]
             if curves:
                 n = min(len(c.epoch) for c in curves)  # epochs every seed reached
                 mean = tuple(statistics.fmean(c.map50_95[i] for c in curves) for i in range(n))
-                items.append(plots.Curve(model, curves[0].epoch[:n], mean, len(curves)))
+                items.append(plots.Curve(row.label, curves[0].epoch[:n], mean, len(curves)))
     split = f" '{view.scores.split}'" if view.scores.split else ""
     if view.what == "accuracy-latency":
         where = "/".join(sorted(devices)) or "?"
@@ -324,7 +357,8 @@ def draw(view: View, store: Store, root: Path) -> Path:
     """Draw the plot view into its file under ``root``."""
     items, title, labels = plot_items(view, store)
     if not items:
-        raise RenderError(f"plot {view.name}: no record holds data for any of {', '.join(view.models)}")
+        labels = ", ".join(r.label for r in view.models)
+        raise RenderError(f"plot {view.name}: no record holds data for any of {labels}")
     path = root / view.file
     if view.what == "accuracy-latency":
         return plots.accuracy_latency(items, path, labels[0], labels[1], title)
