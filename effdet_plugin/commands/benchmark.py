@@ -100,7 +100,8 @@ def _unknown_model(spec: str) -> BenchmarkError:
 
 
 def load_model(spec: str | Path | nn.Module) -> nn.Module:
-    """Return an unfused float32 CPU detection model from a YAML name or path, a ``.pt`` checkpoint, or a module."""
+    """Return an unfused float32 CPU model from a YAML name or path (built by the class of its task: detect, segment,
+    pose, obb or classify), a ``.pt`` checkpoint, or a module."""
     if isinstance(spec, nn.Module):
         return copy.deepcopy(spec).float().cpu()
     spec = str(spec)
@@ -118,10 +119,12 @@ def load_model(spec: str | Path | nn.Module) -> nn.Module:
 
     register()  # explicit, so the tool does not depend on auto-activation being enabled
     try:
-        tasks.yaml_model_load(spec)  # resolves shipped/built-in names; FileNotFoundError when there is no such model
+        d = tasks.yaml_model_load(spec)  # resolves shipped/built-in names; FileNotFoundError when there is no such model
     except FileNotFoundError:
         raise _unknown_model(spec) from None
-    return tasks.DetectionModel(spec, verbose=False)
+    classes = {"detect": tasks.DetectionModel, "segment": tasks.SegmentationModel, "pose": tasks.PoseModel,
+               "obb": tasks.OBBModel, "classify": tasks.ClassificationModel}
+    return classes[tasks.guess_model_task(d)](spec, verbose=False)
 
 
 def model_label(spec: str | Path | nn.Module, index: int) -> str:
