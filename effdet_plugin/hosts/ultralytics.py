@@ -12,7 +12,6 @@ Seams (all through ``rebind`` or Ultralytics' own registration lists):
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
@@ -21,8 +20,9 @@ from torch import nn
 
 from effdet_plugin import assemble, progressive, user_modules
 from effdet_plugin.assemble import HostRules, Scaling
-from effdet_plugin.hosts.unavailable import UnsupportedUltralyticsError, disabled_error
 from effdet_plugin.hosts.rebind import original, rebind
+from effdet_plugin.hosts.unavailable import UnsupportedUltralyticsError, disabled_error
+from effdet_plugin.keys import parse_activation
 from effdet_plugin.paths import model_yaml_dir
 from effdet_plugin.rows import HostNames, MultiInputRow, RowKind, SameWidthRow, key_error, kinds, uses_plugin
 
@@ -30,7 +30,6 @@ SUPPORTED = ">=8.4.0,<8.5.0"
 HEADS = frozenset({"Detect", "v10Detect", "Segment", "Segment26", "Pose", "Pose26", "OBB", "OBB26", "YOLOEDetect",
                    "YOLOESegment", "YOLOESegment26", "WorldDetect"})
 _ENGINE = ("ultralytics.nn", "ultralytics.engine.model", "ultralytics.engine.trainer")  # import the names by name
-_ACT = re.compile(r"^(?:torch\.)?nn\.([A-Za-z_][A-Za-z0-9_]*)\((.*)\)$")
 
 
 def check_version() -> None:
@@ -51,22 +50,6 @@ def int8_export_args() -> dict:
     from ultralytics.utils import DEFAULT_CFG_DICT
 
     return {"quantize": 8} if "quantize" in DEFAULT_CFG_DICT else {"int8": True}
-
-
-def parse_activation(d: dict, key: str = "activation") -> nn.Module | None:
-    """``activation: nn.ReLU()`` (or ``torch.nn.X(literal args)``) as a module, without ``eval``; None if unset."""
-    spec = d.get(key)
-    if not spec:
-        return None
-    m = _ACT.match(str(spec).strip())
-    cls = getattr(torch.nn, m.group(1), None) if m else None
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise key_error(d, key, f"expected a torch activation such as nn.ReLU() or nn.LeakyReLU(0.1), got {spec!r}")
-    try:
-        args = ast.literal_eval(f"({m.group(2)},)") if m.group(2).strip() else ()
-        return cls(*args)
-    except (ValueError, SyntaxError, TypeError) as e:
-        raise key_error(d, key, f"{spec!r} does not build: {e}") from None
 
 
 class Rules(HostRules):

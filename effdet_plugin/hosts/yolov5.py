@@ -32,8 +32,8 @@ from torch import nn
 from effdet_plugin import assemble, user_modules
 from effdet_plugin.assemble import HostRules, Scaling
 from effdet_plugin.hosts.rebind import original, rebind
-from effdet_plugin.hosts.ultralytics import parse_activation
 from effdet_plugin.hosts.unavailable import disabled_error
+from effdet_plugin.keys import parse_activation
 from effdet_plugin.rows import (
     HostNames,
     MultiInputRow,
