@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from effdet_plugin.blocks import host_conv
+from effdet_plugin.blocks import ConvBNAct
 
 __all__ = ("BiFPN", "BiFPNLayer", "Fusion", "Level", "NODES", "SIZES", "bifpn_size", "fusion_weights")
 
@@ -114,7 +114,7 @@ class BiFPNLayer(nn.Module):
                  act: nn.Module | None = None):
         """Initialize from input widths ``c1`` (one per level in ``LEVELS``) to output width ``c``."""
         super().__init__()
-        conv = conv or host_conv()
+        conv = conv or ConvBNAct
         width = dict(zip((f"P{lv}" for lv in LEVELS), c1))
         self.nodes = nn.ModuleDict()
         for name, level, inputs in NODES:
