@@ -63,7 +63,8 @@ class HostRules(ABC):
         """The host's width/depth rule for the model dict ``d``."""
 
     def scale(self, d: dict) -> str | None:
-        """The scale letter ``d`` builds at (for ``scale_rows:``); None where the host's files have one scale each."""
+        """The scale letter ``d`` builds at, by the host's rule (for ``scale_rows:`` and rows that pick by letter, such
+        as a BiFPN's named phi); None where the host's files have one scale each."""
         return None
 
     @abstractmethod
@@ -85,9 +86,11 @@ class HostRules(ABC):
 
 def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]], host: HostRules):
     """Return ``parse(d)`` with every plugin row built by the plugin (see the module docstring)."""
-    d = scale_rows.apply(d, host.scale(d))
+    scale = host.scale(d)
+    d = scale_rows.apply(d, scale)
+    resolving = {**d, "scale": scale}  # what rows read (``yaml_args``); the host parses ``d`` with its own letter
     ours = plugin_rows(d)
-    validate_model(d, host.names())
+    validate_model(resolving, host.names())
     host.check(d)
     rows = list(d["backbone"]) + list(d["head"])
     n_backbone = len(d["backbone"])
@@ -111,7 +114,7 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
             unscaled = i < n_backbone and not scale_backbone
             plan[i] = (args[0], n, list(args[1:])) if unscaled else (scaling.width(args[0]), scaling.depth(n), list(args[1:]))
         elif isinstance(kind, MultiInputRow):
-            c2, *rest = kind.resolve(d, i, rows[i])
+            c2, *rest = kind.resolve(resolving, i, rows[i])
             plan[i] = (c2, 1, rest)
         else:
             src = i + f if f < 0 else f

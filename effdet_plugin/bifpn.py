@@ -156,7 +156,8 @@ class BiFPN(nn.Module):
 
     @classmethod
     def yaml_args(cls, args: list, d: dict) -> list:
-        """Resolve a YAML row's ``[phi, mode]`` into ``[c2, phi, mode]`` using the model dict ``d`` (registry hook)."""
+        """Resolve a YAML row's ``[phi, mode]`` into ``[c2, phi, mode]`` using the model dict ``d`` (registry hook; a
+        named phi is looked up at ``d["scale"]``, the letter the host builds at)."""
         if not 1 <= len(args) <= 2:
             raise ValueError(f"args must be [phi] or [phi, mode], got {args!r}")
         phi, mode = args[0], args[1] if len(args) > 1 else "fastattn"
@@ -164,7 +165,10 @@ class BiFPN(nn.Module):
             table = d.get(phi)
             if not isinstance(table, dict):
                 raise ValueError(f"phi {phi!r} names no top-level mapping from scale letter to phi in the YAML")
-            scale = d.get("scale") or next(iter(d.get("scales") or {}), None)  # Ultralytics' default: first scale
+            scale = d.get("scale")  # the letter the host builds at (HostRules.scale), set by the shared build
+            if not scale:
+                raise ValueError(f"top-level {phi!r} maps scale letters to phi, but this model has no scale letter "
+                                 f"(no scales: table, or a host that reads none); give phi as an integer")
             if scale not in table:
                 raise ValueError(f"top-level {phi!r} has no entry for scale {scale!r}")
             phi = table[scale]

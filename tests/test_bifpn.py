@@ -137,6 +137,22 @@ def test_every_scale_builds_and_runs(scale):
     assert tuple(y.shape) == (1, 4 + 80, 8 * 8 + 4 * 4 + 2 * 2)
 
 
+def test_named_phi_follows_the_hosts_scale_letter():
+    """A named phi is read at the letter the host builds at: Ultralytics' first scale for a dict without one, the
+    letter of a file without ``scales:``; the row itself never picks a letter."""
+    d = yaml.safe_load((model_yaml_dir() / "yolov5_effv2_bifpn.yaml").read_text())
+    d["scales"] = {"m": d["scales"]["m"], "n": d["scales"]["n"]}
+    assert _bifpn(DetectionModel(d, verbose=False)).phi == PHI["m"]  # no letter: Ultralytics builds its first scale
+    d.pop("scales")
+    assert _bifpn(DetectionModel({**d, "scale": "l"}, verbose=False)).phi == PHI["l"]  # no table: the name's letter
+    with pytest.raises(ModelRowError, match=r"row 8 .*'bifpn_phi' maps scale letters to phi, but this model has no "
+                                            r"scale letter"):
+        DetectionModel({**d, "scale": ""}, verbose=False)
+    assert BiFPN.yaml_args(["bifpn_phi"], {**d, "scale": "x"}) == [SIZES[PHI["x"]][0], PHI["x"], "fastattn"]
+    with pytest.raises(ValueError, match="no scale letter"):
+        BiFPN.yaml_args(["bifpn_phi"], {**d, "scales": {"s": [0.33, 0.5, 1024]}})  # the host's letter, not a guess
+
+
 @pytest.mark.parametrize("name, source, taps", [("yolov5_effv2-s", "yolov5_effv2-s", [3, 5, 7]),
                                                 ("yolov5_effb0", "yolov5_effb0", [3, 5, 8])])
 def test_exact_backbone_variants(name, source, taps):

@@ -87,19 +87,19 @@ class Rules(HostRules):
         from ultralytics.utils.ops import make_divisible
 
         depth, width, max_channels = d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0), float("inf")
-        scale = self.scale(d)
-        if scale is not None:
-            depth, width, max_channels = d["scales"][scale]
+        if d.get("scales"):
+            depth, width, max_channels = d["scales"][self.scale(d)]
         return Scaling(
             width=lambda c: make_divisible(min(c, max_channels) * width, 8),
             depth=lambda n: max(round(n * depth), 1) if n > 1 else n,
         )
 
     def scale(self, d: dict) -> str | None:
-        """Ultralytics' rule: the letter the file name gave (``scale``), else the first of ``scales:``."""
+        """Ultralytics' rule (``parse_model``): the letter the file name gave (``scale``), else the first of
+        ``scales:``; without ``scales:`` the name's letter (it still switches rows such as C3k2), else None."""
         scales = d.get("scales")
         if not scales:
-            return None
+            return d.get("scale") or None
         scale = d.get("scale") or next(iter(scales))
         if scale not in scales:
             raise key_error(d, "scales", f"has no scale {scale!r} (it has {', '.join(scales)})")
