@@ -11,9 +11,11 @@ adapter (``effdet_plugin.hosts.ultralytics``), which owns the trainer seams; thi
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Mapping
 from copy import deepcopy
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -27,6 +29,7 @@ _BLOCK = re.compile(r"features\.(\d+)\.(\d+)\.block\.(\d+)\.")
 _CONV_NAMES = {"conv.": "0.", "bn.": "1."}  # Ultralytics Conv -> torchvision Conv2dNormActivation
 _SE_NAMES = {"reduce.": "fc1.", "expand.": "fc2."}  # our SqueezeExcite -> torchvision SqueezeExcitation
 _LIST = 12  # keys listed in an error message before "... and N more"
+LOGGER = logging.getLogger("effdet_plugin")  # a host adapter logs loads in its own logger (LoadedBackbone.describe)
 
 
 class PretrainedWeightsError(ValueError):
@@ -235,22 +238,31 @@ def read_state_dict(weights, source: str | None = None) -> tuple[dict[str, torch
 
 
 # ------------------------------------------------------------------------------------------------------- loading
-def load_pretrained_backbone(model, weights, *, verbose: bool = True) -> int:
-    """Load torchvision EfficientNet/EfficientNetV2 ImageNet weights into ``model``'s backbone; return the tensor count.
+@dataclass(frozen=True)
+class LoadedBackbone:
+    """What ``load_backbone`` copied: tensor and parameter counts, the torchvision architecture, and the source."""
+
+    tensors: int
+    parameters: int
+    architecture: str
+    source: str
+
+    def describe(self) -> str:
+        """The log line a host prints after loading."""
+        return (f"Loaded {self.tensors} backbone tensors ({self.parameters:,} parameters) of torchvision "
+                f"{self.architecture} from {self.source}")
+
+
+def load_backbone(model, weights) -> LoadedBackbone:
+    """Load torchvision EfficientNet/EfficientNetV2 ImageNet weights into ``model``'s backbone; say what was loaded.
 
     Args:
         model: a ``YOLO`` or ``DetectionModel`` built from a ``yolov5*_eff*.yaml`` (exact torchvision backbone).
         weights: path to a state dict as torchvision saves it (e.g. ``efficientnet_v2_s-dd5fe13b.pth``) or that dict.
-        verbose: log what was loaded.
 
     Every backbone tensor (BatchNorm buffers included) is mapped and shape-checked first; on any problem the model is
     left untouched and a ``PretrainedWeightsError`` names the architecture expected and found, or lists the missing,
     unexpected or mis-shaped keys. The classifier (``features[-1]``, ``classifier.*``) is ignored.
-
-    Examples:
-        >>> from ultralytics import YOLO
-        >>> model = YOLO("yolov5s_effv2-s.yaml")
-        >>> load_pretrained_backbone(model, "efficientnet_v2_s-dd5fe13b.pth")
     """
     key_map = torchvision_key_map(model)
     ours = _detection_model(model).state_dict()
@@ -285,13 +297,22 @@ def load_pretrained_backbone(model, weights, *, verbose: bool = True) -> int:
     with torch.no_grad():
         for k, t in staged.items():
             ours[k].copy_(t)
-    if verbose:
-        from ultralytics.utils import LOGGER
+    n_params = sum(p.numel() for row in backbone_rows(model) for p in row.parameters())
+    return LoadedBackbone(len(key_map), n_params, _describe(want).split(" (")[0], source)
 
-        n_params = sum(p.numel() for row in backbone_rows(model) for p in row.parameters())
-        LOGGER.info(f"Loaded {len(key_map)} backbone tensors ({n_params:,} parameters) of torchvision "
-                    f"{_describe(want).split(' (')[0]} from {source}")
-    return len(key_map)
+
+def load_pretrained_backbone(model, weights, *, verbose: bool = True) -> int:
+    """``load_backbone``, logged (``verbose``) on the ``effdet_plugin`` logger; return the number of tensors loaded.
+
+    Examples:
+        >>> from ultralytics import YOLO
+        >>> model = YOLO("yolov5s_effv2-s.yaml")
+        >>> load_pretrained_backbone(model, "efficientnet_v2_s-dd5fe13b.pth")
+    """
+    loaded = load_backbone(model, weights)
+    if verbose:
+        LOGGER.info(loaded.describe())
+    return loaded.tensors
 
 
 # ------------------------------------------------------------------------------------------------------- checkpoints

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 from pathlib import Path
 
@@ -66,6 +68,39 @@ def test_load_from_file_and_dict(b0):
 
     yolo = YOLO("yolov5n_effb0.yaml")  # the YOLO wrapper and an in-memory state dict work too
     assert load_pretrained_backbone(yolo, dict(sd), verbose=False) == n
+    assert_backbone_equals(yolo.model, sd)
+
+
+@contextlib.contextmanager
+def logged(name: str):
+    """The messages of logger ``name`` at INFO and above while the block runs."""
+    logger, messages = logging.getLogger(name), []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def test_a_load_is_logged_by_whoever_loads(b0):
+    """The core logs on the plugin's own logger; ``YOLO.load(<torchvision .pth>)``, through the Ultralytics adapter, on
+    Ultralytics' logger."""
+    sd, path = b0
+    line = f"Loaded 352 backbone tensors ({{:,}} parameters) of torchvision efficientnet_b0 from {path}"
+    model = b0_model()
+    params = sum(p.numel() for row in backbone_rows(model) for p in row.parameters())
+    with logged("effdet_plugin") as core, logged("ultralytics") as host:
+        load_pretrained_backbone(model, path)
+    assert core == [line.format(params)] and host == []
+    yolo = YOLO("yolov5n_effb0.yaml")
+    with logged("effdet_plugin") as core, logged("ultralytics") as host:
+        yolo.load(str(path))
+    assert core == [] and line.format(params) in host
     assert_backbone_equals(yolo.model, sd)
 
 

@@ -220,9 +220,13 @@ def _load_checkpoint_wrapper(load_checkpoint):
 def _model_load_wrapper(load):
     def load_with_plugin(self, weights, verbose=True):
         if isinstance(weights, TorchvisionWeights):
-            from effdet_plugin.weights import load_pretrained_backbone
+            from ultralytics.utils import LOGGER
 
-            load_pretrained_backbone(self, weights.path, verbose=verbose)
+            from effdet_plugin.weights import load_backbone
+
+            loaded = load_backbone(self, weights.path)
+            if verbose:
+                LOGGER.info(loaded.describe())
             return self
         return load(self, weights, verbose)
 
