@@ -7,7 +7,8 @@ Seams (all through ``rebind`` or Ultralytics' own registration lists):
 - ``ultralytics.nn.tasks.load_checkpoint`` and ``BaseModel.load``: ``pretrained=<torchvision .pth>`` seeds an exact
   EfficientNet backbone.
 - ``ultralytics.data.dataset.YOLODataset.close_mosaic``: keeps a progressive stage's augmentation magnitudes.
-- ``default_callbacks`` and the default config: progressive learning's keys and callbacks.
+- ``default_callbacks`` and the default config: progressive learning's keys and callbacks (the trainer glue itself:
+  ``effdet_plugin.hosts.ultralytics_training``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torch import nn
 
 from effdet_plugin import assemble, progressive, user_modules
 from effdet_plugin.assemble import HostRules, Scaling
+from effdet_plugin.hosts import ultralytics_training
 from effdet_plugin.hosts.rebind import original, rebind
 from effdet_plugin.hosts.unavailable import UnsupportedUltralyticsError, disabled_error
 from effdet_plugin.keys import parse_activation
@@ -243,7 +245,7 @@ def install_config_keys() -> None:
         DEFAULT_CFG_DICT.setdefault(key, value)  # the dict that `yolo` and get_cfg() check keys against
         if not hasattr(DEFAULT_CFG, key):
             setattr(DEFAULT_CFG, key, value)  # the namespace trainers start from
-    for event, callback in progressive.CALLBACKS.items():
+    for event, callback in ultralytics_training.CALLBACKS.items():
         if callback not in default_callbacks[event]:
             default_callbacks[event].append(callback)
 
@@ -269,7 +271,7 @@ def install_dataset() -> None:
     ``ultralytics.nn.tasks`` finishes, so it is hooked on its own)."""
     from ultralytics.data import dataset
 
-    rebind(dataset.YOLODataset, "close_mosaic", progressive.close_mosaic_wrapper, params=("self", "hyp"))
+    rebind(dataset.YOLODataset, "close_mosaic", ultralytics_training.close_mosaic_wrapper, params=("self", "hyp"))
 
 
 def install_disabled() -> None:
