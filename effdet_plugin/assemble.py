@@ -162,7 +162,7 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
         if "bn_eps" in d:
             blocks.set_bn_eps(layer, d["bn_eps"])
         layer.np = sum(x.numel() for x in layer.parameters())
-        layer.i, layer.f, layer.type = i, row[0], kind.shown(layer)
+        layer.i, layer.f, layer.type = i, row[0], kind.type_name
         lines[i] = host.row_line(i, row[0], n, layer.np, layer.type, shown)
         return layer
 

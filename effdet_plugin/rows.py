@@ -80,8 +80,9 @@ class RowKind:
         given = {"conv": conv, "act": act}
         return {k: v for k, v in given.items() if k in self.host_kwargs and v is not None}
 
-    def shown(self, module: nn.Module) -> str:
-        """Type name for the model table."""
+    @property
+    def type_name(self) -> str:
+        """The registered class's qualified name: the module's ``type`` and its model-table name, as a host's own."""
         return f"{self.module.__module__}.{self.module.__qualname__}"
 
 

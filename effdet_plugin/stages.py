@@ -518,14 +518,6 @@ def default_weight_file(bb: Backbone) -> str:
     return get_model_weights(bb.torchvision).DEFAULT.url.rsplit("/", 1)[-1]
 
 
-def imagenet_top1(bb: Backbone) -> dict[str, float]:
-    """Return ImageNet top-1 (%) of each torchvision weight file for ``bb``, from torchvision's weight metadata."""
-    from torchvision.models import get_model_weights
-
-    return {w.url.rsplit("/", 1)[-1]: w.meta["_metrics"]["ImageNet-1K"]["acc@1"]
-            for w in get_model_weights(bb.torchvision)}
-
-
 def generated_yamls() -> dict[str, str]:
     """Every generated YAML, path relative to the YAML folder -> text: ``MODEL_YAMLS`` (Ultralytics format), then the
     classic YOLOv5 files (``classic.CLASSIC_YAMLS``, in ``yolov5/``)."""

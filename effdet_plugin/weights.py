@@ -106,11 +106,6 @@ def _signature(shapes: Mapping[str, torch.Size]) -> tuple:
     return (int(stem[0]) if stem is not None else 0), tuple(stages)
 
 
-def signature_of(sd: Mapping[str, torch.Tensor]) -> tuple:
-    """``Backbone.signature`` of a torchvision-named state dict."""
-    return _signature({k: v.shape for k, v in sd.items()})
-
-
 def _describe(sig: tuple) -> str:
     bb = find_backbone(sig)
     stages = " ".join(f"{n}x{c}" for n, c in sig[1])

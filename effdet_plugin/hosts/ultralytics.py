@@ -22,7 +22,7 @@ from torch import nn
 from effdet_plugin import assemble, progressive, user_modules
 from effdet_plugin.assemble import HostRules, Scaling
 from effdet_plugin.hosts import ultralytics_training
-from effdet_plugin.hosts.rebind import original, rebind
+from effdet_plugin.hosts.rebind import rebind
 from effdet_plugin.hosts.unavailable import UnsupportedUltralyticsError, disabled_error
 from effdet_plugin.keys import parse_activation
 from effdet_plugin.paths import model_yaml_dir
@@ -279,18 +279,3 @@ def install_disabled() -> None:
     from ultralytics.nn import tasks
 
     rebind(tasks, "yaml_model_load", _disabled_yaml_model_load_wrapper, params=("path",), also=_ENGINE)
-
-
-def host_parse_model():
-    """Ultralytics' own ``parse_model`` (behind the plugin's wrapper)."""
-    from ultralytics.nn import tasks
-
-    return original(tasks, "parse_model")
-
-
-def host_load_checkpoint():
-    """Ultralytics' own ``load_checkpoint``."""
-    from ultralytics.nn import tasks
-
-    return original(tasks, "load_checkpoint")
-

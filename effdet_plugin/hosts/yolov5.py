@@ -264,8 +264,3 @@ def install_disabled(module: ModuleType) -> None:
     """With ``EFFDET_PLUGIN_DISABLE`` set: build nothing, only explain when a plugin YAML reaches the parser."""
     rebind(module, "parse_model", _disabled_parse_model_wrapper, params=("d", "ch"))
     rebind(model_class(module), "__init__", _init_wrapper, params=("self", "cfg"))
-
-
-def host_parse_model(module: ModuleType):
-    """YOLOv5's own ``parse_model`` of ``module`` (behind the plugin's wrapper)."""
-    return original(module, "parse_model")
