@@ -236,12 +236,12 @@ def _exact() -> dict[str, Backbone]:
     return out
 
 
-BACKBONES: dict[str, Backbone] = _exact()
+EXACT_BACKBONES: dict[str, Backbone] = _exact()  # YAML suffix -> torchvision architecture whose weights load exactly
 
 
 def find_backbone(signature: tuple) -> Backbone | None:
     """Return the known architecture with this ``Backbone.signature``, else None."""
-    return next((b for b in BACKBONES.values() if b.signature == signature), None)
+    return next((b for b in EXACT_BACKBONES.values() if b.signature == signature), None)
 
 
 # ------------------------------------------------------------------------------------------------------ model YAMLs
@@ -495,10 +495,10 @@ def _model_yamls() -> dict[str, ModelYaml]:
                   scale_tables=dict.fromkeys("ns", EFFICIENTNET_V2_LITE_FUSED)),
         ModelYaml("yolov5_effv2_bifpn.yaml", EFFICIENTNET_V2_S, "bifpn", _BIFPN_HEADER),
     ]
-    for bb in BACKBONES.values():
+    for bb in EXACT_BACKBONES.values():
         specs.append(ModelYaml(bb.yaml_name, bb.table, "pan", "", exact=bb))
     for name in ("effv2-s", "effb0"):
-        bb = BACKBONES[name]
+        bb = EXACT_BACKBONES[name]
         specs.append(ModelYaml(f"yolov5_{name}_bifpn.yaml", bb.table, "bifpn", "", exact=bb))
     return {s.file: s for s in specs}
 

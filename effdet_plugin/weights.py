@@ -23,6 +23,7 @@ from torch import nn
 
 from effdet_plugin.atomic import atomic_open
 from effdet_plugin.blocks import FusedMBConv, MBConv, SqueezeExcite, Stem
+from effdet_plugin.errors import first_line
 from effdet_plugin.stages import find_backbone
 
 _BLOCK = re.compile(r"features\.(\d+)\.(\d+)\.block\.(\d+)\.")
@@ -126,11 +127,6 @@ _EXPECTED = "pretrained= / load_pretrained_backbone expects a torchvision Effici
 _ULTRALYTICS_KEYS = ("train_args", "ema", "optimizer", "epoch", "version")  # besides "model", in every Ultralytics .pt
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:200]
-
-
 def _ultralytics_checkpoint(source: str, holds: str) -> PretrainedWeightsError:
     return PretrainedWeightsError(
         f"{source}: an Ultralytics detection checkpoint ({holds}), not ImageNet weights; {_EXPECTED} "
@@ -151,7 +147,7 @@ def _unreadable(path: Path, source: str, error: Exception) -> PretrainedWeightsE
             classes = None
         if classes is None:
             return PretrainedWeightsError(
-                f"{source}: a damaged torch checkpoint/state dict (truncated?): {_first_line(error)}"
+                f"{source}: a damaged torch checkpoint/state dict (truncated?): {first_line(error)}"
             )
         if any(c.startswith("ultralytics.") for c in classes):
             return _ultralytics_checkpoint(source, "a pickled Ultralytics model")
@@ -161,10 +157,10 @@ def _unreadable(path: Path, source: str, error: Exception) -> PretrainedWeightsE
                 f"{source}: holds pickled Python objects ({shown}), not a state dict of tensors; {_EXPECTED} "
                 f"(save model.state_dict(), not the model)"
             )
-        return PretrainedWeightsError(f"{source}: a torch file that cannot be read: {_first_line(error)}")
+        return PretrainedWeightsError(f"{source}: a torch file that cannot be read: {first_line(error)}")
     if head.startswith(_PICKLE):
         return PretrainedWeightsError(
-            f"{source}: a pickle/legacy torch file that is not a readable state dict: {_first_line(error)}"
+            f"{source}: a pickle/legacy torch file that is not a readable state dict: {first_line(error)}"
         )
     try:
         text = head.decode("utf-8")
@@ -187,7 +183,7 @@ def _load_file(path: Path, source: str):
     except MemoryError:
         raise
     except OSError as e:  # permission denied and the like: the file itself, not its contents
-        raise PretrainedWeightsError(f"{source}: cannot be read ({e.strerror or _first_line(e)})") from None
+        raise PretrainedWeightsError(f"{source}: cannot be read ({e.strerror or first_line(e)})") from None
     except Exception as e:  # torch raises anything from UnpicklingError to KeyError or IndexError on a foreign file
         raise _unreadable(path, source, e) from None
 

@@ -9,20 +9,20 @@ import yaml
 from ultralytics.nn.modules import SPPF
 from ultralytics.nn.tasks import DetectionModel
 
-from effdet_plugin.stages import BACKBONES, MODEL_YAMLS, main, render_yaml, stale_yamls
+from effdet_plugin.stages import EXACT_BACKBONES, MODEL_YAMLS, main, render_yaml, stale_yamls
 from effdet_plugin.paths import model_yaml_dir
 from effdet_plugin.weights import backbone_rows, load_pretrained_backbone
 
 HEAVY = {"effb5", "effb6", "effb7", "effv2-m", "effv2-l"}  # 30M-120M parameter backbones: seconds each on 2 cores
 # the fast set checks one backbone per family and the compound-scaled B3 (B1, B2, B4 follow the same code path)
 HEAVY |= {"effb1", "effb2", "effb4"}
-ARCHS = [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in BACKBONES]
+ARCHS = [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in EXACT_BACKBONES]
 
 
 def torchvision_model(name: str, seed: int = 0) -> torch.nn.Module:
     """torchvision's model with random weights and non-trivial BatchNorm statistics, in eval mode."""
     torch.manual_seed(seed)
-    model = getattr(torchvision.models, BACKBONES[name].torchvision)(weights=None)
+    model = getattr(torchvision.models, EXACT_BACKBONES[name].torchvision)(weights=None)
     g = torch.Generator().manual_seed(seed)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -38,7 +38,7 @@ def torchvision_model(name: str, seed: int = 0) -> torch.nn.Module:
 @pytest.mark.parametrize("name", ARCHS)
 def test_backbone_reproduces_torchvision(name, tmp_path):
     """Each backbone row reproduces torchvision's features[i] after loading its saved state dict."""
-    bb = BACKBONES[name]
+    bb = EXACT_BACKBONES[name]
     tv = torchvision_model(name)
     path = tmp_path / f"{bb.torchvision}.pth"
     torch.save(tv.state_dict(), path)

@@ -16,11 +16,11 @@ from ultralytics.nn.tasks import DetectionModel, load_checkpoint
 from conftest import run_cli  # noqa: E402  (tests/ is on sys.path under pytest)
 from effdet_plugin import load_pretrained_backbone
 from effdet_plugin.commands.cli import main
-from effdet_plugin.stages import BACKBONES
+from effdet_plugin.stages import EXACT_BACKBONES
 from effdet_plugin.weights import PretrainedWeightsError, backbone_rows, convert, read_state_dict, save_checkpoint
 from effdet_plugin.weights import torchvision_key_map
 
-B0_FREEZE = BACKBONES["effb0"].freeze  # yolov5*_effb0.yaml: rows 0-7 are the backbone, SPPF is row 8
+B0_FREEZE = EXACT_BACKBONES["effb0"].freeze  # yolov5*_effb0.yaml: rows 0-7 are the backbone, SPPF is row 8
 EXPECTS = "pretrained= / load_pretrained_backbone expects a torchvision EfficientNet state dict"
 
 

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 
+from effdet_plugin.errors import first_line
 from effdet_plugin.hosts.unavailable import PluginUnavailableError
 
 DESCRIPTION = "EfficientNet backbones and a BiFPN neck for YOLO (Ultralytics, YOLOv5): data, models, weights, speed and mAP."
@@ -50,11 +51,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(e: BaseException) -> str:
-    """The first non-blank line of an error (Ultralytics' own errors add help links and blank lines)."""
-    return next((x.strip() for x in str(e).splitlines() if x.strip()), type(e).__name__)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the ``effdet-plugin`` command line and return its exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -62,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except USER_ERRORS as e:  # one line, no traceback
-        print(f"effdet-plugin {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        print(f"effdet-plugin {args.command}: error: {first_line(e)}", file=sys.stderr)
         return 2
 
 

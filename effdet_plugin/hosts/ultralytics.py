@@ -13,7 +13,6 @@ Seams (all through ``rebind`` or Ultralytics' own registration lists):
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
@@ -25,6 +24,7 @@ from effdet_plugin.hosts import ultralytics_training
 from effdet_plugin.hosts.rebind import rebind
 from effdet_plugin.hosts.unavailable import UnsupportedUltralyticsError, disabled_error
 from effdet_plugin.keys import parse_activation
+from effdet_plugin.naming import unified_name
 from effdet_plugin.paths import model_yaml_dir
 from effdet_plugin.rows import HostNames, MultiInputRow, RowKind, SameWidthRow, key_error, kinds, uses_plugin
 
@@ -151,8 +151,7 @@ def resolve_shipped(path) -> Path | None:
     if p.exists() or p.parent != Path("."):
         return None
     shipped = model_yaml_dir()
-    unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", p.stem) + p.suffix  # Ultralytics' own scale-letter rule
-    return shipped / p.name if (shipped / p.name).is_file() or (shipped / unified).is_file() else None
+    return shipped / p.name if (shipped / p.name).is_file() or (shipped / unified_name(p)).is_file() else None
 
 
 def _yaml_model_load_wrapper(yaml_model_load):
