@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from effdet_plugin.bifpn import Fusion
+from effdet_plugin.paths import model_yaml_dir
 from effdet_plugin.stages import MODEL_YAMLS
 
 IMGSZ = 64  # 3 detection levels: 8x8 + 4x4 + 2x2 = 84 anchors
@@ -29,7 +31,7 @@ ANCHORS = sum((IMGSZ // s) ** 2 for s in (8, 16, 32))
 def _n_scale(file: str) -> str:
     """``yolov5_X.yaml`` -> ``yolov5n_X.yaml`` (the letter after the base name picks the scale)."""
     name, count = re.subn(r"^(yolov\d+)_", r"\1n_", file)
-    return name if count else file  # left unchanged, test_families_use_the_scale_letter_naming names it
+    return name if count else file  # left unchanged, test_every_family_loads_at_n_by_its_lettered_name names it
 
 
 FAMILIES = [_n_scale(f) for f in MODEL_YAMLS]
@@ -166,9 +168,16 @@ def _compare(family: Exports, fmt: str, out: np.ndarray) -> None:
     np.testing.assert_allclose(out[:, 4:], ref[:, 4:], rtol=0, atol=family.score_tol, err_msg=f"{fmt} scores")
 
 
-def test_families_use_the_scale_letter_naming():
-    assert FAMILIES and FAST in FAMILIES
-    assert all(n != f for n, f in zip(FAMILIES, MODEL_YAMLS)), "a model YAML not named yolovN_*.yaml: add its n name"
+def test_every_family_loads_at_n_by_its_lettered_name():
+    """The name each family is exported by is one a user types: Ultralytics' loader (through the plugin's bare-name
+    seam, from any folder) finds the shipped file and reads the scale letter n from it."""
+    from ultralytics.nn.tasks import yaml_model_load
+
+    assert FAST in FAMILIES and len(FAMILIES) == len(MODEL_YAMLS)
+    for name, file in zip(FAMILIES, MODEL_YAMLS):
+        d = yaml_model_load(name)
+        shipped = yaml.safe_load((model_yaml_dir() / file).read_text(encoding="utf-8"))
+        assert (d["scale"], d["backbone"], d["head"]) == ("n", shipped["backbone"], shipped["head"]), name
 
 
 def test_torchscript_matches_pytorch(family):
