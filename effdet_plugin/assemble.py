@@ -1,6 +1,7 @@
 """Build a model dict with plugin rows through a host's own parser: the algorithm every host adapter shares.
 
-1. ``rows.validate_model`` checks the whole dict once; nothing is built before it passes.
+1. ``check_keys`` (top-level keys and sections) and ``rows.validate_model`` (rows) check the whole dict once; nothing
+   is built before they pass.
 2. Each plugin row is resolved with the host's scaling rule (``HostRules.scaling``): output width and repeats, or a
    multi-input module's own width.
 3. The host's parser builds a copy of the dict in which each plugin row is a stand-in built-in row with that output
@@ -22,7 +23,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from effdet_plugin import blocks, scale_rows
+from effdet_plugin import blocks, keys, scale_rows
 from effdet_plugin.routing import stride_of, walk
 from effdet_plugin.rows import (
     HostNames,
@@ -31,7 +32,7 @@ from effdet_plugin.rows import (
     RowKind,
     SameWidthRow,
     ScaledRow,
-    key_error,
+    check_sections,
     plugin_rows,
     row_error,
     validate_model,
@@ -53,6 +54,10 @@ class HostRules(ABC):
 
     conv: type[nn.Module]
     logger: logging.Logger
+
+    @abstractmethod
+    def keys(self) -> dict[str, keys.Key]:
+        """The host's own top-level keys beyond ``keys.COMMON`` (same name: the host's rule wins)."""
 
     @abstractmethod
     def names(self) -> HostNames:
@@ -84,9 +89,17 @@ class HostRules(ABC):
         """What this host's parser cannot build beyond ``rows.validate_model`` (run right after it); none by default."""
 
 
+def check_keys(d: dict, host: HostRules) -> str | None:
+    """Check every top-level key (``keys.COMMON``, ``keys.PLUGIN``, the host's) and the sections of a dict with plugin
+    rows, as soon as a host has it; return the scale letter it builds at (``HostRules.scale``)."""
+    keys.check(d, {**keys.COMMON, **keys.PLUGIN, **host.keys()})
+    check_sections(d)
+    return host.scale(d)
+
+
 def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]], host: HostRules):
     """Return ``parse(d)`` with every plugin row built by the plugin (see the module docstring)."""
-    scale = host.scale(d)
+    scale = check_keys(d, host)
     d = scale_rows.apply(d, scale)
     resolving = {**d, "scale": scale}  # what rows read (``yaml_args``); the host parses ``d`` with its own letter
     ours = plugin_rows(d)
@@ -95,15 +108,7 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
     rows = list(d["backbone"]) + list(d["head"])
     n_backbone = len(d["backbone"])
     scale_backbone = d.get("scale_backbone", True)
-    if not isinstance(scale_backbone, bool):
-        raise key_error(d, "scale_backbone", f"must be true or false, got {scale_backbone!r}")
     drop_path = d.get("drop_path", blocks.DEFAULT_DROP_PATH)
-    try:
-        blocks.DropPath(drop_path)
-    except ValueError as e:
-        raise key_error(d, "drop_path", str(e)) from None
-    if "bn_eps" in d and not _is_eps(d["bn_eps"]):
-        raise key_error(d, "bn_eps", f"must be a number in (0, 1), got {d['bn_eps']!r}")
     act = host.activation(d)
     scaling = host.scaling(d)
 
@@ -178,10 +183,6 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
     blocks.set_drop_path(model, drop_path)
     _replay(held, lines, len(rows), host.logger)
     return model, save
-
-
-def _is_eps(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < 1
 
 
 @contextlib.contextmanager

@@ -296,28 +296,29 @@ class HostNames:
     heads: frozenset[str]  # modules that make a row a detection head
 
 
-def validate_model(d: dict, host: HostNames) -> None:
-    """Check a model dict that has plugin rows, before anything is built; raise one ``ModelRowError``.
-
-    Checks ``nc``; ``backbone`` and ``head`` lists; every row's shape, ``from`` range, repeats and module name (with a
-    did-you-mean); each plugin row's own rules; a detection head; and that ``Level`` rows read a multi-output row,
-    with an index in range, each output used once.
-    """
-    nc = d.get("nc")
-    if nc is None:
-        raise key_error(d, "nc", "missing; the number of classes must be set (e.g. nc: 80)")
-    if not is_index(nc) or nc < 1:
-        raise key_error(d, "nc", f"must be a positive integer, got {nc!r}")
+def check_sections(d: dict) -> None:
+    """``backbone`` and ``head``: non-empty lists of 4-field rows (what a host indexes before it parses anything)."""
     for key in ("backbone", "head"):
         if not isinstance(d.get(key), list) or not d[key]:
             raise key_error(d, key, f"must be a non-empty list of [from, repeats, module, args] rows, got {d.get(key)!r}")
+    for i, row in enumerate(_rows(d)):
+        if not isinstance(row, (list, tuple)) or len(row) != 4:
+            raise row_error(d, i, row, f"a row has 4 fields [from, repeats, module, args], got {row!r}")
+
+
+def validate_model(d: dict, host: HostNames) -> None:
+    """Check the rows of a model dict that has plugin rows, before anything is built; raise one ``ModelRowError``.
+
+    Checks the sections (``check_sections``); every row's ``from`` range, repeats and module name (with a
+    did-you-mean); each plugin row's own rules; a detection head; and that ``Level`` rows read a multi-output row,
+    with an index in range, each output used once. Top-level keys are ``effdet_plugin.keys``'.
+    """
+    check_sections(d)
     reg = kinds()
     rows = _rows(d)
     multi: dict[int, MultiInputRow] = {}
     picked: dict[tuple[int, int], int] = {}
     for i, row in enumerate(rows):
-        if not isinstance(row, (list, tuple)) or len(row) != 4:
-            raise row_error(d, i, row, f"a row has 4 fields [from, repeats, module, args], got {row!r}")
         f, n, m, args = row
         refs = [f] if is_index(f) else f if isinstance(f, (list, tuple)) and f else None
         if refs is None or not all(is_index(j) for j in refs):

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from torch import nn
 
-from effdet_plugin import classic, scale_rows
+from effdet_plugin import assemble, classic, scale_rows
 from effdet_plugin.bifpn import PHI_BY_SCALE, bifpn_size
 from effdet_plugin.commands import export_yaml
 from effdet_plugin.hosts import yolov5 as host
@@ -184,6 +184,29 @@ def test_rules_scale_as_yolov5_and_find_standin_widths():
         rules.conv_arg(20)
     with pytest.raises(ModelRowError, match="width_multiple"):
         host.Rules(_fake_yolo(), {**d, "width_multiple": "big"}).scaling(d)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.pop("nc"), "'nc': missing; the number of classes must be set"),
+    (lambda d: d.pop("depth_multiple"), "'depth_multiple': missing; YOLOv5 needs a positive number"),
+    (lambda d: d.update(depth_multiple="a"), "'depth_multiple': must be a positive number .*got 'a'"),
+    (lambda d: d.update(width_multiple=0), "'width_multiple': must be a positive number .*got 0"),
+    (lambda d: d.pop("anchors"), "'anchors': missing; YOLOv5 needs a list of"),
+    (lambda d: d.update(anchors="x"), r"'anchors': must be a list of \[w, h, ...\] anchors per level or an anchor count"),
+    (lambda d: d.update(anchors=[[10, 13, 16]]), "'anchors': must be a list of"),
+    (lambda d: d.update(ch="x"), "'ch': must be a positive integer"),
+    (lambda d: d.update(channel_multiple=0), "'channel_multiple': must be a positive integer"),
+    (lambda d: d.update(inplace="x"), "'inplace': must be true or false"),
+    (lambda d: d.update(drop_path=2), r"'drop_path': must be a number in \[0, 1\)"),
+    (lambda d: d.update(backbone=5), "'backbone': must be a non-empty list"),
+])
+def test_rules_check_every_key_yolov5_reads(edit, message):
+    d = yaml.safe_load((CLASSIC / "yolov5n_effv2.yaml").read_text())
+    d["yaml_file"] = "mine.yaml"
+    assert assemble.check_keys(d, host.Rules(_fake_yolo(), d)) is None  # YOLOv5 has no scale letter
+    edit(d)
+    with pytest.raises(ModelRowError, match=f"^mine.yaml: top-level {message}"):
+        assemble.check_keys(d, host.Rules(_fake_yolo(), d))
 
 
 # --------------------------------------------------------------------------------------- the yolov5 pip package
@@ -348,6 +371,28 @@ def test_bad_rows_name_file_row_and_value(tmp_path):
     assert "row 6 [-1, 21, MBConvv, [384, 5, 2, 6, 0.25]]: unknown module 'MBConvv'; did you mean 'MBConv'?" in msg["typo.yaml"]
     assert "row 0 [-1, 1, stem, [20, 3, 2]]: YOLOv5's parser carries only widths that are multiples of 8" in msg["odd.yaml"]
     assert "row 12 [[8, 10, 11], 1, Detect, [nc, anchors]]: YOLOv5's parser cannot size a row that reads BiFPN (row 8)" in msg["direct.yaml"]
+
+
+@needs_package
+def test_bad_keys_name_file_and_key(tmp_path):
+    """YOLOv5's model class reads ``ch`` and (given ``nc=``) ``nc`` before its parser: each bad key of a plugin file is
+    one message naming the file, however early YOLOv5 reads it."""
+    text = (CLASSIC / "yolov5n_effv2.yaml").read_text()
+    cases = {
+        "nc.yaml": text.replace("nc: 80 #", "# "),
+        "ch.yaml": text.replace("nc: 80 #", "ch: many\nnc: 80 #"),
+        "depth_multiple.yaml": text.replace("depth_multiple: 0.33", "depth_multiple: a"),
+        "anchors.yaml": text.replace("anchors:\n", "anchors: x\nold_anchors:\n"),
+    }
+    for name, t in cases.items():
+        (tmp_path / name).write_text(t)
+    code = ERRORS.replace("DetectionModel(f)", "DetectionModel(f, nc=3)")
+    proc = _run([PY, "-c", code, *(tmp_path / n for n in cases)], tmp_path)
+    msg = {Path(k).name: v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+    for name, v in msg.items():
+        assert v.startswith(f"ModelRowError: {tmp_path / name}: top-level '{name[:-5]}': "), v
+    assert "missing; the number of classes must be set" in msg["nc.yaml"]
+    assert "must be a positive integer (input channels), got 'many'" in msg["ch.yaml"]
 
 
 DISABLED = """

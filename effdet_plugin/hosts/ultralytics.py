@@ -18,15 +18,23 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from effdet_plugin import assemble, progressive, user_modules
+from effdet_plugin import assemble, keys, progressive, user_modules
 from effdet_plugin.assemble import HostRules, Scaling
 from effdet_plugin.hosts import ultralytics_training
 from effdet_plugin.hosts.rebind import rebind
 from effdet_plugin.hosts.unavailable import UnsupportedUltralyticsError, disabled_error
-from effdet_plugin.keys import parse_activation
 from effdet_plugin.naming import unified_name
 from effdet_plugin.paths import model_yaml_dir
-from effdet_plugin.rows import HostNames, MultiInputRow, RowKind, SameWidthRow, key_error, kinds, uses_plugin
+from effdet_plugin.rows import (
+    HostNames,
+    MultiInputRow,
+    RowKind,
+    SameWidthRow,
+    is_index,
+    key_error,
+    kinds,
+    uses_plugin,
+)
 
 SUPPORTED = ">=8.4.0,<8.5.0"
 HEADS = frozenset({"Detect", "v10Detect", "Segment", "Segment26", "Pose", "Pose26", "OBB", "OBB26", "YOLOEDetect",
@@ -54,6 +62,19 @@ def int8_export_args() -> dict:
     return {"quantize": 8} if "quantize" in DEFAULT_CFG_DICT else {"int8": True}
 
 
+# The top-level keys Ultralytics reads from a model dict (its model classes and parse_model), beyond keys.COMMON
+KEYS: dict[str, keys.Key] = {
+    "scales": keys.Key("a mapping of scale letters to [depth, width, max_channels], each a positive number",
+                       keys.is_scales),
+    "scale": keys.Key("a scale letter (n, s, m, l, x) or empty", lambda x: x is None or isinstance(x, str)),
+    "channels": keys.Key("a positive integer (input channels)", keys.is_positive_int),
+    "reg_max": keys.Key("a positive integer (16; 1 for YOLO26 heads)", keys.is_positive_int),
+    "end2end": keys.Key("true or false", lambda x: x is None or isinstance(x, bool)),
+    "kpt_shape": keys.Key("[keypoints, 2 or 3] (e.g. [17, 3])", lambda x: isinstance(x, list) and len(x) == 2
+                          and keys.is_positive_int(x[0]) and is_index(x[1]) and x[1] in (2, 3)),
+}
+
+
 class Rules(HostRules):
     """Ultralytics 8.4's parser, seen from the plugin."""
 
@@ -63,6 +84,9 @@ class Rules(HostRules):
         from ultralytics.utils import LOGGER
 
         self.tasks, self.conv, self.logger = tasks, Conv, LOGGER
+
+    def keys(self) -> dict[str, keys.Key]:
+        return KEYS
 
     def names(self) -> HostNames:
         g = vars(self.tasks)
@@ -115,7 +139,7 @@ class Rules(HostRules):
         return "Index", [c2, 0]  # outputs c2 as written, never scaled (Ultralytics' Index branch)
 
     def activation(self, d: dict) -> nn.Module | None:
-        return parse_activation(d)
+        return keys.parse_activation(d)
 
     def row_line(self, i: int, f, n: int, params: int, module: str, args: list) -> str:
         return f"{i:>3}{f!s:>20}{n:>3}{params:10.0f}  {module:<45}{args!s:<30}"
@@ -160,8 +184,11 @@ def _yaml_model_load_wrapper(yaml_model_load):
         if shipped is not None:
             d = yaml_model_load(shipped)  # the original falls back to the unified file and reads the scale letter
             d["yaml_file"] = str(path)
-            return d
-        return yaml_model_load(path)
+        else:
+            d = yaml_model_load(path)
+        if isinstance(d, dict) and uses_plugin(d):  # the model classes index nc and backbone before parse_model
+            assemble.check_keys(d, rules())
+        return d
 
     yaml_model_load_with_plugin.__wrapped__ = yaml_model_load
     return yaml_model_load_with_plugin
