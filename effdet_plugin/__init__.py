@@ -33,7 +33,7 @@ _EXPORTS = {
     "fusion_weights": "effdet_plugin.bifpn",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = tuple(_EXPORTS)
 
 
 def __getattr__(name: str):

@@ -17,8 +17,8 @@ from __future__ import annotations
 import contextlib
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -117,7 +117,8 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
         f, n, _, args = rows[i]
         if isinstance(kind, ScaledRow):
             unscaled = i < n_backbone and not scale_backbone
-            plan[i] = (args[0], n, list(args[1:])) if unscaled else (scaling.width(args[0]), scaling.depth(n), list(args[1:]))
+            c2, repeats = (args[0], n) if unscaled else (scaling.width(args[0]), scaling.depth(n))
+            plan[i] = (c2, repeats, list(args[1:]))
         elif isinstance(kind, MultiInputRow):
             c2, *rest = kind.resolve(resolving, i, rows[i])
             plan[i] = (c2, 1, rest)
@@ -134,8 +135,8 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
         swapped[i] = [rows[i][0], 1, module, args]
     standin["backbone"], standin["head"] = swapped[:n_backbone], swapped[n_backbone:]
 
-    # the host's parser sets Conv.default_act from `activation:` and (Ultralytics before ~8.4.9x, every YOLOv5) leaves it
-    # set, so one Lite model would give every later model in the process ReLU6; a plugin model leaves it as it was
+    # the host's parser sets Conv.default_act from `activation:` and (Ultralytics before ~8.4.9x, every YOLOv5) leaves
+    # it set, so one Lite model would give every later model in the process ReLU6; a plugin model leaves it as it was
     with _held(host.logger) as held, _default_act_kept(host.conv):
         model, save = parse(standin)
 
@@ -150,9 +151,10 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
         try:
             if isinstance(kind, MultiInputRow):
                 if not isinstance(inp, list) or any(stride_of(x, PROBE_SIZE) is None for x in inp):
-                    raise row_error(d, i, row, "every input must be one feature map (pick list outputs with a Level row)")
-                c1 = [x.shape[1] for x in inp]
-                layer, shown = kind.build(c1, c2, args, [stride_of(x, PROBE_SIZE) for x in inp], **hosted), [c1, c2, *args]
+                    raise row_error(d, i, row, "every input must be one feature map (pick list outputs with a Level "
+                                               "row)")
+                c1, strides = [x.shape[1] for x in inp], [stride_of(x, PROBE_SIZE) for x in inp]
+                layer, shown = kind.build(c1, c2, args, strides, **hosted), [c1, c2, *args]
             elif isinstance(kind, SameWidthRow):
                 layer, shown = kind.build(args, **hosted), args
             else:
@@ -177,7 +179,7 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
             pass
     except ModelRowError:
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001  (whatever a block raises on its inputs is reported with its row)
         j = i + 1  # the row that was running
         raise row_error(d, j, rows[j], f"does not run on the rows before it ({type(e).__name__}: {e})") from None
     blocks.set_drop_path(model, drop_path)

@@ -13,7 +13,7 @@ from torch import nn
 
 from effdet_plugin.blocks import ConvBNAct
 
-__all__ = ("BiFPN", "BiFPNLayer", "Fusion", "Level", "NODES", "SIZES", "bifpn_size", "fusion_weights")
+__all__ = ("NODES", "SIZES", "BiFPN", "BiFPNLayer", "Fusion", "Level", "bifpn_size", "fusion_weights")
 
 MODES = ("fastattn", "attn", "sum")  # as effdet's FpnCombine weight_method
 EPS = 1e-4  # fast normalized fusion epsilon (EfficientDet, section 3.3)
@@ -138,9 +138,9 @@ class BiFPN(nn.Module):
 
     outputs = len(LEVELS)  # the list it returns: P3, P4, P5
 
-    def __init__(self, c1: list[int], c2: int, phi: int, mode: str = "fastattn", strides: list[int] | None = None, *,
-                 conv: type[nn.Module] | None = None, act: nn.Module | None = None):
-        """Initialize from input widths ``c1``; ``c2`` must be the width of ``phi``; ``strides`` are checked if given."""
+    def __init__(self, c1: list[int], c2: int, phi: int, mode: str = "fastattn", strides: list[int] | None = None,
+                 *, conv: type[nn.Module] | None = None, act: nn.Module | None = None):
+        """Initialize from input widths ``c1``; ``c2`` must be ``phi``'s width; ``strides`` are checked if given."""
         super().__init__()
         width, depth = bifpn_size(phi)
         if len(c1) != len(LEVELS):
@@ -164,7 +164,7 @@ class BiFPN(nn.Module):
         if isinstance(phi, str):
             table = d.get(phi)
             if not isinstance(table, dict):
-                raise ValueError(f"phi {phi!r} names no top-level mapping from scale letter to phi in the YAML")
+                raise TypeError(f"phi {phi!r} names no top-level mapping from scale letter to phi in the YAML")
             scale = d.get("scale")  # the letter the host builds at (HostRules.scale), set by the shared build
             if not scale:
                 raise ValueError(f"top-level {phi!r} maps scale letters to phi, but this model has no scale letter "

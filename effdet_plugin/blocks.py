@@ -2,9 +2,9 @@
 
 Each block maps ``c1`` input channels to ``c2`` output channels, as every row in a YOLO YAML does. Keyword ``conv`` is
 the host's conv + BN + activation class, which every host's parser passes (Ultralytics' ``Conv``, YOLOv5's
-``models.common.Conv``); blocks built outside a parser use ``ConvBNAct``, the same layer with the same interface. ``act``
-is the model's activation (the YAML's ``activation:``; default the conv's, SiLU). Arguments are checked here and
-reported as ``ValueError`` naming the argument; the parser hook adds the YAML row.
+``models.common.Conv``); blocks built outside a parser use ``ConvBNAct``, the same layer with the same interface.
+``act`` is the model's activation (the YAML's ``activation:``; default the conv's, SiLU). Arguments are checked here
+and reported as ``ValueError`` (``TypeError`` for a non-number) naming the argument; the parser hook adds the YAML row.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def _check_kernel_stride(k, s) -> None:
 
 def _check_ratio(name: str, value, low: float, high: float | None, high_open: bool = True) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise TypeError(f"{name} must be a number, got {value!r}")
     if value < low or (high is not None and (value >= high if high_open else value > high)):
         bound = f"[{low}, {high})" if high is not None else f">= {low}"
         raise ValueError(f"{name} must be in {bound}, got {value!r}")

@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import difflib
 import inspect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -88,7 +89,7 @@ class RowKind:
 
 @dataclass(frozen=True)
 class ScaledRow(RowKind):
-    """``[from, n, name, [c_out, *args]]`` builds ``module(c1, c2, *args)``, then ``n - 1`` x ``module(c2, c2, ...)``."""
+    """``[from, n, name, [c_out, *args]]``: ``module(c1, c2, *args)``, then ``n - 1`` x ``module(c2, c2, ...)``."""
 
     stride_arg: int | None = None  # index into args after c_out; repeats get stride 1 there
 
@@ -300,7 +301,8 @@ def check_sections(d: dict) -> None:
     """``backbone`` and ``head``: non-empty lists of 4-field rows (what a host indexes before it parses anything)."""
     for key in ("backbone", "head"):
         if not isinstance(d.get(key), list) or not d[key]:
-            raise key_error(d, key, f"must be a non-empty list of [from, repeats, module, args] rows, got {d.get(key)!r}")
+            raise key_error(d, key, f"must be a non-empty list of [from, repeats, module, args] rows, got "
+                                    f"{d.get(key)!r}")
     for i, row in enumerate(_rows(d)):
         if not isinstance(row, (list, tuple)) or len(row) != 4:
             raise row_error(d, i, row, f"a row has 4 fields [from, repeats, module, args], got {row!r}")
@@ -362,7 +364,8 @@ def _check_level(d: dict, i: int, row, multi: dict[int, MultiInputRow], picked: 
         raise row_error(d, i, row, f"{m} must read a multi-output row (such as BiFPN); row {src} is not one")
     count = multi[src].outputs
     if len(args) != 1 or not is_index(args[0]) or not 0 <= args[0] < count:
-        raise row_error(d, i, row, f"{m} takes [k], one output index of row {src}, 0 to {count - 1}; got {list(args)!r}")
+        raise row_error(d, i, row, f"{m} takes [k], one output index of row {src}, 0 to {count - 1}; got "
+                                   f"{list(args)!r}")
     k = args[0]
     if (src, k) in picked:
         raise row_error(d, i, row, f"output {k} of row {src} is already picked by row {picked[src, k]}")

@@ -143,7 +143,7 @@ def _unreadable(path: Path, source: str, error: Exception) -> PretrainedWeightsE
     if head.startswith(_ZIP):
         try:  # lists the classes the pickle names without running it
             classes = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        except Exception:
+        except Exception:  # noqa: BLE001  (a damaged zip: said below, from the load's own error)
             classes = None
         if classes is None:
             return PretrainedWeightsError(
@@ -184,7 +184,7 @@ def _load_file(path: Path, source: str):
         raise
     except OSError as e:  # permission denied and the like: the file itself, not its contents
         raise PretrainedWeightsError(f"{source}: cannot be read ({e.strerror or first_line(e)})") from None
-    except Exception as e:  # torch raises anything from UnpicklingError to KeyError or IndexError on a foreign file
+    except Exception as e:  # noqa: BLE001  (torch raises anything, UnpicklingError to IndexError, on a foreign file)
         raise _unreadable(path, source, e) from None
 
 

@@ -9,8 +9,8 @@ import yaml
 from ultralytics.nn.modules import SPPF
 from ultralytics.nn.tasks import DetectionModel
 
-from effdet_plugin.stages import EXACT_BACKBONES, MODEL_YAMLS, main, render_yaml, stale_yamls
 from effdet_plugin.paths import model_yaml_dir
+from effdet_plugin.stages import EXACT_BACKBONES, MODEL_YAMLS, main, render_yaml, stale_yamls
 from effdet_plugin.weights import backbone_rows, load_pretrained_backbone
 
 HEAVY = {"effb5", "effb6", "effb7", "effv2-m", "effv2-l"}  # 30M-120M parameter backbones: seconds each on 2 cores
@@ -61,7 +61,8 @@ def test_backbone_reproduces_torchvision(name, tmp_path):
     with torch.no_grad():
         for i, row in enumerate(rows):
             ours, theirs = row(ours), tv.features[i](theirs)
-            torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4, msg=lambda m: f"{name} features[{i}]: {m}")
+            torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4,
+                                       msg=lambda m, i=i: f"{name} features[{i}]: {m}")
 
 
 def test_generated_yamls_are_current():
@@ -74,7 +75,8 @@ def test_check_reports_stale_yaml(tmp_path, capsys):
     folder = tmp_path / "yamls"
     folder.mkdir()
     assert main(["--dir", str(folder)]) == 0
-    (folder / "yolov5_effb3.yaml").write_text(render_yaml(MODEL_YAMLS["yolov5_effb3.yaml"]).replace("[40, 3, 2]", "[48, 3, 2]"))
+    text = render_yaml(MODEL_YAMLS["yolov5_effb3.yaml"])
+    (folder / "yolov5_effb3.yaml").write_text(text.replace("[40, 3, 2]", "[48, 3, 2]"))
     assert main(["--check", "--dir", str(folder)]) == 1
     assert "yolov5_effb3.yaml" in capsys.readouterr().out
     assert main(["--dir", str(folder)]) == 0 and stale_yamls(folder) == []
@@ -96,7 +98,8 @@ def test_with_stage_changes_one_stage_and_names_a_row_it_lacks():
     from effdet_plugin.stages import EFFICIENTNET_V2_S
 
     t = EFFICIENTNET_V2_S.with_stage(6, kernel=5)
-    assert t.stages[:5] == EFFICIENTNET_V2_S.stages[:5] and t.stages[5] == EFFICIENTNET_V2_S.stages[5]._replace(kernel=5)
+    assert t.stages[:5] == EFFICIENTNET_V2_S.stages[:5]
+    assert t.stages[5] == EFFICIENTNET_V2_S.stages[5]._replace(kernel=5)
     with pytest.raises(ValueError, match=r"row 7: the table's stages are rows 1-6"):
         EFFICIENTNET_V2_S.with_stage(7, kernel=5)
 

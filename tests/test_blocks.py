@@ -34,7 +34,8 @@ print(sorted(convs), sorted({m.split(".")[0] for m in sys.modules} & {"ultralyti
 
 def test_core_conv_has_the_host_conv_interface():
     conv = ConvBNAct(8, 16, 3, 2)
-    assert (conv.conv.kernel_size, conv.conv.stride, conv.conv.padding, conv.conv.bias) == ((3, 3), (2, 2), (1, 1), None)
+    c = conv.conv
+    assert (c.kernel_size, c.stride, c.padding, c.bias) == ((3, 3), (2, 2), (1, 1), None)
     assert conv.act is ConvBNAct.default_act and isinstance(conv.act, nn.SiLU)
     assert isinstance(ConvBNAct(8, 8, act=False).act, nn.Identity)
     assert isinstance(ConvBNAct(8, 8, act=nn.ReLU6()).act, nn.ReLU6)

@@ -1,5 +1,5 @@
-"""Deploy-format parity: every shipped model family, exported by Ultralytics' own exporter (TorchScript, ONNX, OpenVINO),
-computes what the fused PyTorch model computes on the same image.
+"""Deploy-format parity: every shipped model family, exported by Ultralytics' own exporter (TorchScript, ONNX,
+OpenVINO), computes what the fused PyTorch model computes on the same image.
 
 The families come from ``effdet_plugin.stages.MODEL_YAMLS`` at collection time (each at the ``n`` scale), so a family
 added there is covered without editing this file. The fast set exports the smallest family that has every block kind

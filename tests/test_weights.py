@@ -4,21 +4,28 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
+from conftest import run_cli  # (tests/ is on sys.path under pytest)
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel, load_checkpoint
 
-from conftest import run_cli  # noqa: E402  (tests/ is on sys.path under pytest)
 from effdet_plugin import load_pretrained_backbone
 from effdet_plugin.commands.cli import main
 from effdet_plugin.stages import EXACT_BACKBONES
-from effdet_plugin.weights import PretrainedWeightsError, backbone_rows, convert, read_state_dict, save_checkpoint
-from effdet_plugin.weights import torchvision_key_map
+from effdet_plugin.weights import (
+    PretrainedWeightsError,
+    backbone_rows,
+    convert,
+    read_state_dict,
+    save_checkpoint,
+    torchvision_key_map,
+)
 
 B0_FREEZE = EXACT_BACKBONES["effb0"].freeze  # yolov5*_effb0.yaml: rows 0-7 are the backbone, SPPF is row 8
 EXPECTS = "pretrained= / load_pretrained_backbone expects a torchvision EfficientNet state dict"
@@ -56,7 +63,8 @@ def assert_untouched(model, before: dict[str, torch.Tensor]) -> None:
 def assert_backbone_equals(model, sd: dict, atol: float = 0.0) -> None:
     ours = model.state_dict()
     for k, theirs in torchvision_key_map(model).items():
-        torch.testing.assert_close(ours[k].float(), sd[theirs].float(), atol=atol, rtol=atol, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(ours[k].float(), sd[theirs].float(), atol=atol, rtol=atol,
+                                   msg=lambda m, k=k: f"{k}: {m}")
 
 
 def test_load_from_file_and_dict(b0):
@@ -215,7 +223,7 @@ def test_non_finite_weights_are_refused(b0, tmp_path, bad):
     torch.save(sd, path)
     model = b0_model()
     before = snapshot(model)
-    what = "NaN" if bad != bad else "inf"
+    what = "NaN" if math.isnan(bad) else "inf"
     with pytest.raises(PretrainedWeightsError) as e:
         load_pretrained_backbone(model, path)
     assert str(e.value) == f"{path}: tensor {first} holds {what} values; refusing non-finite weights"
