@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except USER_ERRORS as e:  # one line, no traceback
-        print(f"effdet-plugin {args.command}: error: {first_line(e)}", file=sys.stderr)
+        print(f"effdet-plugin {args.command}: error: {first_line(e, limit=None)}", file=sys.stderr)
         return 2
 
 
