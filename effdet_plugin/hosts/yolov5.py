@@ -110,7 +110,6 @@ def _is_anchors(x) -> bool:
 _MULTIPLE = "a positive number (YOLOv5 scales every row by it: e.g. 0.33 and 0.50 for s)"
 # The top-level keys YOLOv5's model class and parse_model read from a model dict, beyond keys.COMMON
 KEYS: dict[str, keys.Key] = {
-    **keys.COMMON,
     "depth_multiple": keys.Key(_MULTIPLE, keys.is_positive_number, missing=f"YOLOv5 needs {_MULTIPLE}"),
     "width_multiple": keys.Key(_MULTIPLE, keys.is_positive_number, missing=f"YOLOv5 needs {_MULTIPLE}"),
     "anchors": keys.Key("a list of [w, h, ...] anchors per level or an anchor count", _is_anchors,
@@ -152,7 +151,7 @@ class Rules(HostRules):
         """``(depth_multiple, width_multiple, no, channel_multiple)`` of the dict, its keys checked (``KEYS``)."""
         if self._rule is None:
             d = self.d
-            keys.check(d, {k: KEYS[k] for k in ("nc", "depth_multiple", "width_multiple", "anchors")})
+            keys.check(d, {**keys.COMMON, **KEYS})
             anchors = d["anchors"]
             na = anchors if is_index(anchors) else len(anchors[0]) // 2
             ch_mul = d.get("channel_multiple") if self.honours_channel_multiple else None
