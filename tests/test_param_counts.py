@@ -1,13 +1,13 @@
 """Every shipped model YAML builds the model it built when its counts were recorded: the same parameter count at every
 scale, in both hosts (Ultralytics-format files through ``DetectionModel``, the classic files through YOLOv5's).
 
-``tests/data/param_counts.json`` holds the counts, 80 classes. A refactor must leave them as they are; a YAML that is
-meant to change (or a new one) is recorded again with
+``tests/data/param_counts.json`` holds the counts, 80 classes. A refactor must leave them as they are. A new YAML (or
+scale) is recorded with the first line below, which adds the entries that are missing and never changes a recorded
+one; a YAML that is meant to change is named with ``--again``:
 
-    PYTHONPATH=. python tests/test_param_counts.py            # Ultralytics-format files (this interpreter)
-    PYTHONPATH=. python tests/test_param_counts.py --classic  # and the classic ones (needs EFFDET_YOLOV5_PYTHON)
-
-which rewrites only the entries of the files it builds.
+    PYTHONPATH=. python tests/test_param_counts.py                                  # add missing Ultralytics-format
+    PYTHONPATH=. python tests/test_param_counts.py --classic                        # and classic (EFFDET_YOLOV5_PYTHON)
+    PYTHONPATH=. python tests/test_param_counts.py --again yolov5_effv2.yaml        # re-record one family, every scale
 """
 
 from __future__ import annotations
@@ -109,15 +109,22 @@ def test_classic_yamls_build_their_recorded_counts():
 
 # ------------------------------------------------------------------------------------------------------------ record
 def main(argv: list[str]) -> int:
+    """Record the counts that are missing (and those of the families after ``--again``); keep every other one."""
+    classic_too = "--classic" in argv
+    again = {unified_name(a) for a in argv if a.endswith(".yaml")} if "--again" in argv else set()
     counts = recorded() if COUNTS.is_file() else {"ultralytics": {}, "yolov5": {}}
-    counts["ultralytics"] = {name: ultralytics_params(name) for name in scaled_names()}
-    if "--classic" in argv:
-        if not PY:
-            sys.exit("--classic needs EFFDET_YOLOV5_PYTHON (bash tools/setup_yolov5_env.sh DIR)")
-        counts["yolov5"] = classic_params(classic_names())
+    names = {"ultralytics": scaled_names(), "yolov5": classic_names() if classic_too else []}
+    todo = {host: [n for n in ns if n not in counts[host] or unified_name(n.split("/")[-1]) in again]
+            for host, ns in names.items()}
+    if todo["yolov5"] and not PY:
+        sys.exit("--classic needs EFFDET_YOLOV5_PYTHON (bash tools/setup_yolov5_env.sh DIR)")
+    counts["ultralytics"].update({name: ultralytics_params(name) for name in todo["ultralytics"]})
+    if todo["yolov5"]:
+        counts["yolov5"].update(classic_params(todo["yolov5"]))
     with atomic_open(COUNTS, "w", encoding="utf-8") as f:
         f.write(json.dumps(counts, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {COUNTS}: {len(counts['ultralytics'])} Ultralytics-format, {len(counts['yolov5'])} classic")
+    done = [*todo["ultralytics"], *todo["yolov5"]]
+    print(f"recorded {len(done)} counts in {COUNTS}: {', '.join(done) or 'none'}")
     return 0
 
 
