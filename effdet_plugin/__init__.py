@@ -25,9 +25,6 @@ _EXPORTS = {
     "SqueezeExcite": "effdet_plugin.blocks",
     "DropPath": "effdet_plugin.blocks",
     "set_drop_path": "effdet_plugin.blocks",
-    "make_demo_dataset": "effdet_plugin.commands.demo",
-    "swap_backbone": "effdet_plugin.commands.swap",
-    "swap_checkpoint": "effdet_plugin.commands.swap",
     "load_pretrained_backbone": "effdet_plugin.weights",
     "BiFPN": "effdet_plugin.bifpn",
     "Fusion": "effdet_plugin.bifpn",
@@ -36,7 +33,7 @@ _EXPORTS = {
     "fusion_weights": "effdet_plugin.bifpn",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = tuple(_EXPORTS)
 
 
 def __getattr__(name: str):

@@ -1,6 +1,7 @@
 """Build a model dict with plugin rows through a host's own parser: the algorithm every host adapter shares.
 
-1. ``rows.validate_model`` checks the whole dict once; nothing is built before it passes.
+1. ``check_keys`` (top-level keys and sections) and ``rows.validate_model`` (rows) check the whole dict once; nothing
+   is built before they pass.
 2. Each plugin row is resolved with the host's scaling rule (``HostRules.scaling``): output width and repeats, or a
    multi-input module's own width.
 3. The host's parser builds a copy of the dict in which each plugin row is a stand-in built-in row with that output
@@ -16,13 +17,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
-from effdet_plugin import blocks, scale_rows
+from effdet_plugin import blocks, keys, scale_rows
 from effdet_plugin.routing import stride_of, walk
 from effdet_plugin.rows import (
     HostNames,
@@ -31,7 +32,7 @@ from effdet_plugin.rows import (
     RowKind,
     SameWidthRow,
     ScaledRow,
-    key_error,
+    check_sections,
     plugin_rows,
     row_error,
     validate_model,
@@ -55,6 +56,10 @@ class HostRules(ABC):
     logger: logging.Logger
 
     @abstractmethod
+    def keys(self) -> dict[str, keys.Key]:
+        """The host's own top-level keys beyond ``keys.COMMON`` (same name: the host's rule wins)."""
+
+    @abstractmethod
     def names(self) -> HostNames:
         """Module names the host's parser resolves, and its output heads."""
 
@@ -63,7 +68,8 @@ class HostRules(ABC):
         """The host's width/depth rule for the model dict ``d``."""
 
     def scale(self, d: dict) -> str | None:
-        """The scale letter ``d`` builds at (for ``scale_rows:``); None where the host's files have one scale each."""
+        """The scale letter ``d`` builds at, by the host's rule (for ``scale_rows:`` and rows that pick by letter, such
+        as a BiFPN's named phi); None where the host's files have one scale each."""
         return None
 
     @abstractmethod
@@ -83,24 +89,26 @@ class HostRules(ABC):
         """What this host's parser cannot build beyond ``rows.validate_model`` (run right after it); none by default."""
 
 
+def check_keys(d: dict, host: HostRules) -> str | None:
+    """Check every top-level key (``keys.COMMON``, ``keys.PLUGIN``, the host's) and the sections of a dict with plugin
+    rows, as soon as a host has it; return the scale letter it builds at (``HostRules.scale``)."""
+    keys.check(d, {**keys.COMMON, **keys.PLUGIN, **host.keys()})
+    check_sections(d)
+    return host.scale(d)
+
+
 def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]], host: HostRules):
     """Return ``parse(d)`` with every plugin row built by the plugin (see the module docstring)."""
-    d = scale_rows.apply(d, host.scale(d))
+    scale = check_keys(d, host)
+    d = scale_rows.apply(d, scale)
+    resolving = {**d, "scale": scale}  # what rows read (``yaml_args``); the host parses ``d`` with its own letter
     ours = plugin_rows(d)
-    validate_model(d, host.names())
+    validate_model(resolving, host.names())
     host.check(d)
     rows = list(d["backbone"]) + list(d["head"])
     n_backbone = len(d["backbone"])
     scale_backbone = d.get("scale_backbone", True)
-    if not isinstance(scale_backbone, bool):
-        raise key_error(d, "scale_backbone", f"must be true or false, got {scale_backbone!r}")
     drop_path = d.get("drop_path", blocks.DEFAULT_DROP_PATH)
-    try:
-        blocks.DropPath(drop_path)
-    except ValueError as e:
-        raise key_error(d, "drop_path", str(e)) from None
-    if "bn_eps" in d and not _is_eps(d["bn_eps"]):
-        raise key_error(d, "bn_eps", f"must be a number in (0, 1), got {d['bn_eps']!r}")
     act = host.activation(d)
     # Exact pretrained backbones (EfficientNet-Lite: ReLU6) need their own activation while the host's rows keep the
     # model's: the host has one `activation:` for every Conv, so the plugin's backbone rows read a key of their own.
@@ -112,9 +120,10 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
         f, n, _, args = rows[i]
         if isinstance(kind, ScaledRow):
             unscaled = i < n_backbone and not scale_backbone
-            plan[i] = (args[0], n, list(args[1:])) if unscaled else (scaling.width(args[0]), scaling.depth(n), list(args[1:]))
+            c2, repeats = (args[0], n) if unscaled else (scaling.width(args[0]), scaling.depth(n))
+            plan[i] = (c2, repeats, list(args[1:]))
         elif isinstance(kind, MultiInputRow):
-            c2, *rest = kind.resolve(d, i, rows[i])
+            c2, *rest = kind.resolve(resolving, i, rows[i])
             plan[i] = (c2, 1, rest)
         else:
             src = i + f if f < 0 else f
@@ -129,8 +138,8 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
         swapped[i] = [rows[i][0], 1, module, args]
     standin["backbone"], standin["head"] = swapped[:n_backbone], swapped[n_backbone:]
 
-    # the host's parser sets Conv.default_act from `activation:` and (Ultralytics before ~8.4.9x, every YOLOv5) leaves it
-    # set, so one Lite model would give every later model in the process ReLU6; a plugin model leaves it as it was
+    # the host's parser sets Conv.default_act from `activation:` and (Ultralytics before ~8.4.9x, every YOLOv5) leaves
+    # it set, so one Lite model would give every later model in the process ReLU6; a plugin model leaves it as it was
     with _held(host.logger) as held, _default_act_kept(host.conv):
         model, save = parse(standin)
 
@@ -145,9 +154,10 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
         try:
             if isinstance(kind, MultiInputRow):
                 if not isinstance(inp, list) or any(stride_of(x, PROBE_SIZE) is None for x in inp):
-                    raise row_error(d, i, row, "every input must be one feature map (pick list outputs with a Level row)")
-                c1 = [x.shape[1] for x in inp]
-                layer, shown = kind.build(c1, c2, args, [stride_of(x, PROBE_SIZE) for x in inp], **hosted), [c1, c2, *args]
+                    raise row_error(d, i, row, "every input must be one feature map (pick list outputs with a Level "
+                                               "row)")
+                c1, strides = [x.shape[1] for x in inp], [stride_of(x, PROBE_SIZE) for x in inp]
+                layer, shown = kind.build(c1, c2, args, strides, **hosted), [c1, c2, *args]
             elif isinstance(kind, SameWidthRow):
                 layer, shown = kind.build(args, **hosted), args
             else:
@@ -162,7 +172,7 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
         if "bn_eps" in d:
             blocks.set_bn_eps(layer, d["bn_eps"])
         layer.np = sum(x.numel() for x in layer.parameters())
-        layer.i, layer.f, layer.type = i, row[0], kind.shown(layer)
+        layer.i, layer.f, layer.type = i, row[0], kind.type_name
         lines[i] = host.row_line(i, row[0], n, layer.np, layer.type, shown)
         return layer
 
@@ -172,16 +182,12 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
             pass
     except ModelRowError:
         raise
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001  (whatever a block raises on its inputs is reported with its row)
         j = i + 1  # the row that was running
         raise row_error(d, j, rows[j], f"does not run on the rows before it ({type(e).__name__}: {e})") from None
     blocks.set_drop_path(model, drop_path)
     _replay(held, lines, len(rows), host.logger)
     return model, save
-
-
-def _is_eps(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and 0 < x < 1
 
 
 @contextlib.contextmanager

@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from effdet_plugin.blocks import host_conv
+from effdet_plugin.blocks import ConvBNAct
 
-__all__ = ("BiFPN", "BiFPNLayer", "Fusion", "Level", "NODES", "SIZES", "bifpn_size", "fusion_weights")
+__all__ = ("NODES", "SIZES", "BiFPN", "BiFPNLayer", "Fusion", "Level", "bifpn_size", "fusion_weights")
 
 MODES = ("fastattn", "attn", "sum")  # as effdet's FpnCombine weight_method
 EPS = 1e-4  # fast normalized fusion epsilon (EfficientDet, section 3.3)
@@ -114,7 +114,7 @@ class BiFPNLayer(nn.Module):
                  act: nn.Module | None = None):
         """Initialize from input widths ``c1`` (one per level in ``LEVELS``) to output width ``c``."""
         super().__init__()
-        conv = conv or host_conv()
+        conv = conv or ConvBNAct
         width = dict(zip((f"P{lv}" for lv in LEVELS), c1))
         self.nodes = nn.ModuleDict()
         for name, level, inputs in NODES:
@@ -138,9 +138,9 @@ class BiFPN(nn.Module):
 
     outputs = len(LEVELS)  # the list it returns: P3, P4, P5
 
-    def __init__(self, c1: list[int], c2: int, phi: int, mode: str = "fastattn", strides: list[int] | None = None, *,
-                 conv: type[nn.Module] | None = None, act: nn.Module | None = None):
-        """Initialize from input widths ``c1``; ``c2`` must be the width of ``phi``; ``strides`` are checked if given."""
+    def __init__(self, c1: list[int], c2: int, phi: int, mode: str = "fastattn", strides: list[int] | None = None,
+                 *, conv: type[nn.Module] | None = None, act: nn.Module | None = None):
+        """Initialize from input widths ``c1``; ``c2`` must be ``phi``'s width; ``strides`` are checked if given."""
         super().__init__()
         width, depth = bifpn_size(phi)
         if len(c1) != len(LEVELS):
@@ -156,15 +156,19 @@ class BiFPN(nn.Module):
 
     @classmethod
     def yaml_args(cls, args: list, d: dict) -> list:
-        """Resolve a YAML row's ``[phi, mode]`` into ``[c2, phi, mode]`` using the model dict ``d`` (registry hook)."""
+        """Resolve a YAML row's ``[phi, mode]`` into ``[c2, phi, mode]`` using the model dict ``d`` (registry hook; a
+        named phi is looked up at ``d["scale"]``, the letter the host builds at)."""
         if not 1 <= len(args) <= 2:
             raise ValueError(f"args must be [phi] or [phi, mode], got {args!r}")
         phi, mode = args[0], args[1] if len(args) > 1 else "fastattn"
         if isinstance(phi, str):
             table = d.get(phi)
             if not isinstance(table, dict):
-                raise ValueError(f"phi {phi!r} names no top-level mapping from scale letter to phi in the YAML")
-            scale = d.get("scale") or next(iter(d.get("scales") or {}), None)  # Ultralytics' default: first scale
+                raise TypeError(f"phi {phi!r} names no top-level mapping from scale letter to phi in the YAML")
+            scale = d.get("scale")  # the letter the host builds at (HostRules.scale), set by the shared build
+            if not scale:
+                raise ValueError(f"top-level {phi!r} maps scale letters to phi, but this model has no scale letter "
+                                 f"(no scales: table, or a host that reads none); give phi as an integer")
             if scale not in table:
                 raise ValueError(f"top-level {phi!r} has no entry for scale {scale!r}")
             phi = table[scale]

@@ -1,9 +1,10 @@
 """EfficientNet / EfficientNetV2 layers built from the host's ``Conv`` so the host's ``fuse()`` folds every BatchNorm.
 
 Each block maps ``c1`` input channels to ``c2`` output channels, as every row in a YOLO YAML does. Keyword ``conv`` is
-the host's conv + BN + activation class (Ultralytics' ``Conv`` by default, YOLOv5's under YOLOv5) and ``act`` the
-model's activation (the YAML's ``activation:``; default the host's, SiLU). Arguments are checked here and reported as
-``ValueError`` naming the argument; the parser hook adds the YAML row.
+the host's conv + BN + activation class, which every host's parser passes (Ultralytics' ``Conv``, YOLOv5's
+``models.common.Conv``); blocks built outside a parser use ``ConvBNAct``, the same layer with the same interface.
+``act`` is the model's activation (the YAML's ``activation:``; default the conv's, SiLU). Arguments are checked here
+and reported as ``ValueError`` (``TypeError`` for a non-number) naming the argument; the parser hook adds the YAML row.
 """
 
 from __future__ import annotations
@@ -13,17 +14,39 @@ from torch import nn
 
 from effdet_plugin.same_padding import padded_conv
 
-__all__ = ("DropPath", "FusedMBConv", "KeepEpsBatchNorm2d", "MBConv", "SqueezeExcite", "Stem", "set_bn_eps",
-           "set_drop_path")
+__all__ = ("ConvBNAct", "DropPath", "FusedMBConv", "KeepEpsBatchNorm2d", "MBConv", "SqueezeExcite", "Stem",
+           "set_bn_eps", "set_drop_path")
 
 DEFAULT_DROP_PATH = 0.2  # torchvision's efficientnet_v2_s stochastic_depth_prob; a YAML's `drop_path:` overrides it
 
 
-def host_conv() -> type[nn.Module]:
-    """Ultralytics' ``Conv``: the conv class of blocks built outside a host's parser (imported on first use)."""
-    from ultralytics.nn.modules import Conv
+class ConvBNAct(nn.Module):
+    """Conv2d (no bias) + BatchNorm2d + activation, with the hosts' ``Conv`` interface: the conv class of blocks built
+    outside a host's parser.
 
-    return Conv
+    Arguments, attributes (``conv``, ``bn``, ``act``, class attribute ``default_act``) and ``forward_fuse`` are those of
+    Ultralytics' and YOLOv5's ``Conv``: ``act=True`` is ``default_act``, a module is used as given, anything else is
+    no activation.
+    """
+
+    default_act = nn.SiLU()
+
+    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1, d: int = 1,
+                 act: nn.Module | bool = True):
+        """Initialize a ``k`` x ``k`` stride-``s`` conv from ``c1`` to ``c2`` channels ("same" padding by default)."""
+        super().__init__()
+        p = d * (k - 1) // 2 if p is None else p
+        self.conv = nn.Conv2d(c1, c2, k, s, p, groups=g, dilation=d, bias=False)
+        self.bn = nn.BatchNorm2d(c2)
+        self.act = self.default_act if act is True else act if isinstance(act, nn.Module) else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply convolution, BatchNorm and activation."""
+        return self.act(self.bn(self.conv(x)))
+
+    def forward_fuse(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply convolution and activation (after the BatchNorm has been folded into the convolution)."""
+        return self.act(self.conv(x))
 
 
 def _act(conv: type[nn.Module], act: nn.Module | None) -> nn.Module:
@@ -40,7 +63,7 @@ def _check_kernel_stride(k, s) -> None:
 
 def _check_ratio(name: str, value, low: float, high: float | None, high_open: bool = True) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
+        raise TypeError(f"{name} must be a number, got {value!r}")
     if value < low or (high is not None and (value >= high if high_open else value > high)):
         bound = f"[{low}, {high})" if high is not None else f">= {low}"
         raise ValueError(f"{name} must be in {bound}, got {value!r}")
@@ -91,7 +114,7 @@ class Stem(nn.Module):
         """Initialize a ``k`` x ``k`` stride-``s`` stem from ``c1`` to ``c2`` channels."""
         super().__init__()
         _check_kernel_stride(k, s)
-        conv = conv or host_conv()
+        conv = conv or ConvBNAct
         self.conv = padded_conv(conv, c1, c2, k, s, padding, act=_act(conv, act))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,7 +146,7 @@ class FusedMBConv(_MBBlock):
         super().__init__(c1, c2, k, s, e, se)
         if se:
             raise ValueError(f"FusedMBConv has no squeeze-excitation: se_ratio must be 0, got {se!r}")
-        conv = conv or host_conv()
+        conv = conv or ConvBNAct
         c_mid = int(c1 * e)
         if c_mid == c1:
             self.expand = conv(c1, c2, k, s, act=_act(conv, act))
@@ -150,7 +173,7 @@ class MBConv(_MBBlock):
                  padding: str = "auto", *, conv: type[nn.Module] | None = None, act: nn.Module | None = None):
         """Initialize an MBConv block from ``c1`` to ``c2`` channels."""
         super().__init__(c1, c2, k, s, e, se)
-        conv = conv or host_conv()
+        conv = conv or ConvBNAct
         a = _act(conv, act)
         c_mid = int(c1 * e)
         self.expand = conv(c1, c_mid, 1, act=a) if c_mid != c1 else nn.Identity()

@@ -7,7 +7,7 @@ internals. The row assembly (plugin rows built in place) and ``swap``'s stride p
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn

@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextlib
 import difflib
 import inspect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -80,14 +81,15 @@ class RowKind:
         given = {"conv": conv, "act": act}
         return {k: v for k, v in given.items() if k in self.host_kwargs and v is not None}
 
-    def shown(self, module: nn.Module) -> str:
-        """Type name for the model table."""
+    @property
+    def type_name(self) -> str:
+        """The registered class's qualified name: the module's ``type`` and its model-table name, as a host's own."""
         return f"{self.module.__module__}.{self.module.__qualname__}"
 
 
 @dataclass(frozen=True)
 class ScaledRow(RowKind):
-    """``[from, n, name, [c_out, *args]]`` builds ``module(c1, c2, *args)``, then ``n - 1`` x ``module(c2, c2, ...)``."""
+    """``[from, n, name, [c_out, *args]]``: ``module(c1, c2, *args)``, then ``n - 1`` x ``module(c2, c2, ...)``."""
 
     stride_arg: int | None = None  # index into args after c_out; repeats get stride 1 there
 
@@ -295,28 +297,30 @@ class HostNames:
     heads: frozenset[str]  # modules that make a row a model's output head (Detect, Segment, ..., Classify)
 
 
-def validate_model(d: dict, host: HostNames) -> None:
-    """Check a model dict that has plugin rows, before anything is built; raise one ``ModelRowError``.
-
-    Checks ``nc``; ``backbone`` and ``head`` lists; every row's shape, ``from`` range, repeats and module name (with a
-    did-you-mean); each plugin row's own rules; an output head; and that ``Level`` rows read a multi-output row,
-    with an index in range, each output used once.
-    """
-    nc = d.get("nc")
-    if nc is None:
-        raise key_error(d, "nc", "missing; the number of classes must be set (e.g. nc: 80)")
-    if not is_index(nc) or nc < 1:
-        raise key_error(d, "nc", f"must be a positive integer, got {nc!r}")
+def check_sections(d: dict) -> None:
+    """``backbone`` and ``head``: non-empty lists of 4-field rows (what a host indexes before it parses anything)."""
     for key in ("backbone", "head"):
         if not isinstance(d.get(key), list) or not d[key]:
-            raise key_error(d, key, f"must be a non-empty list of [from, repeats, module, args] rows, got {d.get(key)!r}")
+            raise key_error(d, key, f"must be a non-empty list of [from, repeats, module, args] rows, got "
+                                    f"{d.get(key)!r}")
+    for i, row in enumerate(_rows(d)):
+        if not isinstance(row, (list, tuple)) or len(row) != 4:
+            raise row_error(d, i, row, f"a row has 4 fields [from, repeats, module, args], got {row!r}")
+
+
+def validate_model(d: dict, host: HostNames) -> None:
+    """Check the rows of a model dict that has plugin rows, before anything is built; raise one ``ModelRowError``.
+
+    Checks the sections (``check_sections``); every row's ``from`` range, repeats and module name (with a
+    did-you-mean); each plugin row's own rules; an output head; and that ``Level`` rows read a multi-output row,
+    with an index in range, each output used once. Top-level keys are ``effdet_plugin.keys``'.
+    """
+    check_sections(d)
     reg = kinds()
     rows = _rows(d)
     multi: dict[int, MultiInputRow] = {}
     picked: dict[tuple[int, int], int] = {}
     for i, row in enumerate(rows):
-        if not isinstance(row, (list, tuple)) or len(row) != 4:
-            raise row_error(d, i, row, f"a row has 4 fields [from, repeats, module, args], got {row!r}")
         f, n, m, args = row
         refs = [f] if is_index(f) else f if isinstance(f, (list, tuple)) and f else None
         if refs is None or not all(is_index(j) for j in refs):
@@ -360,7 +364,8 @@ def _check_level(d: dict, i: int, row, multi: dict[int, MultiInputRow], picked: 
         raise row_error(d, i, row, f"{m} must read a multi-output row (such as BiFPN); row {src} is not one")
     count = multi[src].outputs
     if len(args) != 1 or not is_index(args[0]) or not 0 <= args[0] < count:
-        raise row_error(d, i, row, f"{m} takes [k], one output index of row {src}, 0 to {count - 1}; got {list(args)!r}")
+        raise row_error(d, i, row, f"{m} takes [k], one output index of row {src}, 0 to {count - 1}; got "
+                                   f"{list(args)!r}")
     k = args[0]
     if (src, k) in picked:
         raise row_error(d, i, row, f"output {k} of row {src} is already picked by row {picked[src, k]}")

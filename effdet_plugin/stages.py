@@ -299,12 +299,12 @@ def _exact() -> dict[str, Backbone]:
     return out
 
 
-BACKBONES: dict[str, Backbone] = _exact()
+EXACT_BACKBONES: dict[str, Backbone] = _exact()  # YAML suffix -> architecture whose ImageNet weights load exactly
 
 
 def find_backbone(signature: tuple, naming: str = "torchvision", se: bool = True) -> Backbone | None:
     """Return the known architecture with this ``Backbone.signature``, weights naming and SE (or not), else None."""
-    return next((b for b in BACKBONES.values()
+    return next((b for b in EXACT_BACKBONES.values()
                  if b.signature == signature and b.naming == naming and b.table.has_se == se), None)
 
 
@@ -465,10 +465,10 @@ def _model_yamls() -> dict[str, ModelYaml]:
                   scale_tables=dict.fromkeys("ns", EFFICIENTNET_V2_LITE_FUSED)),
         ModelYaml("yolov5_effv2_bifpn.yaml", EFFICIENTNET_V2_S, "bifpn", yaml_headers.BIFPN),
     ]
-    for bb in BACKBONES.values():
+    for bb in EXACT_BACKBONES.values():
         specs.append(ModelYaml(bb.yaml_name, bb.table, "pan", "", exact=bb, backbone_activation=bb.activation))
     for name in ("effv2-s", "effb0"):
-        bb = BACKBONES[name]
+        bb = EXACT_BACKBONES[name]
         specs.append(ModelYaml(f"yolov5_{name}_bifpn.yaml", bb.table, "bifpn", "", exact=bb))
     out = {s.file: s for s in specs}
     for file, neck, tasks in VARIANTS:
@@ -529,14 +529,6 @@ def default_weight_file(bb: Backbone) -> str:
     from torchvision.models import get_model_weights
 
     return get_model_weights(bb.torchvision).DEFAULT.url.rsplit("/", 1)[-1]
-
-
-def imagenet_top1(bb: Backbone) -> dict[str, float]:
-    """Return ImageNet top-1 (%) of each torchvision weight file for ``bb``, from torchvision's weight metadata."""
-    from torchvision.models import get_model_weights
-
-    return {w.url.rsplit("/", 1)[-1]: w.meta["_metrics"]["ImageNet-1K"]["acc@1"]
-            for w in get_model_weights(bb.torchvision)}
 
 
 def generated_yamls() -> dict[str, str]:

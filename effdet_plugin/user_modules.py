@@ -59,7 +59,7 @@ def load() -> list[str]:
             for part in attr.strip().split("."):
                 obj = getattr(obj, part)
             _register(name, obj, where)
-        except Exception as e:  # one broken entry must not hide the others
+        except Exception as e:  # noqa: BLE001  (one broken entry must not hide the others)
             line = f"effdet-plugin: {where} failed: {type(e).__name__}: {e}"
             warnings.warn(line, stacklevel=2)
             failed.append(line)

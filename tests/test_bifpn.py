@@ -19,7 +19,8 @@ from effdet_plugin.rows import ModelRowError
 
 ROOT = Path(__file__).resolve().parents[1]
 PHI = {"n": 0, "s": 1, "m": 2, "l": 3, "x": 4}
-SIZES = {0: (64, 3), 1: (88, 4), 2: (112, 5), 3: (160, 6), 4: (224, 7), 5: (288, 7), 6: (384, 8), 7: (384, 8)}  # EfficientDet table 1
+# EfficientDet table 1
+SIZES = {0: (64, 3), 1: (88, 4), 2: (112, 5), 3: (160, 6), 4: (224, 7), 5: (288, 7), 6: (384, 8), 7: (384, 8)}
 
 
 def _bifpn(model: DetectionModel) -> BiFPN:
@@ -106,7 +107,7 @@ def test_layer_graph_and_output_shapes():
             assert len(node.resample) == node.fuse.n == len(inputs)
             has_conv = [any(isinstance(m, torch.nn.Conv2d) for m in r.modules()) for r in node.resample]
             assert has_conv == [k == 0 and n in ("P3", "P4", "P5") for n in inputs]
-    p4_out = dict((n, i) for n, _, i in NODES)["P4_out"]
+    p4_out = {n: i for n, _, i in NODES}["P4_out"]
     assert p4_out == ("P4", "P4_td", "P3_out")  # the extra same-level edge on the intermediate level
     xs = [torch.randn(2, 16, 32, 32), torch.randn(2, 40, 16, 16), torch.randn(2, 256, 8, 8)]
     with torch.no_grad():
@@ -137,6 +138,22 @@ def test_every_scale_builds_and_runs(scale):
     assert tuple(y.shape) == (1, 4 + 80, 8 * 8 + 4 * 4 + 2 * 2)
 
 
+def test_named_phi_follows_the_hosts_scale_letter():
+    """A named phi is read at the letter the host builds at: Ultralytics' first scale for a dict without one, the
+    letter of a file without ``scales:``; the row itself never picks a letter."""
+    d = yaml.safe_load((model_yaml_dir() / "yolov5_effv2_bifpn.yaml").read_text())
+    d["scales"] = {"m": d["scales"]["m"], "n": d["scales"]["n"]}
+    assert _bifpn(DetectionModel(d, verbose=False)).phi == PHI["m"]  # no letter: Ultralytics builds its first scale
+    d.pop("scales")
+    assert _bifpn(DetectionModel({**d, "scale": "l"}, verbose=False)).phi == PHI["l"]  # no table: the name's letter
+    with pytest.raises(ModelRowError, match=r"row 8 .*'bifpn_phi' maps scale letters to phi, but this model has no "
+                                            r"scale letter"):
+        DetectionModel({**d, "scale": ""}, verbose=False)
+    assert BiFPN.yaml_args(["bifpn_phi"], {**d, "scale": "x"}) == [SIZES[PHI["x"]][0], PHI["x"], "fastattn"]
+    with pytest.raises(ValueError, match="no scale letter"):
+        BiFPN.yaml_args(["bifpn_phi"], {**d, "scales": {"s": [0.33, 0.5, 1024]}})  # the host's letter, not a guess
+
+
 @pytest.mark.parametrize("name, source, taps", [("yolov5_effv2-s", "yolov5_effv2-s", [3, 5, 7]),
                                                 ("yolov5_effb0", "yolov5_effb0", [3, 5, 8])])
 def test_exact_backbone_variants(name, source, taps):
@@ -152,7 +169,8 @@ def test_exact_backbone_variants(name, source, taps):
         assert _bifpn(model).phi == PHI[scale] and model.stride.tolist() == [8, 16, 32]
     pan = DetectionModel(f"yolov5s_{source[7:]}.yaml", verbose=False)
     n_bb = len(ours["backbone"]) - 1  # all rows before SPPF are identical modules, SPPF is sized by the scale alike
-    assert [p.shape for p in model.model[:n_bb + 1].parameters()] == [p.shape for p in pan.model[:n_bb + 1].parameters()]
+    shapes = [[p.shape for p in m.model[:n_bb + 1].parameters()] for m in (model, pan)]
+    assert shapes[0] == shapes[1]
 
 
 # ------------------------------------------------------------------------------------------------------- bad input
@@ -179,7 +197,7 @@ def _set_row(i, row):
     (_set_row(0, [[3, 5, 7], 1, "BiFPN", ["bifpn_phi", "max"]]), r"row 8 .*fusion mode must be one of"),
     (_set_row(0, [7, 1, "BiFPN", ["bifpn_phi"]]), r"row 8 .*'from' must be a list of layer indices"),
     (_set_row(0, [[3, 5, 7], 2, "BiFPN", ["bifpn_phi"]]), r"row 8 .*repeats must be 1"),
-    (_set_row(0, [[3, 5, 17], 1, "BiFPN", ["bifpn_phi"]]), r"row 8 .*'from' 17 is out of range; row 8 may read -8 to 7"),
+    (_set_row(0, [[3, 5, 17], 1, "BiFPN", ["bifpn_phi"]]), r"row 8 .*'from' 17 is out of range; row 8 may read -8 to"),
     (_set_row(1, [[8], 1, "Level", [0]]), r"row 9 .*'from' must be a single layer index for Level"),
 ])
 def test_bad_rows_name_the_row(tmp_path, edit, message):

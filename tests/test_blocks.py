@@ -2,15 +2,46 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
 
-from effdet_plugin.blocks import DropPath, FusedMBConv, MBConv, SqueezeExcite, Stem, set_drop_path
+from effdet_plugin.blocks import ConvBNAct, DropPath, FusedMBConv, MBConv, SqueezeExcite, Stem, set_drop_path
 
 
 def test_stem_shape():
     assert Stem(3, 24, 3, 2)(torch.zeros(2, 3, 64, 48)).shape == (2, 24, 32, 24)
+
+
+def test_blocks_outside_a_host_use_the_core_conv():
+    """Without a host's ``Conv`` (outside a parser) the blocks and the BiFPN build from ``ConvBNAct``, and building
+    them imports no host."""
+    code = """
+import sys, torch
+from effdet_plugin.bifpn import BiFPN
+from effdet_plugin.blocks import ConvBNAct, MBConv, Stem
+net = torch.nn.Sequential(Stem(3, 16), MBConv(16, 16, 3, 1, 4, 0.25))
+bifpn = BiFPN([16, 24, 32], 64, 0)
+convs = {type(m).__name__ for m in [*net.modules(), *bifpn.modules()] if hasattr(m, "bn")}
+print(sorted(convs), sorted({m.split(".")[0] for m in sys.modules} & {"ultralytics", "yolov5", "models"}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "['ConvBNAct'] []"
+
+
+def test_core_conv_has_the_host_conv_interface():
+    conv = ConvBNAct(8, 16, 3, 2)
+    c = conv.conv
+    assert (c.kernel_size, c.stride, c.padding, c.bias) == ((3, 3), (2, 2), (1, 1), None)
+    assert conv.act is ConvBNAct.default_act and isinstance(conv.act, nn.SiLU)
+    assert isinstance(ConvBNAct(8, 8, act=False).act, nn.Identity)
+    assert isinstance(ConvBNAct(8, 8, act=nn.ReLU6()).act, nn.ReLU6)
+    assert ConvBNAct(8, 8, 3, g=8).conv.groups == 8
+    x = torch.randn(2, 8, 16, 16)
+    assert conv(x).shape == conv.forward_fuse(x).shape == (2, 16, 8, 8)
 
 
 @pytest.mark.parametrize("cls", [FusedMBConv, MBConv])

@@ -1,10 +1,10 @@
-"""Deploy-format parity: every shipped model family, exported by Ultralytics' own exporter (TorchScript, ONNX, OpenVINO),
-computes what the fused PyTorch model computes on the same image.
+"""Deploy-format parity: every shipped model family, exported by Ultralytics' own exporter (TorchScript, ONNX,
+OpenVINO), computes what the fused PyTorch model computes on the same image.
 
 The families are the detection YAMLs of ``effdet_plugin.stages.MODEL_YAMLS`` at collection time (each at the ``n``
-scale), so a family added there is covered without editing this file (the other tasks: tests/test_tasks.py). The fast set exports the smallest family that has every block kind
-(FusedMBConv, MBConv with squeeze-excitation, BiFPN fusion nodes) to TorchScript and ONNX; every other family and
-format, and OpenVINO for all, run in the slow set.
+scale), so a family added there is covered without editing this file (the other tasks: tests/test_tasks.py). The fast
+set exports the smallest family that has every block kind (FusedMBConv, MBConv with squeeze-excitation, BiFPN fusion
+nodes) to TorchScript and ONNX; every other family and format, and OpenVINO for all, run in the slow set.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from effdet_plugin.bifpn import Fusion
+from effdet_plugin.paths import model_yaml_dir
 from effdet_plugin.stages import MODEL_YAMLS
 
 IMGSZ = 64  # 3 detection levels: 8x8 + 4x4 + 2x2 = 84 anchors
@@ -30,7 +32,7 @@ def _n_scale(file: str) -> str:
     """``yolov5_X.yaml`` -> ``yolov5n_X.yaml``, ``yolo26_X.yaml`` -> ``yolo26n_X.yaml`` (the letter after the base name
     picks the scale)."""
     name, count = re.subn(r"^(yolov?\d+)_", r"\1n_", file)
-    return name if count else file  # left unchanged, test_families_use_the_scale_letter_naming names it
+    return name if count else file  # left unchanged, test_every_family_loads_at_n_by_its_lettered_name names it
 
 
 DETECTION = [f for f, spec in MODEL_YAMLS.items() if spec.task == "detect"]
@@ -169,9 +171,16 @@ def _compare(family: Exports, fmt: str, out: np.ndarray) -> None:
     np.testing.assert_allclose(out[:, 4:], ref[:, 4:], rtol=0, atol=family.score_tol, err_msg=f"{fmt} scores")
 
 
-def test_families_use_the_scale_letter_naming():
-    assert FAMILIES and FAST in FAMILIES
-    assert all(n != f for n, f in zip(FAMILIES, DETECTION)), "a model YAML not named yolo[v]N_*.yaml: add its n name"
+def test_every_family_loads_at_n_by_its_lettered_name():
+    """The name each family is exported by is one a user types: Ultralytics' loader (through the plugin's bare-name
+    seam, from any folder) finds the shipped file and reads the scale letter n from it."""
+    from ultralytics.nn.tasks import yaml_model_load
+
+    assert FAST in FAMILIES and len(FAMILIES) == len(DETECTION)
+    for name, file in zip(FAMILIES, DETECTION):
+        d = yaml_model_load(name)
+        shipped = yaml.safe_load((model_yaml_dir() / file).read_text(encoding="utf-8"))
+        assert (d["scale"], d["backbone"], d["head"]) == ("n", shipped["backbone"], shipped["head"]), name
 
 
 def test_torchscript_matches_pytorch(family):

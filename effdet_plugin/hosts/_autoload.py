@@ -1,8 +1,10 @@
-"""Auto-activation, run from ``effdet_plugin.pth`` at every interpreter start (installed as ``_effdet_plugin_autoload``).
+"""Auto-activation, run from ``effdet_plugin.pth`` at every interpreter start (installed as
+``_effdet_plugin_autoload``).
 
 It must cost nothing there: it imports only modules Python has already loaded (``os``, ``sys``) and puts a plain
-finder on ``sys.meta_path`` that waits for a host module. When ``ultralytics.nn.tasks``, ``ultralytics.cfg``, ``ultralytics.data.dataset``, a
-YOLOv5 ``models.yolo`` or ``yolov5.models.yolo`` has executed, ``effdet_plugin.hosts.activate`` takes over.
+finder on ``sys.meta_path`` that waits for a host module. When ``ultralytics.nn.tasks``, ``ultralytics.cfg``,
+``ultralytics.data.dataset``, a YOLOv5 ``models.yolo`` or ``yolov5.models.yolo`` has executed,
+``effdet_plugin.hosts.activate`` takes over.
 ``EFFDET_PLUGIN_DISABLE=1``: the plugin registers nothing (a plugin YAML then gets a message naming the variable).
 """
 
@@ -42,7 +44,7 @@ class _HostFinder:
 def _run(hook: str, module) -> None:
     try:
         from effdet_plugin.hosts import activate
-    except Exception as e:  # a broken install must not break the host
+    except Exception as e:  # noqa: BLE001  (a broken install must not break the host)
         import warnings
 
         warnings.warn(f"effdet-plugin: auto-activation failed ({type(e).__name__}: {e})", stacklevel=2)

@@ -74,6 +74,6 @@ def activate_yolov5(module: ModuleType, auto: bool = True) -> None:
 def _guarded(install) -> None:
     try:
         install()
-    except Exception as e:  # never break the host's import for users who do not use the plugin
+    except Exception as e:  # noqa: BLE001  (never break the host's import for users who do not use the plugin)
         warnings.warn(f"effdet-plugin: auto-activation failed ({type(e).__name__}: {e}); "
                       f"call effdet_plugin.register() to see the full error", stacklevel=3)

@@ -59,9 +59,8 @@ def rebind(owner: Any, name: str, make_wrapper: Callable[[Any], Any], *, params:
         except (TypeError, ValueError):
             have = ()
         if have != params:
-            raise HostChangedError(
-                f"effdet-plugin cannot hook {host}: expected parameters ({', '.join(params)}), found ({', '.join(have)})"
-            )
+            raise HostChangedError(f"effdet-plugin cannot hook {host}: expected parameters ({', '.join(params)}), "
+                                   f"found ({', '.join(have)})")
     seam = Seam(owner, name, original, make_wrapper(original), make_wrapper)
     setattr(owner, name, seam.wrapper)
     seam.holders.append(owner)

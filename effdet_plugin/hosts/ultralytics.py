@@ -7,30 +7,39 @@ Seams (all through ``rebind`` or Ultralytics' own registration lists):
 - ``ultralytics.nn.tasks.load_checkpoint`` and ``BaseModel.load``: ``pretrained=<torchvision .pth>`` seeds an exact
   EfficientNet backbone (``pretrained=efficientnet-lite0``: the installed weights package's file).
 - ``ultralytics.data.dataset.YOLODataset.close_mosaic``: keeps a progressive stage's augmentation magnitudes.
-- ``default_callbacks`` and the default config: progressive learning's keys and callbacks.
+- ``default_callbacks`` and the default config: progressive learning's keys and callbacks (the trainer glue itself:
+  ``effdet_plugin.hosts.ultralytics_training``).
 """
 
 from __future__ import annotations
 
-import ast
-import re
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from effdet_plugin import assemble, progressive, user_modules
+from effdet_plugin import assemble, keys, progressive, user_modules
 from effdet_plugin.assemble import HostRules, Scaling
+from effdet_plugin.hosts import ultralytics_training
+from effdet_plugin.hosts.rebind import rebind
 from effdet_plugin.hosts.unavailable import UnsupportedUltralyticsError, disabled_error
-from effdet_plugin.hosts.rebind import original, rebind
+from effdet_plugin.naming import unified_name
 from effdet_plugin.paths import model_yaml_dir
-from effdet_plugin.rows import HostNames, MultiInputRow, RowKind, SameWidthRow, key_error, kinds, uses_plugin
+from effdet_plugin.rows import (
+    HostNames,
+    MultiInputRow,
+    RowKind,
+    SameWidthRow,
+    is_index,
+    key_error,
+    kinds,
+    uses_plugin,
+)
 
 SUPPORTED = ">=8.4.0,<8.5.0"
 HEADS = frozenset({"Detect", "v10Detect", "Segment", "Segment26", "Pose", "Pose26", "OBB", "OBB26", "YOLOEDetect",
                    "YOLOESegment", "YOLOESegment26", "WorldDetect", "Classify"})
 _ENGINE = ("ultralytics.nn", "ultralytics.engine.model", "ultralytics.engine.trainer")  # import the names by name
-_ACT = re.compile(r"^(?:torch\.)?nn\.([A-Za-z_][A-Za-z0-9_]*)\((.*)\)$")
 
 
 def check_version() -> None:
@@ -53,20 +62,17 @@ def int8_export_args() -> dict:
     return {"quantize": 8} if "quantize" in DEFAULT_CFG_DICT else {"int8": True}
 
 
-def parse_activation(d: dict, key: str = "activation") -> nn.Module | None:
-    """``activation: nn.ReLU()`` (or ``torch.nn.X(literal args)``) as a module, without ``eval``; None if unset."""
-    spec = d.get(key)
-    if not spec:
-        return None
-    m = _ACT.match(str(spec).strip())
-    cls = getattr(torch.nn, m.group(1), None) if m else None
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise key_error(d, key, f"expected a torch activation such as nn.ReLU() or nn.LeakyReLU(0.1), got {spec!r}")
-    try:
-        args = ast.literal_eval(f"({m.group(2)},)") if m.group(2).strip() else ()
-        return cls(*args)
-    except (ValueError, SyntaxError, TypeError) as e:
-        raise key_error(d, key, f"{spec!r} does not build: {e}") from None
+# The top-level keys Ultralytics reads from a model dict (its model classes and parse_model), beyond keys.COMMON
+KEYS: dict[str, keys.Key] = {
+    "scales": keys.Key("a mapping of scale letters to [depth, width, max_channels], each a positive number",
+                       keys.is_scales),
+    "scale": keys.Key("a scale letter (n, s, m, l, x) or empty", lambda x: x is None or isinstance(x, str)),
+    "channels": keys.Key("a positive integer (input channels)", keys.is_positive_int),
+    "reg_max": keys.Key("a positive integer (16; 1 for YOLO26 heads)", keys.is_positive_int),
+    "end2end": keys.Key("true or false", lambda x: x is None or isinstance(x, bool)),
+    "kpt_shape": keys.Key("[keypoints, 2 or 3] (e.g. [17, 3])", lambda x: isinstance(x, list) and len(x) == 2
+                          and keys.is_positive_int(x[0]) and is_index(x[1]) and x[1] in (2, 3)),
+}
 
 
 class Rules(HostRules):
@@ -78,6 +84,9 @@ class Rules(HostRules):
         from ultralytics.utils import LOGGER
 
         self.tasks, self.conv, self.logger = tasks, Conv, LOGGER
+
+    def keys(self) -> dict[str, keys.Key]:
+        return KEYS
 
     def names(self) -> HostNames:
         g = vars(self.tasks)
@@ -104,19 +113,19 @@ class Rules(HostRules):
         from ultralytics.utils.ops import make_divisible
 
         depth, width, max_channels = d.get("depth_multiple", 1.0), d.get("width_multiple", 1.0), float("inf")
-        scale = self.scale(d)
-        if scale is not None:
-            depth, width, max_channels = d["scales"][scale]
+        if d.get("scales"):
+            depth, width, max_channels = d["scales"][self.scale(d)]
         return Scaling(
             width=lambda c: make_divisible(min(c, max_channels) * width, 8),
             depth=lambda n: max(round(n * depth), 1) if n > 1 else n,
         )
 
     def scale(self, d: dict) -> str | None:
-        """Ultralytics' rule: the letter the file name gave (``scale``), else the first of ``scales:``."""
+        """Ultralytics' rule (``parse_model``): the letter the file name gave (``scale``), else the first of
+        ``scales:``; without ``scales:`` the name's letter (it still switches rows such as C3k2), else None."""
         scales = d.get("scales")
         if not scales:
-            return None
+            return d.get("scale") or None
         scale = d.get("scale") or next(iter(scales))
         if scale not in scales:
             raise key_error(d, "scales", f"has no scale {scale!r} (it has {', '.join(scales)})")
@@ -130,7 +139,7 @@ class Rules(HostRules):
         return "Index", [c2, 0]  # outputs c2 as written, never scaled (Ultralytics' Index branch)
 
     def activation(self, d: dict, key: str = "activation") -> nn.Module | None:
-        return parse_activation(d, key)
+        return keys.parse_activation(d, key)
 
     def row_line(self, i: int, f, n: int, params: int, module: str, args: list) -> str:
         return f"{i:>3}{f!s:>20}{n:>3}{params:10.0f}  {module:<45}{args!s:<30}"
@@ -166,8 +175,7 @@ def resolve_shipped(path) -> Path | None:
     if p.exists() or p.parent != Path("."):
         return None
     shipped = model_yaml_dir()
-    unified = re.sub(r"(\d+)([nslmx])(.+)?$", r"\1\3", p.stem) + p.suffix  # Ultralytics' own scale-letter rule
-    return shipped / p.name if (shipped / p.name).is_file() or (shipped / unified).is_file() else None
+    return shipped / p.name if (shipped / p.name).is_file() or (shipped / unified_name(p)).is_file() else None
 
 
 def _yaml_model_load_wrapper(yaml_model_load):
@@ -176,8 +184,11 @@ def _yaml_model_load_wrapper(yaml_model_load):
         if shipped is not None:
             d = yaml_model_load(shipped)  # the original falls back to the unified file and reads the scale letter
             d["yaml_file"] = str(path)
-            return d
-        return yaml_model_load(path)
+        else:
+            d = yaml_model_load(path)
+        if isinstance(d, dict) and uses_plugin(d):  # the model classes index nc and backbone before parse_model
+            assemble.check_keys(d, rules())
+        return d
 
     yaml_model_load_with_plugin.__wrapped__ = yaml_model_load
     return yaml_model_load_with_plugin
@@ -240,9 +251,13 @@ def _load_checkpoint_wrapper(load_checkpoint):
 def _model_load_wrapper(load):
     def load_with_plugin(self, weights, verbose=True):
         if isinstance(weights, TorchvisionWeights):
-            from effdet_plugin.weights import load_pretrained_backbone
+            from ultralytics.utils import LOGGER
 
-            load_pretrained_backbone(self, weights.path, verbose=verbose)
+            from effdet_plugin.weights import load_backbone
+
+            loaded = load_backbone(self, weights.path)
+            if verbose:
+                LOGGER.info(loaded.describe())
             return self
         return load(self, weights, verbose)
 
@@ -259,7 +274,7 @@ def install_config_keys() -> None:
         DEFAULT_CFG_DICT.setdefault(key, value)  # the dict that `yolo` and get_cfg() check keys against
         if not hasattr(DEFAULT_CFG, key):
             setattr(DEFAULT_CFG, key, value)  # the namespace trainers start from
-    for event, callback in progressive.CALLBACKS.items():
+    for event, callback in ultralytics_training.CALLBACKS.items():
         if callback not in default_callbacks[event]:
             default_callbacks[event].append(callback)
 
@@ -285,7 +300,7 @@ def install_dataset() -> None:
     ``ultralytics.nn.tasks`` finishes, so it is hooked on its own)."""
     from ultralytics.data import dataset
 
-    rebind(dataset.YOLODataset, "close_mosaic", progressive.close_mosaic_wrapper, params=("self", "hyp"))
+    rebind(dataset.YOLODataset, "close_mosaic", ultralytics_training.close_mosaic_wrapper, params=("self", "hyp"))
 
 
 def install_disabled() -> None:
@@ -293,18 +308,3 @@ def install_disabled() -> None:
     from ultralytics.nn import tasks
 
     rebind(tasks, "yaml_model_load", _disabled_yaml_model_load_wrapper, params=("path",), also=_ENGINE)
-
-
-def host_parse_model():
-    """Ultralytics' own ``parse_model`` (behind the plugin's wrapper)."""
-    from ultralytics.nn import tasks
-
-    return original(tasks, "parse_model")
-
-
-def host_load_checkpoint():
-    """Ultralytics' own ``load_checkpoint``."""
-    from ultralytics.nn import tasks
-
-    return original(tasks, "load_checkpoint")
-

@@ -70,9 +70,10 @@ def convert(cfg: str | Path, weights, out: str | Path, nc: int = 80) -> Path:
     """Build ``cfg`` with ``nc`` classes, load torchvision ``weights`` into its exact EfficientNet backbone, and save it
     (FP32) as an Ultralytics checkpoint at ``out``; the neck and head are freshly initialized."""
     from ultralytics.nn.tasks import DetectionModel
+    from ultralytics.utils import LOGGER
 
-    from effdet_plugin.weights import load_pretrained_backbone
+    from effdet_plugin.weights import load_backbone
 
     model = DetectionModel(str(cfg), nc=nc, verbose=False)
-    load_pretrained_backbone(model, weights)
+    LOGGER.info(load_backbone(model, weights).describe())
     return save_checkpoint(model, out)

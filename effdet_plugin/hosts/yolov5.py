@@ -27,12 +27,12 @@ import sys
 from types import ModuleType
 
 import torch
+import yaml
 from torch import nn
 
-from effdet_plugin import assemble, user_modules
+from effdet_plugin import assemble, keys, user_modules
 from effdet_plugin.assemble import HostRules, Scaling
 from effdet_plugin.hosts.rebind import original, rebind
-from effdet_plugin.hosts.ultralytics import parse_activation
 from effdet_plugin.hosts.unavailable import disabled_error
 from effdet_plugin.rows import (
     HostNames,
@@ -40,7 +40,6 @@ from effdet_plugin.rows import (
     RowKind,
     SameWidthRow,
     is_index,
-    key_error,
     plugin_rows,
     row_error,
     uses_plugin,
@@ -100,6 +99,27 @@ def is_yolov5(module: ModuleType) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------------------ rules
+def _is_anchors(x) -> bool:
+    """A list of ``[w, h, ...]`` anchors per level, or an anchor count."""
+    if is_index(x):
+        return x > 0
+    return isinstance(x, list) and bool(x) and all(
+        isinstance(a, list) and a and len(a) % 2 == 0 and all(map(keys.is_positive_number, a)) for a in x)
+
+
+_MULTIPLE = "a positive number (YOLOv5 scales every row by it: e.g. 0.33 and 0.50 for s)"
+# The top-level keys YOLOv5's model class and parse_model read from a model dict, beyond keys.COMMON
+KEYS: dict[str, keys.Key] = {
+    "depth_multiple": keys.Key(_MULTIPLE, keys.is_positive_number, missing=f"YOLOv5 needs {_MULTIPLE}"),
+    "width_multiple": keys.Key(_MULTIPLE, keys.is_positive_number, missing=f"YOLOv5 needs {_MULTIPLE}"),
+    "anchors": keys.Key("a list of [w, h, ...] anchors per level or an anchor count", _is_anchors,
+                        missing="YOLOv5 needs a list of [w, h, ...] anchors per level or an anchor count"),
+    "ch": keys.Key("a positive integer (input channels)", keys.is_positive_int),
+    "channel_multiple": keys.Key("a positive integer (the channel rounding of newer YOLOv5 clones)",
+                                 keys.is_positive_int),
+}
+
+
 class Rules(HostRules):
     """One YOLOv5 module's parser, seen from the plugin, for one model dict ``d`` (its multipliers, anchors, nc)."""
 
@@ -124,23 +144,16 @@ class Rules(HostRules):
 
         return HostNames(resolves, sorted(known), frozenset(h for h in HEADS if h in g))
 
+    def keys(self) -> dict[str, keys.Key]:
+        return KEYS
+
     def rule(self) -> tuple[float, float, int, int]:
-        """``(depth_multiple, width_multiple, no, channel_multiple)`` of the dict, checked like a plugin row."""
+        """``(depth_multiple, width_multiple, no, channel_multiple)`` of the dict, its keys checked (``KEYS``)."""
         if self._rule is None:
             d = self.d
-            for key in ("depth_multiple", "width_multiple"):
-                v = d.get(key)
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
-                    raise key_error(d, key, f"YOLOv5 needs a positive number (e.g. 0.33 and 0.50 for s), got {v!r}")
-            anchors = d.get("anchors")
-            if isinstance(anchors, list) and anchors and all(isinstance(a, list) and a and len(a) % 2 == 0
-                                                             for a in anchors):
-                na = len(anchors[0]) // 2
-            elif is_index(anchors) and anchors > 0:
-                na = anchors
-            else:
-                raise key_error(d, "anchors", f"YOLOv5 needs a list of [w, h, ...] anchors per level or an anchor "
-                                              f"count, got {anchors!r}")
+            keys.check(d, {**keys.COMMON, **KEYS})
+            anchors = d["anchors"]
+            na = anchors if is_index(anchors) else len(anchors[0]) // 2
             ch_mul = d.get("channel_multiple") if self.honours_channel_multiple else None
             ch_mul = ch_mul or DEFAULT_CHANNEL_MULTIPLE
             self._rule = (d["depth_multiple"], d["width_multiple"], na * (d["nc"] + 5), ch_mul)
@@ -183,7 +196,7 @@ class Rules(HostRules):
         return "Conv", [self.conv_arg(c2), 1, 1]
 
     def activation(self, d: dict, key: str = "activation") -> nn.Module | None:
-        act = parse_activation(d, key)
+        act = keys.parse_activation(d, key)
         if act is None and key == "activation" and not hasattr(self.conv, "default_act"):
             act = nn.SiLU()  # YOLOv5 before 7.0: Conv's SiLU is built in
         return act
@@ -241,17 +254,49 @@ def _disabled_parse_model_wrapper(parse_model):
     return parse_model_disabled
 
 
-def _init_wrapper(init):
+def _model_dict(cfg) -> dict | None:
+    """The model dict YOLOv5's model class will read from ``cfg`` (a dict, or a YAML file read as YOLOv5 reads it);
+    None where it cannot be read (YOLOv5 then reports that itself)."""
+    if isinstance(cfg, dict):
+        return cfg
+    try:
+        with open(cfg, encoding="ascii", errors="ignore") as f:
+            d = yaml.safe_load(f)
+    except (OSError, TypeError, ValueError, yaml.YAMLError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def _noting_cfg(init, check: bool):
+    module = sys.modules.get(getattr(init, "__module__", None) or "")  # as parse_model's: the class's own module
+    check = check and module is not None and is_yolov5(module)
+
     @functools.wraps(init)
     def init_noting_cfg(self, *args, **kwargs):
         cfg = args[0] if args else kwargs.get("cfg")
-        token = _SOURCE.set(str(cfg) if isinstance(cfg, (str, bytes)) or hasattr(cfg, "__fspath__") else None)
+        source = str(cfg) if isinstance(cfg, (str, bytes)) or hasattr(cfg, "__fspath__") else None
+        token = _SOURCE.set(source)
         try:
+            d = _model_dict(cfg) if check else None
+            if d is not None and uses_plugin(d):  # the model class indexes nc (and ch) before parse_model
+                d = _with_source(d)
+                assemble.check_keys(d, Rules(module, d))
             init(self, *args, **kwargs)
         finally:
             _SOURCE.reset(token)
 
     return init_noting_cfg
+
+
+def _init_wrapper(init):
+    """The model class's ``__init__``: notes ``cfg`` for messages and checks a plugin dict's keys before YOLOv5 reads
+    them."""
+    return _noting_cfg(init, check=True)
+
+
+def _disabled_init_wrapper(init):
+    """The model class's ``__init__`` with the plugin off: only notes ``cfg`` for the message."""
+    return _noting_cfg(init, check=False)
 
 
 def install(module: ModuleType) -> None:
@@ -263,9 +308,4 @@ def install(module: ModuleType) -> None:
 def install_disabled(module: ModuleType) -> None:
     """With ``EFFDET_PLUGIN_DISABLE`` set: build nothing, only explain when a plugin YAML reaches the parser."""
     rebind(module, "parse_model", _disabled_parse_model_wrapper, params=("d", "ch"))
-    rebind(model_class(module), "__init__", _init_wrapper, params=("self", "cfg"))
-
-
-def host_parse_model(module: ModuleType):
-    """YOLOv5's own ``parse_model`` of ``module`` (behind the plugin's wrapper)."""
-    return original(module, "parse_model")
+    rebind(model_class(module), "__init__", _disabled_init_wrapper, params=("self", "cfg"))

@@ -14,7 +14,7 @@ Examples:
     effdet-plugin swap yolo11n-seg.yaml --backbone effv2 -o yolo11n-seg-effv2.yaml
     effdet-plugin swap runs/pose/train/weights/best.pt --backbone effb0 -o pose-effb0.yaml  # and pose-effb0.pt
 
-    >>> from effdet_plugin import swap_backbone, swap_checkpoint
+    >>> from effdet_plugin.commands.swap import swap_backbone, swap_checkpoint
     >>> d = swap_backbone("yolo11n-seg.yaml", "effv2")  # YAML dict; SegmentationModel(d) builds it
     >>> res = swap_checkpoint("runs/detect/train/weights/best.pt", "effb0")  # res.yaml, res.model, res.transfer
 """
