@@ -10,6 +10,7 @@ what was found. Dicts without plugin rows never come here: they reach the host u
 from __future__ import annotations
 
 import ast
+import contextlib
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -65,32 +66,50 @@ def is_scales(x) -> bool:
         for k, v in x.items()))
 
 
+_ACT = re.compile(r"^(?:torch\.)?nn\.([A-Za-z_][A-Za-z0-9_]*)\((.*)\)$")
+ACTIVATION = "a torch activation with positional literal arguments, such as nn.ReLU() or nn.LeakyReLU(0.1)"
+
+
+def build_activation(spec) -> nn.Module | None:
+    """``nn.ReLU()`` (or ``torch.nn.X(literal args)``) as a module, without ``eval``; None if empty; ``ValueError``
+    unless it names a torch module that builds from those arguments."""
+    if not spec:
+        return None
+    m = _ACT.match(str(spec).strip())
+    cls = getattr(torch.nn, m.group(1), None) if m else None
+    with contextlib.suppress(ValueError, SyntaxError, TypeError):  # arguments that are no literals, or are refused
+        if isinstance(cls, type) and issubclass(cls, nn.Module):
+            return cls(*(ast.literal_eval(f"({m.group(2)},)") if m.group(2).strip() else ()))
+    raise ValueError(f"must be {ACTIVATION}, got {spec!r}")
+
+
+def is_activation(x) -> bool:
+    """Empty (the host's activation) or an activation ``build_activation`` builds."""
+    try:
+        build_activation(x)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_activation(d: dict, key: str = "activation") -> nn.Module | None:
+    """The activation that top-level ``key`` of ``d`` names, as a module (None if unset); one ``ModelRowError``."""
+    try:
+        return build_activation(d.get(key))
+    except ValueError as e:
+        raise key_error(d, key, str(e)) from None
+
+
 COMMON: dict[str, Key] = {  # read by every host
     "nc": Key("a positive integer", is_positive_int, missing="the number of classes must be set (e.g. nc: 80)"),
     "depth_multiple": Key("a positive number", is_positive_number),
     "width_multiple": Key("a positive number", is_positive_number),
     "inplace": Key("true or false", is_bool),
+    "activation": Key(ACTIVATION, is_activation),  # every Conv the host builds
 }
 PLUGIN: dict[str, Key] = {  # the plugin's own
     "scale_backbone": Key("true or false", is_bool),
     "drop_path": Key("a number in [0, 1)", lambda x: is_number(x) and 0 <= x < 1),
     "bn_eps": Key("a number in (0, 1)", lambda x: is_number(x) and 0 < x < 1),
+    "backbone_activation": Key(ACTIVATION, is_activation),  # the plugin's backbone rows (an exact backbone's own)
 }
-
-_ACT = re.compile(r"^(?:torch\.)?nn\.([A-Za-z_][A-Za-z0-9_]*)\((.*)\)$")
-
-
-def parse_activation(d: dict, key: str = "activation") -> nn.Module | None:
-    """``activation: nn.ReLU()`` (or ``torch.nn.X(literal args)``) as a module, without ``eval``; None if unset."""
-    spec = d.get(key)
-    if not spec:
-        return None
-    m = _ACT.match(str(spec).strip())
-    cls = getattr(torch.nn, m.group(1), None) if m else None
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise key_error(d, key, f"expected a torch activation such as nn.ReLU() or nn.LeakyReLU(0.1), got {spec!r}")
-    try:
-        args = ast.literal_eval(f"({m.group(2)},)") if m.group(2).strip() else ()
-        return cls(*args)
-    except (ValueError, SyntaxError, TypeError) as e:
-        raise key_error(d, key, f"{spec!r} does not build: {e}") from None

@@ -343,5 +343,5 @@ def test_a_bad_backbone_activation_names_the_key(tmp_path):
     path.write_text(yaml.safe_dump({**d, "backbone_activation": "relu6"}, sort_keys=False))
     with pytest.raises(ModelRowError) as e:
         DetectionModel(str(path), nc=2, verbose=False)
-    assert str(e.value) == (f"{path}: top-level 'backbone_activation': expected a torch activation such as nn.ReLU() or "
-                            "nn.LeakyReLU(0.1), got 'relu6'")
+    assert str(e.value) == (f"{path}: top-level 'backbone_activation': must be a torch activation with positional "
+                            "literal arguments, such as nn.ReLU() or nn.LeakyReLU(0.1), got 'relu6'")

@@ -158,8 +158,14 @@ def test_bad_rows_name_file_row_and_value(tmp_path, row, message):
         (lambda d: d.update(drop_path="x"), r"top-level 'drop_path': must be a number in \[0, 1\), got 'x'"),
         (lambda d: d.update(bn_eps=2), r"top-level 'bn_eps': must be a number in \(0, 1\), got 2"),
         (lambda d: d.update(scale_backbone="no"), r"top-level 'scale_backbone': must be true or false, got 'no'"),
-        (lambda d: d.update(activation="os.system('x')"), r"top-level 'activation': expected a torch activation"),
-        (lambda d: d.update(activation=5), r"top-level 'activation': expected a torch activation .* got 5"),
+        (lambda d: d.update(activation="os.system('x')"), r"top-level 'activation': must be a torch activation"),
+        (lambda d: d.update(activation=5), r"top-level 'activation': must be a torch activation .* got 5"),
+        (lambda d: d.update(activation="nn.LeakyReLU(x)"), r"top-level 'activation': must be .*got 'nn.LeakyReLU\(x\)'"),
+        (lambda d: d.update(backbone_activation="relu6"), (r"top-level 'backbone_activation': must be a torch "
+                                                           r"activation .*such as nn.ReLU\(\) .*got 'relu6'")),
+        (lambda d: d.update(backbone_activation=6), r"top-level 'backbone_activation': must be a torch .*got 6"),
+        (lambda d: d.update(backbone_activation="nn.ReLU6(1, 2, 3)"), r"top-level 'backbone_activation': must be"),
+        (lambda d: d.update(backbone_activation="nn.Nope()"), r"top-level 'backbone_activation': must be .*Nope"),
         # the host's own keys, in a file with plugin rows
         (lambda d: d.update(backbone={"a": 1}, head=BIFPN["head"]), (r"top-level 'backbone': must be a non-empty list "
                                                                        r"of \[from, repeats")),

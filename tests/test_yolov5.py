@@ -201,6 +201,8 @@ def test_rules_scale_as_yolov5_and_find_standin_widths():
     (lambda d: d.update(channel_multiple=0), "'channel_multiple': must be a positive integer"),
     (lambda d: d.update(inplace="x"), "'inplace': must be true or false"),
     (lambda d: d.update(drop_path=2), r"'drop_path': must be a number in \[0, 1\)"),
+    (lambda d: d.update(activation="relu"), r"'activation': must be a torch activation .*got 'relu'"),
+    (lambda d: d.update(backbone_activation="relu6"), r"'backbone_activation': must be a torch activation"),
     (lambda d: d.update(backbone=5), "'backbone': must be a non-empty list"),
 ])
 def test_rules_check_every_key_yolov5_reads(edit, message):
