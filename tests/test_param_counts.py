@@ -1,5 +1,6 @@
 """Every shipped model YAML builds the model it built when its counts were recorded: the same parameter count at every
-scale, in both hosts (Ultralytics-format files through ``DetectionModel``, the classic files through YOLOv5's).
+scale, in both hosts: the Ultralytics-format files (every family and task) through the model class of their task, as
+``YOLO(name)`` picks it, the classic files through YOLOv5's ``Model``.
 
 ``tests/data/param_counts.json`` holds the counts, 80 classes. A refactor must leave them as they are. A new YAML (or
 scale) is recorded with the first line below, which adds the entries that are missing and never changes a recorded
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -33,13 +35,20 @@ SAMPLE = "yolov5n_effv2_bifpn.yaml"  # the fast check: a BiFPN neck on plugin bl
 PY = os.environ.get("EFFDET_YOLOV5_PYTHON")
 
 
+def unified_files() -> list[str]:
+    """Every Ultralytics-format shipped YAML (one file per family and task)."""
+    return sorted(p.name for p in model_yaml_dir().glob("*.yaml"))
+
+
 def scaled_names() -> list[str]:
     """Every Ultralytics-format shipped YAML at every scale of its ``scales:``, as a user names it
-    (``yolov5_effb0.yaml`` at n: ``yolov5n_effb0.yaml``)."""
+    (``yolov5_effb0.yaml`` at n: ``yolov5n_effb0.yaml``, ``yolo26_effv2-seg.yaml`` at s: ``yolo26s_effv2-seg.yaml``)."""
     out = []
-    for path in sorted(model_yaml_dir().glob("yolov5_*.yaml")):
-        for letter in yaml.safe_load(path.read_text(encoding="utf-8"))["scales"]:
-            out.append(path.name.replace("yolov5_", f"yolov5{letter}_", 1))
+    for file in unified_files():
+        for letter in yaml.safe_load((model_yaml_dir() / file).read_text(encoding="utf-8"))["scales"]:
+            name = re.sub(r"^(yolov?\d+)_", rf"\g<1>{letter}_", file, count=1)
+            assert unified_name(name) == file, f"{file}: not named yolo[v]N_*.yaml, so no scale letter fits its name"
+            out.append(name)
     return sorted(out)
 
 
@@ -49,10 +58,14 @@ def classic_names() -> list[str]:
 
 
 def ultralytics_params(name: str) -> int:
-    """Parameters of ``DetectionModel(name, nc=80)``: the name's scale letter picks the scale."""
-    from ultralytics.nn.tasks import DetectionModel
+    """Parameters of ``TaskModel(name, nc=80)``, ``TaskModel`` the class of the file's task (its output head, as
+    ``guess_model_task`` reads it): the name's scale letter picks the scale."""
+    from ultralytics.nn import tasks
 
-    return sum(p.numel() for p in DetectionModel(name, nc=NC, verbose=False).parameters())
+    models = {"detect": tasks.DetectionModel, "segment": tasks.SegmentationModel, "pose": tasks.PoseModel,
+              "obb": tasks.OBBModel, "classify": tasks.ClassificationModel}
+    task = tasks.guess_model_task(tasks.yaml_model_load(name))
+    return sum(p.numel() for p in models[task](name, nc=NC, verbose=False).parameters())
 
 
 _CLASSIC = """
@@ -84,7 +97,7 @@ def recorded() -> dict[str, dict[str, int]]:
 # --------------------------------------------------------------------------------------------------------------- tests
 def test_every_shipped_yaml_and_scale_has_a_recorded_count():
     counts = recorded()
-    assert sorted(counts["ultralytics"]) == scaled_names() and len(counts["ultralytics"]) >= 90
+    assert sorted(counts["ultralytics"]) == scaled_names() and len(counts["ultralytics"]) >= 215
     assert sorted(counts["yolov5"]) == classic_names() and len(counts["yolov5"]) == len(classic.CLASSIC_YAMLS)
 
 
@@ -93,7 +106,7 @@ def test_sample_builds_its_recorded_count():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("unified", sorted(p.name for p in model_yaml_dir().glob("yolov5_*.yaml")))
+@pytest.mark.parametrize("unified", unified_files())
 def test_ultralytics_yamls_build_their_recorded_counts(unified):
     want = {k: v for k, v in recorded()["ultralytics"].items() if unified_name(k) == unified}
     assert want
