@@ -130,7 +130,8 @@ def cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def graph_of(sources: dict[str, tuple[str, bool]]) -> dict[str, set[str]]:
     """``{module: (source, is_package)}`` -> ``{module: imports}``. Importing a submodule also runs its packages'
-    ``__init__``; those of ``hosts/`` and ``commands/`` import nothing, so only the module itself counts."""
+    ``__init__``; those below the facade import only modules of their own layer (test_subpackages_stay_in_their_layer),
+    so only the module itself counts."""
     modules = set(sources)
     return {name: imports_of(name, src, modules, pkg) for name, (src, pkg) in sources.items()}
 
@@ -208,3 +209,12 @@ def test_package_graph_is_layered():
 
 def test_no_import_cycle():
     assert cycle(package_graph()) is None
+
+
+def test_subpackages_stay_in_their_layer():
+    """What ``graph_of`` leaves out: importing ``commands.swap.graph`` also runs ``commands/swap/__init__.py``."""
+    graph = package_graph()
+    inits = [n for n in graph if n != PACKAGE.name and (PACKAGE.parent / n.replace(".", "/") / "__init__.py").is_file()]
+    assert {"effdet_plugin.hosts", "effdet_plugin.commands", "effdet_plugin.commands.swap"} <= set(inits)
+    for name in inits:
+        assert all(layer(d) == layer(name) for d in graph[name] if d in graph), (name, graph[name])
