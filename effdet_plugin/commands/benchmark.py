@@ -29,11 +29,12 @@ from torch import nn
 
 from effdet_plugin.commands.extras import require
 from effdet_plugin.commands.results import write_record
-from effdet_plugin.commands.runtimes import RUNTIMES, Target, memory_format, quiet
+from effdet_plugin.commands.runtimes import RUNTIMES, Target, memory_format
 from effdet_plugin.commands.table import format_table
 from effdet_plugin.commands.timing import PeakMemory, interleave, keep_threads, threads
 from effdet_plugin.errors import first_line
 from effdet_plugin.naming import SCALE_LETTERS
+from effdet_plugin.quiet import quieted
 
 # Which row fields the table shows: (key, header, format); each runtime's key also gets a ratio column
 COLUMNS = (
@@ -163,7 +164,7 @@ def resolve_device(device: str | int) -> torch.device:
     from ultralytics.utils.torch_utils import select_device
 
     try:
-        with keep_threads(), quiet():  # select_device logs a version banner before raising
+        with keep_threads(), quieted("ultralytics"):  # select_device logs a version banner before raising
             return torch.device(select_device(str(device), verbose=False))
     except (ValueError, AssertionError) as e:
         raise BenchmarkError(

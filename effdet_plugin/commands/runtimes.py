@@ -7,7 +7,6 @@ every (model, runtime) call in one interleaved loop, so a runtime is added here 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import statistics
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from effdet_plugin.commands.timing import keep_threads
+from effdet_plugin.quiet import quieted
 
 CUDA_GRAPH_NEEDS_CUDA = "--cuda-graph needs a CUDA device (it replays a captured CUDA graph); drop it for CPU"
 
@@ -150,21 +150,6 @@ def train_step(t: Target) -> Callable[[], None]:
 
 
 # ------------------------------------------------------------------------------------------ ONNX Runtime, OpenVINO
-@contextlib.contextmanager
-def quiet():
-    """Hold Ultralytics' info logging (export chatter) so the progress bar and table stay readable."""
-    import logging
-
-    from ultralytics.utils import LOGGER
-
-    level = LOGGER.level
-    LOGGER.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        LOGGER.setLevel(level)
-
-
 def _export(model: nn.Module, folder: Path, name: str, **overrides) -> Path:
     """Export a copy of ``model`` by Ultralytics' exporter as ``folder/name.*`` (CPU, static shape); return its path."""
     from ultralytics.engine.exporter import Exporter
@@ -172,7 +157,7 @@ def _export(model: nn.Module, folder: Path, name: str, **overrides) -> Path:
     m = copy.deepcopy(model).cpu().float()  # the exporter fuses and modifies the model it is given
     m.pt_path = str(folder / f"{name}.pt")  # the exporter names its output after this
     m.task = getattr(m, "task", "detect")  # set by YOLO() / checkpoints, absent on a bare DetectionModel
-    with keep_threads(), quiet():
+    with keep_threads(), quieted("ultralytics"):  # its export chatter would break the progress bar and table
         return Path(Exporter(overrides={"device": "cpu", **overrides})(m))
 
 

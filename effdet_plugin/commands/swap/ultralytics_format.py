@@ -7,8 +7,6 @@ takes the scale letter from it), so the output name is checked against those rul
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import re
 from copy import deepcopy
 from pathlib import Path
@@ -20,6 +18,7 @@ from effdet_plugin.commands.swap.graph import SwapError
 from effdet_plugin.errors import first_line
 from effdet_plugin.hosts.ultralytics_checkpoint import save_checkpoint
 from effdet_plugin.naming import scale_letter, with_scale
+from effdet_plugin.quiet import quieted
 
 HEADS = {"Detect": "detect", "v10Detect": "detect", "Segment": "segment", "Segment26": "segment", "Pose": "pose",
          "Pose26": "pose", "OBB": "obb", "OBB26": "obb", "Classify": "classify"}
@@ -31,18 +30,6 @@ SUPPORTED = (
 _MODELS = {"detect": "DetectionModel", "segment": "SegmentationModel", "pose": "PoseModel", "obb": "OBBModel",
            "classify": "ClassificationModel"}  # task -> ultralytics.nn.tasks class
 _P6_STEMS = frozenset(f"yolov{d}{x}6" for x in "nsmlx" for d in (5, 8))  # yaml_model_load renames these to -p6
-
-
-@contextlib.contextmanager
-def _quiet():
-    """Ultralytics' model summaries (a classifier prints one even with verbose=False) stay out of swap's output."""
-    logger = logging.getLogger("ultralytics")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _tasks():
@@ -89,13 +76,13 @@ class UltralyticsFormat:
         probe = deepcopy(d)
         if probe.get("scales") and not probe.get("scale"):
             probe["scale"] = next(iter(probe["scales"]))  # strides do not depend on the scale; skip Ultralytics' warning
-        with _quiet():
+        with quieted("ultralytics"):
             return _tasks().parse_model(probe, ch=3, verbose=False)[0]
 
     def build(self, d: dict, trained: Trained | None = None) -> nn.Module:
         tasks = _tasks()
         task = HEADS[d["head"][-1][2]]
-        with _quiet():
+        with quieted("ultralytics"):  # a classifier prints its summary even with verbose=False
             model = getattr(tasks, _MODELS[task])(deepcopy(d), ch=3, nc=d.get("nc") if trained else None,
                                                   verbose=False)
         if trained is not None:

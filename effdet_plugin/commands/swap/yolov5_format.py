@@ -10,8 +10,6 @@ YOLOv5 builds no classifier from a YAML (``ClassificationModel`` cuts one from a
 
 from __future__ import annotations
 
-import contextlib
-import logging
 from copy import deepcopy
 from pathlib import Path
 from types import ModuleType
@@ -23,6 +21,7 @@ from effdet_plugin.commands.swap.formats import Trained
 from effdet_plugin.commands.swap.graph import SwapError
 from effdet_plugin.hosts.yolov5_checkpoint import load_checkpoint, save_checkpoint
 from effdet_plugin.hosts.yolov5_discovery import YOLOv5SourceError, find_module, module_of, task_model_class
+from effdet_plugin.quiet import quieted
 
 HEADS = {"Detect": "detect", "Segment": "segment"}
 SUPPORTED = (
@@ -68,15 +67,9 @@ class YOLOv5Format:
                 raise SwapError(str(e)) from None
         return self._module
 
-    @contextlib.contextmanager
     def _quiet(self):
-        logger = getattr(self.host(), "LOGGER", logging.getLogger("yolov5"))
-        level = logger.level
-        logger.setLevel(logging.WARNING)  # YOLOv5 prints every model table
-        try:
-            yield
-        finally:
-            logger.setLevel(level)
+        """YOLOv5 prints every model table."""
+        return quieted(getattr(self.host(), "LOGGER", "yolov5"))
 
     def read_yaml(self, source) -> dict:
         d = read_classic(source)
