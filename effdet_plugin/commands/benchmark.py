@@ -117,15 +117,14 @@ def load_model(spec: str | Path | nn.Module) -> nn.Module:
     from ultralytics.nn import tasks
 
     from effdet_plugin import register
+    from effdet_plugin.hosts.ultralytics import task_model_class
 
     register()  # explicit, so the tool does not depend on auto-activation being enabled
     try:
         d = tasks.yaml_model_load(spec)  # resolves shipped/built-in names; FileNotFoundError when there is no such model
     except FileNotFoundError:
         raise _unknown_model(spec) from None
-    classes = {"detect": tasks.DetectionModel, "segment": tasks.SegmentationModel, "pose": tasks.PoseModel,
-               "obb": tasks.OBBModel, "classify": tasks.ClassificationModel}
-    return classes[tasks.guess_model_task(d)](spec, verbose=False)
+    return task_model_class(d)(spec, verbose=False)
 
 
 def model_label(spec: str | Path | nn.Module, index: int) -> str:

@@ -40,6 +40,8 @@ SUPPORTED = ">=8.4.0,<8.5.0"
 HEADS = frozenset({"Detect", "v10Detect", "Segment", "Segment26", "Pose", "Pose26", "OBB", "OBB26", "YOLOEDetect",
                    "YOLOESegment", "YOLOESegment26", "WorldDetect", "Classify"})
 _ENGINE = ("ultralytics.nn", "ultralytics.engine.model", "ultralytics.engine.trainer")  # import the names by name
+TASK_MODELS = {"detect": "DetectionModel", "segment": "SegmentationModel", "pose": "PoseModel", "obb": "OBBModel",
+               "classify": "ClassificationModel"}  # task -> the ultralytics.nn.tasks class YOLO(path) builds it with
 
 
 def check_version() -> None:
@@ -52,6 +54,14 @@ def check_version() -> None:
             f"effdet-plugin supports ultralytics {SUPPORTED}, found {ultralytics.__version__}; "
             f"install a supported version, e.g. pip install 'ultralytics{SUPPORTED}'"
         )
+
+
+def task_model_class(d: dict) -> type[nn.Module]:
+    """The ``ultralytics.nn.tasks`` class that builds the model dict ``d``: its task's, read from its output head as
+    ``guess_model_task`` reads it."""
+    from ultralytics.nn import tasks
+
+    return getattr(tasks, TASK_MODELS[tasks.guess_model_task(d)])
 
 
 def int8_export_args() -> dict:

@@ -16,6 +16,7 @@ from torch import nn
 from effdet_plugin.commands.swap.formats import Trained
 from effdet_plugin.commands.swap.graph import SwapError
 from effdet_plugin.errors import first_line
+from effdet_plugin.hosts.ultralytics import TASK_MODELS
 from effdet_plugin.hosts.ultralytics_checkpoint import save_checkpoint
 from effdet_plugin.naming import scale_letter, with_scale
 from effdet_plugin.quiet import quieted
@@ -27,8 +28,6 @@ SUPPORTED = (
     "8/16/32) backbone outputs, or in Classify on the backbone, such as yolov3u, yolov5u, yolov8, yolov9, yolov10, "
     "yolo11, yolo12, yolo26, their -seg/-pose/-obb/-cls models and YAMLs like them"
 )
-_MODELS = {"detect": "DetectionModel", "segment": "SegmentationModel", "pose": "PoseModel", "obb": "OBBModel",
-           "classify": "ClassificationModel"}  # task -> ultralytics.nn.tasks class
 _P6_STEMS = frozenset(f"yolov{d}{x}6" for x in "nsmlx" for d in (5, 8))  # yaml_model_load renames these to -p6
 
 
@@ -83,7 +82,7 @@ class UltralyticsFormat:
         tasks = _tasks()
         task = HEADS[d["head"][-1][2]]
         with quieted("ultralytics"):  # a classifier prints its summary even with verbose=False
-            model = getattr(tasks, _MODELS[task])(deepcopy(d), ch=3, nc=d.get("nc") if trained else None,
+            model = getattr(tasks, TASK_MODELS[task])(deepcopy(d), ch=3, nc=d.get("nc") if trained else None,
                                                   verbose=False)
         if trained is not None:
             model.names = dict(trained.model.names)
