@@ -10,7 +10,6 @@ nodes) to TorchScript and ONNX; every other family and format, and OpenVINO for 
 from __future__ import annotations
 
 import copy
-import re
 import shutil
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 import yaml
 
 from effdet_plugin.bifpn import Fusion
+from effdet_plugin.naming import scaled_stem
 from effdet_plugin.paths import model_yaml_dir
 from effdet_plugin.stages import MODEL_YAMLS
 
@@ -28,15 +28,8 @@ IMGSZ = 64  # 3 detection levels: 8x8 + 4x4 + 2x2 = 84 anchors
 ANCHORS = sum((IMGSZ // s) ** 2 for s in (8, 16, 32))
 
 
-def _n_scale(file: str) -> str:
-    """``yolov5_X.yaml`` -> ``yolov5n_X.yaml``, ``yolo26_X.yaml`` -> ``yolo26n_X.yaml`` (the letter after the base name
-    picks the scale)."""
-    name, count = re.subn(r"^(yolov?\d+)_", r"\1n_", file)
-    return name if count else file  # left unchanged, test_every_family_loads_at_n_by_its_lettered_name names it
-
-
 DETECTION = [f for f, spec in MODEL_YAMLS.items() if spec.task == "detect"]
-FAMILIES = [_n_scale(f) for f in DETECTION]
+FAMILIES = [scaled_stem(f[: -len(".yaml")], "n") + ".yaml" for f in DETECTION]  # yolov5_X.yaml -> yolov5n_X.yaml
 # The fast set's family: 1.1 M parameters at n, and it has every block kind the plugin adds.
 FAST = "yolov5n_effv2_bifpn.yaml" if "yolov5n_effv2_bifpn.yaml" in FAMILIES else FAMILIES[0]
 

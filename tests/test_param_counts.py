@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -26,7 +25,7 @@ import yaml
 
 from effdet_plugin import classic
 from effdet_plugin.atomic import atomic_open
-from effdet_plugin.naming import unified_name
+from effdet_plugin.naming import scaled_stem, unified_name
 from effdet_plugin.paths import model_yaml_dir
 
 COUNTS = Path(__file__).parent / "data" / "param_counts.json"
@@ -46,7 +45,7 @@ def scaled_names() -> list[str]:
     out = []
     for file in unified_files():
         for letter in yaml.safe_load((model_yaml_dir() / file).read_text(encoding="utf-8"))["scales"]:
-            name = re.sub(r"^(yolov?\d+)_", rf"\g<1>{letter}_", file, count=1)
+            name = scaled_stem(file[: -len(".yaml")], letter) + ".yaml"
             assert unified_name(name) == file, f"{file}: not named yolo[v]N_*.yaml, so no scale letter fits its name"
             out.append(name)
     return sorted(out)

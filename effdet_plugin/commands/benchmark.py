@@ -33,7 +33,7 @@ from effdet_plugin.commands.runtimes import RUNTIMES, Target, memory_format
 from effdet_plugin.commands.table import format_table
 from effdet_plugin.commands.timing import PeakMemory, interleave, keep_threads, threads
 from effdet_plugin.errors import first_line
-from effdet_plugin.naming import SCALE_LETTERS
+from effdet_plugin.naming import SCALE_LETTERS, scaled_stem
 from effdet_plugin.quiet import quieted
 
 # Which row fields the table shows: (key, header, format); each runtime's key also gets a ratio column
@@ -74,11 +74,10 @@ def known_model_names() -> tuple[list[str], list[str]]:
             text = f.read_text(errors="ignore")
             if "Detect" not in text:  # detection models only: this tool times DetectionModel
                 continue
-            m = re.match(r"(\D*\d+)(.*)$", f.stem)
             block = re.search(r"\nscales:[^\n]*\n((?:[ \t]+[^\n]*\n)*)", text)  # its indented lines only
-            if block and m:
+            if block:
                 letters = ",".join(re.findall(rf"^\s+([{SCALE_LETTERS}]):", block[1], re.MULTILINE))
-                out.append(f"{m[1]}{{{letters}}}{m[2]}.yaml")
+                out.append(scaled_stem(f.stem, f"{{{letters}}}") + ".yaml")
             else:
                 out.append(f.name)
         return out

@@ -7,7 +7,6 @@ takes the scale letter from it), so the output name is checked against those rul
 
 from __future__ import annotations
 
-import re
 from copy import deepcopy
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from effdet_plugin.commands.swap.graph import SwapError
 from effdet_plugin.errors import first_line
 from effdet_plugin.hosts.ultralytics import TASK_MODELS
 from effdet_plugin.hosts.ultralytics_checkpoint import save_checkpoint
-from effdet_plugin.naming import scale_letter, with_scale
+from effdet_plugin.naming import p6_stem, scale_letter, with_scale
 from effdet_plugin.quiet import quieted
 
 HEADS = {"Detect": "detect", "v10Detect": "detect", "Segment": "segment", "Segment26": "segment", "Pose": "pose",
@@ -28,7 +27,6 @@ SUPPORTED = (
     "8/16/32) backbone outputs, or in Classify on the backbone, such as yolov3u, yolov5u, yolov8, yolov9, yolov10, "
     "yolo11, yolo12, yolo26, their -seg/-pose/-obb/-cls models and YAMLs like them"
 )
-_P6_STEMS = frozenset(f"yolov{d}{x}6" for x in "nsmlx" for d in (5, 8))  # yaml_model_load renames these to -p6
 
 
 def _tasks():
@@ -139,8 +137,8 @@ def loaded_instead(path) -> str | None:
 
     text = str(path)
     p = Path(text)
-    if p.stem in _P6_STEMS:
-        return str(p.with_name(re.sub(r"(\d+)([nslmx])6(.+)?$", r"\1\2-p6\3", p.stem) + p.suffix))
+    if p6_stem(p.stem):
+        return str(p.with_name(p6_stem(p.stem) + p.suffix))
     if text != text.strip():
         return text.strip()
     new = check_yolov5u_filename(text, verbose=False)
