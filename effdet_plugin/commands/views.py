@@ -43,6 +43,7 @@ from effdet_plugin.commands import plots
 from effdet_plugin.commands.compare import spread, verdict
 from effdet_plugin.commands.results import RECIPE_KEYS, Record, Run, Timing
 from effdet_plugin.commands.runtimes import RUNTIMES
+from effdet_plugin.errors import first_line
 from effdet_plugin.naming import scale_letter, unified_stem
 
 DEFINITIONS = "render.yaml"
@@ -161,7 +162,7 @@ def read_views(path: Path) -> tuple[dict[str, View], dict[str, View]]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise RenderError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+        raise RenderError(f"{path}: not valid YAML: {first_line(e)}") from None
     if not isinstance(data, dict) or set(data) - {"tables", "plots"}:
         raise RenderError(f"{path}: expected a mapping with 'tables' and 'plots'")
     out = []
