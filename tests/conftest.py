@@ -1,7 +1,10 @@
-"""Shared fixtures: offline Ultralytics, a small generated dataset, a subprocess runner in a temp folder."""
+"""Shared fixtures: offline Ultralytics, a small generated dataset, a subprocess runner in a temp folder, a log
+recorder."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -31,6 +34,22 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 900, env: dict | None =
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
+
+
+@contextlib.contextmanager
+def logged(name: str):
+    """The messages of logger ``name`` at INFO and above while the block runs."""
+    logger, messages = logging.getLogger(name), []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @pytest.fixture

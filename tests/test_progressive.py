@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-from contextlib import contextmanager
-
 import pytest
+from conftest import logged  # (tests/ is on sys.path under pytest)
 
 from effdet_plugin.progressive import AUGMENT_KEYS, ProgressiveError, schedule, stage_at
 
@@ -107,26 +105,6 @@ def test_cli_parses_progressive_keys_and_reports_bad_input(demo_data, tmp_path):
         entrypoint(base + " progressive=True progressive_stage=2")
 
 
-@contextmanager
-def _log_lines():
-    from ultralytics.utils import LOGGER
-
-    lines, level = [], LOGGER.level
-
-    class Keep(logging.Handler):
-        def emit(self, record):
-            lines.append(record.getMessage())
-
-    handler = Keep(logging.INFO)
-    LOGGER.addHandler(handler)
-    LOGGER.setLevel(logging.INFO)
-    try:
-        yield lines
-    finally:
-        LOGGER.removeHandler(handler)
-        LOGGER.setLevel(level)
-
-
 def _recorder(model):
     """Record per epoch the batch image sizes the model really trains on, the drop-path rate and the augmentation."""
     from ultralytics.data.augment import MixUp, Mosaic, RandomHSV, RandomPerspective
@@ -172,7 +150,7 @@ def test_progressive_training_grows_real_batch_sizes_and_regularization(demo_dat
 
     model = YOLO("yolov5n_effv2-plain.yaml")  # drop_path 0.2: the knob this test follows
     seen = _recorder(model)
-    with _log_lines() as lines:
+    with logged("ultralytics") as lines:
         model.train(
             data=str(demo_data), **TRAIN, project=str(tmp_path), name="prog", progressive=True,
             progressive_min_imgsz=32, mixup=0.2, close_mosaic=2,
@@ -218,7 +196,7 @@ def test_resume_mid_run_restores_the_stage(demo_data, tmp_path):
 
     resumed = YOLO(last)
     seen = _recorder(resumed)
-    with _log_lines() as lines:
+    with logged("ultralytics") as lines:
         resumed.train(resume=True)
     assert resumed.trainer.start_epoch == 2 and resumed.trainer.args.progressive is True
     assert sorted(seen["sizes"]) == [2, 3]  # Ultralytics really resumed: only epochs 3 and 4 ran

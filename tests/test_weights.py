@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import re
 from pathlib import Path
@@ -11,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from conftest import run_cli  # (tests/ is on sys.path under pytest)
+from conftest import logged, run_cli  # (tests/ is on sys.path under pytest)
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel, load_checkpoint
 
@@ -71,22 +69,6 @@ def test_load_from_file_and_dict(b0):
     yolo = YOLO("yolov5n_effb0.yaml")  # the YOLO wrapper and an in-memory state dict work too
     assert load_pretrained_backbone(yolo, dict(sd), verbose=False) == n
     assert_backbone_equals(yolo.model, sd)
-
-
-@contextlib.contextmanager
-def logged(name: str):
-    """The messages of logger ``name`` at INFO and above while the block runs."""
-    logger, messages = logging.getLogger(name), []
-    handler = logging.Handler(logging.INFO)
-    handler.emit = lambda record: messages.append(record.getMessage())
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield messages
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def test_a_load_is_logged_by_whoever_loads(b0):
