@@ -8,6 +8,8 @@ letter to phi (e.g. ``bifpn_phi: {n: 0, s: 1, m: 2, l: 3, x: 4}``). The graph of
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import nn
 
@@ -147,7 +149,7 @@ class BiFPN(nn.Module):
             raise ValueError(f"BiFPN needs {len(LEVELS)} input levels (P3, P4, P5), got {len(c1)}")
         if c2 != width:
             raise ValueError(f"output width {c2} does not match phi={phi} (width {width})")
-        if strides is not None and any(b != 2 * a for a, b in zip(strides, strides[1:])):
+        if strides is not None and any(b != 2 * a for a, b in pairwise(strides)):
             raise ValueError(f"inputs must be P3, P4, P5 with strides s, 2s, 4s in that order, got strides {strides}")
         self.phi, self.width, self.depth = phi, width, depth
         self.layers = nn.ModuleList(

@@ -16,7 +16,8 @@ EfficientNetV2-S's stages (Tan & Le, 2021, table 4) with the three stride-16/32 
 192/240/384, torchvision's adjust_channels rounding), no stochastic depth, and per-scale multipliers: yolov5u's at n
 and s, one depth step less at m/l/x. Why: with yolov5u's multipliers the plain table feeds the head 256*w channels at
 P5 where YOLOv5's CSP backbone gives 1024*w; widening the low-resolution stages is nearly free on CPU, widening the
-high-resolution ones is not, and at m/l/x the full depth of the widened table costs more than yolov5u (docs/benchmarks.md).
+high-resolution ones is not, and at m/l/x the full depth of the widened table costs more than yolov5u \
+(docs/benchmarks.md).
 At n and s both stride-16 stages are Fused-MBConv (one dense 3x3 conv at expansion 4, no SE: scale_rows below): at
 those widths the depthwise stages fit the training data slower than YOLOv5's CSP backbone, dense ones do not. There the
 stride-8 stage is also 3x wider (48/96 channels where yolov5u's P3 has 64/128; 16/32 placed boxes looser): free on CPU.

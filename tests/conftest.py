@@ -30,9 +30,10 @@ def demo_data(tmp_path_factory) -> Path:
 def run_cli(args: list[str], cwd: Path, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run a command in a fresh process (so auto-activation is exercised) and fail with its output if it fails."""
     full_env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_VERBOSE": "True", "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(f"{' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-4000:]}")
     return proc
 
 

@@ -42,7 +42,8 @@ def test_top_level_help_imports_no_subcommand():
     subcommand module that fails to import."""
     code = (
         "import sys\nfrom effdet_plugin.commands.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n"
-        "    pass\nprint(sorted(m for m in sys.modules if m.startswith('effdet_plugin.commands.')), 'torch' in sys.modules)"
+        "    pass\nprint(sorted(m for m in sys.modules if m.startswith('effdet_plugin.commands.')),\n"
+        "      'torch' in sys.modules)"
     )
     out = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, timeout=60, check=True).stdout
     assert all(f"    {name}" in out for name in cli.COMMANDS), out

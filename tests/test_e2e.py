@@ -1,4 +1,5 @@
-"""End to end through Ultralytics' own CLI in fresh processes from a temp folder: train, reload, val, predict, export."""
+"""End to end through Ultralytics' own CLI in fresh processes from a temp folder: train, reload, val, predict,
+export."""
 
 from __future__ import annotations
 

@@ -116,7 +116,8 @@ for f in sorted(root.rglob("*.yaml")):
         continue
     for scale in (d.get("scales") or {"": None}):
         d["scale"] = scale
-        out[f"{f.relative_to(root)}:{scale}"] = sum(p.numel() for p in DetectionModel(dict(d), verbose=False).parameters())
+        model = DetectionModel(dict(d), verbose=False)
+        out[f"{f.relative_to(root)}:{scale}"] = sum(p.numel() for p in model.parameters())
 from ultralytics.nn import tasks
 print(json.dumps({"plugin": hasattr(tasks.parse_model, "__wrapped__"), "params": out}))  # the parser is wrapped
 """

@@ -1,4 +1,5 @@
-"""Shipped model YAMLs: the families differ from each other only where their headers say; every YAML grows n < ... < x."""
+"""Shipped model YAMLs: the families differ from each other only where their headers say; every YAML grows
+n < ... < x."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def test_recommended_is_the_wide_table_one_depth_step_shallower_from_m_fused_thr
         rows = dict(rec["scale_rows"][k])
         assert sorted(rows) == ([3, 4, 5, 6] if k == "n" else [3, 4, 5]), rows
         p3, base = rows.pop(3), rec["backbone"][3]
-        c, kernel, stride, e, se = base[3]
+        c, kernel, stride, _, se = base[3]
         assert p3[0] == base[0] and p3[2] == base[2], (k, p3)
         assert p3[1:2] + p3[3] == ([6, 3 * c, kernel, stride, 2, se] if k == "n" else [base[1], 3 * c, *base[3][1:]])
         if k == "n":

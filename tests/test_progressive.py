@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from conftest import logged  # (tests/ is on sys.path under pytest)
 
 from effdet_plugin.progressive import AUGMENT_KEYS, ProgressiveError, schedule, stage_at
 
 FINAL = {"drop_path": 0.2, "mixup": 0.1, "scale": 0.5, "translate": 0.1, "hsv_h": 0.015, "hsv_s": 0.7, "hsv_v": 0.4}
-TRAIN = dict(epochs=4, imgsz=96, batch=8, workers=0, plots=False, device="cpu", val=False, exist_ok=True)
+TRAIN = {"epochs": 4, "imgsz": 96, "batch": 8, "workers": 0, "plots": False, "device": "cpu", "val": False, "exist_ok": True}
 
 
 # ------------------------------------------------------------------------------------------------------------ schedule
@@ -21,7 +23,7 @@ def test_schedule_monotone_ends_at_configured_values_rounded_to_stride(epochs, i
     assert [s.index for s in plan] == list(range(stages)) and all(s.count == stages for s in plan)
     # stages tile the epochs
     assert plan[0].first == 0 and plan[-1].last == epochs - 1
-    assert all(a.last + 1 == b.first for a, b in zip(plan, plan[1:])) and all(s.first <= s.last for s in plan)
+    assert all(a.last + 1 == b.first for a, b in pairwise(plan)) and all(s.first <= s.last for s in plan)
     sizes = [s.imgsz for s in plan]
     assert all(size % stride == 0 and size >= stride for size in sizes)
     assert sizes == sorted(sizes) and sizes[-1] == imgsz
@@ -56,12 +58,12 @@ def test_schedule_epoch_split_and_log_line():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(epochs=3, stages=4), "epochs=3 is fewer than progressive_stages=4"),
-        (dict(min_imgsz=700), "progressive_min_imgsz=700 is above imgsz=640"),
-        (dict(stages=0), "progressive_stages must be a positive integer, got 0"),
-        (dict(stages=-2), "progressive_stages must be a positive integer, got -2"),
-        (dict(stages=2.5), "progressive_stages must be a positive integer, got 2.5"),
-        (dict(min_imgsz=0), "progressive_min_imgsz must be a positive integer, got 0"),
+        ({"epochs": 3, "stages": 4}, "epochs=3 is fewer than progressive_stages=4"),
+        ({"min_imgsz": 700}, "progressive_min_imgsz=700 is above imgsz=640"),
+        ({"stages": 0}, "progressive_stages must be a positive integer, got 0"),
+        ({"stages": -2}, "progressive_stages must be a positive integer, got -2"),
+        ({"stages": 2.5}, "progressive_stages must be a positive integer, got 2.5"),
+        ({"min_imgsz": 0}, "progressive_min_imgsz must be a positive integer, got 0"),
     ],
 )
 def test_bad_input_is_one_clear_message(kwargs, message):

@@ -210,7 +210,8 @@ def test_non_finite_weights_are_refused(b0, tmp_path, bad):
 
 
 def test_convert_writes_nothing_on_bad_weights(ultralytics_checkpoint, tmp_path):
-    """The converter (ultralytics_checkpoint.convert) refuses a detection checkpoint as ImageNet weights and writes nothing."""
+    """The converter (ultralytics_checkpoint.convert) refuses a detection checkpoint as ImageNet weights and writes
+    nothing."""
     out = tmp_path / "x.pt"
     with pytest.raises(PretrainedWeightsError, match=re.escape(f"{ultralytics_checkpoint}: an Ultralytics detection")):
         convert("yolov5n_effb0.yaml", ultralytics_checkpoint, out, nc=3)

@@ -1,4 +1,5 @@
-"""Old path of `effdet-plugin bifpn-weights`, kept for scripts that call tools/bifpn_weights.py (needs `pip install -e .`)."""
+"""Old path of `effdet-plugin bifpn-weights`, kept for scripts that call tools/bifpn_weights.py (needs
+`pip install -e .`)."""
 
 import sys
 

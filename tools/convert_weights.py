@@ -1,4 +1,5 @@
-"""Old path of `effdet-plugin convert-weights`, kept for scripts that call tools/convert_weights.py (needs `pip install -e .`)."""
+"""Old path of `effdet-plugin convert-weights`, kept for scripts that call tools/convert_weights.py (needs
+`pip install -e .`)."""
 
 import sys
 

@@ -1,6 +1,6 @@
-"""Finding classic YOLOv5 as the user has it: the ``yolov5`` pip package, or a clone of ultralytics/yolov5 in the working
-directory, and the model module a checkpoint was pickled from. The one place that imports a YOLOv5 model module by
-name (and puts a clone's folder on ``sys.path``, as ``python train.py`` in the clone has it).
+"""Finding classic YOLOv5 as the user has it: the ``yolov5`` pip package, or a clone of ultralytics/yolov5 in the
+working directory, and the model module a checkpoint was pickled from. The one place that imports a YOLOv5 model module
+by name (and puts a clone's folder on ``sys.path``, as ``python train.py`` in the clone has it).
 """
 
 from __future__ import annotations
