@@ -23,9 +23,8 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from effdet_plugin import classic, heads, scale_rows, yaml_headers
+from effdet_plugin import classic, heads, yaml_headers, yaml_rows
 from effdet_plugin.atomic import atomic_open
-from effdet_plugin.bifpn import PHI_BY_SCALE, bifpn_size
 from effdet_plugin.blocks import DEFAULT_DROP_PATH
 from effdet_plugin.paths import model_yaml_dir
 from effdet_plugin.stage_table import Backbone, Table, WeightsPackage, fused, mbconv
@@ -176,49 +175,6 @@ class ModelYaml:
         return stem.split("_", 1)[1].removesuffix("_bifpn")
 
 
-def _stage_rows(table: Table) -> list[tuple[str, str]]:
-    """Each stage's YAML row (flow style) and its comment, stage ``i`` being backbone row ``i``."""
-    stride, rows = 2, []
-    for i, s in enumerate(table.stages, start=1):
-        stride *= s.stride
-        args = f"{s.c_out}, {s.kernel}, {s.stride}, {s.expansion}, {s.se}{_padding_arg(table)}"
-        rows.append((f"[-1, {s.repeats}, {s.block}, [{args}]]", f"{i}-P{stride.bit_length() - 1}/{stride}"))
-    return rows
-
-
-def _padding_arg(table: Table) -> str:
-    """The rows' last arg where the table's padding is not the default."""
-    return "" if table.padding == "auto" else f", {table.padding}"
-
-
-def _backbone_rows(table: Table) -> list[str]:
-    return [f"  - [-1, 1, stem, [{table.stem}, 3, 2{_padding_arg(table)}]] # 0-P1/2",
-            *(f"  - {row} # {note}" for row, note in _stage_rows(table))]
-
-
-def _changed_rows(spec: ModelYaml, scale: str) -> dict[int, tuple[str, str]]:
-    """The backbone rows (index -> row, comment) that ``scale``'s own table builds instead of the file's rows."""
-    base = _stage_rows(spec.table)
-    return {i: r for i, (r, b) in enumerate(zip(_stage_rows(spec.table_at(scale)), base), start=1) if r != b}
-
-
-def _scale_rows_text(spec: ModelYaml) -> str:
-    """The ``scale_rows:`` block: for each letter with its own table, the backbone rows that differ."""
-    if not spec.scale_tables:
-        return ""
-    text = f"{scale_rows.KEY}: # {scale_rows.COMMENT} (the file's per-scale tables)\n"
-    for letter in spec.scale_tables:
-        text += f"  {letter}:\n"
-        text += "".join(f"    {i}: {row} # {note}\n" for i, (row, note) in _changed_rows(spec, letter).items())
-    return text
-
-
-def _bifpn_phi_line() -> str:
-    sizes = ", ".join("/".join(map(str, bifpn_size(phi))) for phi in PHI_BY_SCALE.values())
-    table = ", ".join(f"{k}: {v}" for k, v in PHI_BY_SCALE.items())
-    return f"bifpn_phi: {{ {table} }} # BiFPN width/layers (EfficientDet D0-D4 table): {sizes}\n"
-
-
 def render_yaml(spec: ModelYaml) -> str:
     """Return the model YAML text of ``spec``."""
     bb, neck, task = spec.exact, heads.NECKS[spec.neck], heads.TASKS[spec.task]
@@ -242,7 +198,8 @@ def render_yaml(spec: ModelYaml) -> str:
     if bb:
         keys += "scale_backbone: false # backbone rows keep the widths and repeats written here\n"
         keys += f"bn_eps: {f'{bb.bn_eps:.1e}'.replace('e-0', 'e-')} # BatchNorm eps of {bb.source}\n"
-    keys += f"drop_path: {spec.drop_path} # maximum stochastic-depth rate, reached by the last block (linear in index)\n"
+    keys += (f"drop_path: {spec.drop_path} # maximum stochastic-depth rate, reached by the last block (linear in "
+             f"index)\n")
     if spec.activation:
         keys += f"activation: {spec.activation} # every Conv of the head and every block of the backbone\n"
     if spec.backbone_activation:
@@ -253,24 +210,11 @@ def render_yaml(spec: ModelYaml) -> str:
     note = next((k for k, v in which.items() if v == spec.scales), "this family's own")
     keys += f"scales: # [depth, width, max_channels], {note}\n"
     keys += "".join(f"  {k}: [{d:.2f}, {w:.2f}, {m}]\n" for k, (d, w, m) in spec.scales.items())
-    keys += _scale_rows_text(spec)
+    keys += yaml_rows.scale_rows_text(spec.table, spec.scale_tables)
     if spec.neck == "bifpn":
-        keys += _bifpn_phi_line()
+        keys += yaml_rows.bifpn_phi_line()
     return ("\n".join(f"# {line}".rstrip() for line in header) + "\n\n" + keys
-            + _rows_text(spec.table, spec.neck, spec.task))
-
-
-def _rows_text(table: Table, neck: str, task: str = "detect", names: dict | None = None,
-               output_args: list | None = None) -> str:
-    """A model YAML's backbone and head rows: the table's stem and stages, then the neck family's own last backbone
-    rows and its head for ``task`` (``names``, ``output_args``: see ``heads.head_text``)."""
-    family = heads.NECKS[neck]
-    p3, p4, _ = table.taps
-    tail = heads.tail_lines(family, task, len(table.stages) + 1)
-    head = heads.head_text(family, task, (p3, p4, len(table.stages) + len(tail)), names, output_args)
-    padding = "" if table.padding == "auto" else ", padding"
-    return (f"\n# [from, repeats, module, [c_out, kernel, stride, expansion, se_ratio{padding}]]\nbackbone:\n"
-            + "\n".join(_backbone_rows(table) + tail) + "\n\n" + head)
+            + yaml_rows.rows_text(spec.table, spec.neck, spec.task))
 
 
 def render_classic(spec: classic.ClassicYaml) -> str:
@@ -278,9 +222,9 @@ def render_classic(spec: classic.ClassicYaml) -> str:
     Ultralytics-format source file with ``Detect [nc, anchors]`` and the scale's BiFPN phi."""
     src = MODEL_YAMLS[spec.ultralytics_file]
     table = src.table_at(spec.scale)
-    rows = _rows_text(table, src.neck, names={"bifpn_phi": spec.phi}, output_args=classic.DETECT_ARGS)
+    rows = yaml_rows.rows_text(table, src.neck, names={"bifpn_phi": spec.phi}, output_args=classic.DETECT_ARGS)
     depth, width, _ = src.scales[spec.scale]
-    changed = _changed_rows(src, spec.scale)
+    changed = yaml_rows.changed_rows(src.table, table)
     note = (f"At scale {spec.scale}, backbone rows {', '.join(map(str, changed))} are that file's `scale_rows: "
             f"{spec.scale}:` rows." if changed else "")
     return classic.render(spec, rows, table.taps, src.drop_path, (depth, width), src.activation, note)
