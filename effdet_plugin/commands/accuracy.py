@@ -38,7 +38,7 @@ from effdet_plugin.commands.heldout import AccuracyError, coco_ground_truth, dat
 from effdet_plugin.commands.plots import Point, accuracy_latency
 from effdet_plugin.commands.recipe import GPU_RECIPE, Recipe, add_recipe_arguments, recipe_from_args
 from effdet_plugin.commands.results import make_meta, write_record
-from effdet_plugin.commands.runs import Project, plan_runs, read_curve, train_once
+from effdet_plugin.commands.runs import Project, plan_runs, train_once
 from effdet_plugin.commands.table import format_table
 from effdet_plugin.naming import scale_letter, unified_stem
 
@@ -242,10 +242,7 @@ def sweep(args: argparse.Namespace) -> tuple[Recipe, list[dict]]:
         for model in models:
             done = finished.get((model, seed)) or train_once(project, model, seed, recipe)
             m, m50, m75 = score(done.weights, ann, images, recipe, done.run / scored)
-            runs.setdefault(model, []).append(
-                {"seed": seed, "map50_95": m, "map50": m50, "map75": m75, "train_s": done.seconds,
-                 "best_epoch": done.best_epoch, "weights": str(done.weights), "curve": read_curve(done.run)}
-            )  # fmt: skip
+            runs.setdefault(model, []).append(done.scored(seed, (m, m50, m75)))
             if done.best_epoch == 1 < recipe.epochs and recipe.checkpoint == "best":
                 print(
                     f"accuracy: WARNING {model} seed {seed}: val fitness never beat epoch 1 of {recipe.epochs}, so the "

@@ -36,7 +36,7 @@ from effdet_plugin.commands.accuracy import check_models, score
 from effdet_plugin.commands.heldout import AccuracyError, coco_ground_truth, dataset, dataset_name, eval_split
 from effdet_plugin.commands.recipe import Recipe, add_recipe_arguments, recipe_from_args
 from effdet_plugin.commands.results import load, make_meta, write_record
-from effdet_plugin.commands.runs import Finished, Project, plan_runs, read_curve, train_once
+from effdet_plugin.commands.runs import Finished, Project, plan_runs, train_once
 
 ROLES = {"choice": "val", "confirm": "test"}  # the one split each role ever scores
 MIN_SEEDS = 3
@@ -162,10 +162,9 @@ def run(args: argparse.Namespace) -> int:
             m, m50, m75 = score(done.weights, ann, images, recipe, done.run / f"protocol_{split}_{recipe.checkpoint}")
             rows.append({
                 "model": model, "dataset": name, "data": recipe.data, "role": args.role, "split": split,
-                "identity": idents[model], "recipe_id": rid, "recipe": recipe.fields(), "seed": seed,
-                "map50_95": m, "map50": m50, "map75": m75, "train_s": done.seconds, "best_epoch": done.best_epoch,
-                "weights": str(done.weights), "adopted": (model, seed) in finished, "device": recipe.device_name,
-                "reduced": recipe.reduced, "curve": read_curve(done.run),
+                "identity": idents[model], "recipe_id": rid, "recipe": recipe.fields(),
+                **done.scored(seed, (m, m50, m75)),
+                "adopted": (model, seed) in finished, "device": recipe.device_name, "reduced": recipe.reduced,
             })  # fmt: skip
             write_record(out, "protocol", rows, meta=meta)
             print(f"protocol: {Path(model).stem} seed {seed}: mAP50-95 {m:.3f} on {name} '{split}'")

@@ -28,6 +28,13 @@ class Finished(NamedTuple):
     best_epoch: int
     run: Path
 
+    def scored(self, seed: int, maps: tuple[float, float, float]) -> dict:
+        """The run as records keep it, with the (mAP50-95, mAP50, mAP75) it scored: seed, mAPs, training seconds, best
+        epoch, checkpoint and validation curve."""
+        m, m50, m75 = maps
+        return {"seed": seed, "map50_95": m, "map50": m50, "map75": m75, "train_s": self.seconds,
+                "best_epoch": self.best_epoch, "weights": str(self.weights), "curve": read_curve(self.run)}
+
 
 @dataclass(frozen=True)
 class Project:
