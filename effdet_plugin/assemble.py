@@ -154,16 +154,21 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
         try:
             if isinstance(kind, MultiInputRow):
                 if not isinstance(inp, list) or any(stride_of(x, PROBE_SIZE) is None for x in inp):
-                    raise row_error(d, i, row, "every input must be one feature map (pick list outputs with a Level "
-                                               "row)")
+                    raise row_error(
+                        d, i, row, "every input must be one feature map (pick list outputs with a Level row)"
+                    )
                 c1, strides = [x.shape[1] for x in inp], [stride_of(x, PROBE_SIZE) for x in inp]
                 layer, shown = kind.build(c1, c2, args, strides, **hosted), [c1, c2, *args]
             elif isinstance(kind, SameWidthRow):
                 layer, shown = kind.build(args, **hosted), args
             else:
                 if stride_of(inp, PROBE_SIZE) is None:
-                    raise row_error(d, i, row, f"{kind.name} needs one feature map as input, row {row[0]} gives a "
-                                               f"{type(inp).__name__}")
+                    raise row_error(
+                        d,
+                        i,
+                        row,
+                        f"{kind.name} needs one feature map as input, row {row[0]} gives a {type(inp).__name__}",
+                    )
                 layer, shown = kind.build(inp.shape[1], c2, n, args, **hosted), [inp.shape[1], c2, *args]
         except ModelRowError:
             raise
@@ -229,4 +234,3 @@ def _replay(held: list[logging.LogRecord], lines: dict[int, str], n_rows: int, l
         if k >= first and (k - first) in lines and first >= 0:
             record.msg, record.args = lines[k - first], ()
         logger.handle(record)
-

@@ -97,8 +97,16 @@ class _Resample(nn.Sequential):
 class _Node(nn.Module):
     """One fusion node: resample each input edge, fuse, then depthwise-separable conv + BN + SiLU."""
 
-    def __init__(self, c_in: list[int], levels: list[int], level: int, c: int, mode: str, conv: type[nn.Module],
-                 act: nn.Module | bool):
+    def __init__(
+        self,
+        c_in: list[int],
+        levels: list[int],
+        level: int,
+        c: int,
+        mode: str,
+        conv: type[nn.Module],
+        act: nn.Module | bool,
+    ):
         super().__init__()
         self.resample = nn.ModuleList(_Resample(c1, c, lv, level, conv) for c1, lv in zip(c_in, levels))
         self.fuse = Fusion(len(c_in), mode)
@@ -112,8 +120,15 @@ class _Node(nn.Module):
 class BiFPNLayer(nn.Module):
     """One BiFPN layer: the nodes of ``NODES`` in order, from inputs of widths ``c1`` (P3, P4, P5) to width ``c``."""
 
-    def __init__(self, c1: list[int], c: int, mode: str = "fastattn", *, conv: type[nn.Module] | None = None,
-                 act: nn.Module | None = None):
+    def __init__(
+        self,
+        c1: list[int],
+        c: int,
+        mode: str = "fastattn",
+        *,
+        conv: type[nn.Module] | None = None,
+        act: nn.Module | None = None,
+    ):
         """Initialize from input widths ``c1`` (one per level in ``LEVELS``) to output width ``c``."""
         super().__init__()
         conv = conv or ConvBNAct
@@ -140,8 +155,17 @@ class BiFPN(nn.Module):
 
     outputs = len(LEVELS)  # the list it returns: P3, P4, P5
 
-    def __init__(self, c1: list[int], c2: int, phi: int, mode: str = "fastattn", strides: list[int] | None = None,
-                 *, conv: type[nn.Module] | None = None, act: nn.Module | None = None):
+    def __init__(
+        self,
+        c1: list[int],
+        c2: int,
+        phi: int,
+        mode: str = "fastattn",
+        strides: list[int] | None = None,
+        *,
+        conv: type[nn.Module] | None = None,
+        act: nn.Module | None = None,
+    ):
         """Initialize from input widths ``c1``; ``c2`` must be ``phi``'s width; ``strides`` are checked if given."""
         super().__init__()
         width, depth = bifpn_size(phi)
@@ -169,8 +193,10 @@ class BiFPN(nn.Module):
                 raise TypeError(f"phi {phi!r} names no top-level mapping from scale letter to phi in the YAML")
             scale = d.get("scale")  # the letter the host builds at (HostRules.scale), set by the shared build
             if not scale:
-                raise ValueError(f"top-level {phi!r} maps scale letters to phi, but this model has no scale letter "
-                                 f"(no scales: table, or a host that reads none); give phi as an integer")
+                raise ValueError(
+                    f"top-level {phi!r} maps scale letters to phi, but this model has no scale letter "
+                    f"(no scales: table, or a host that reads none); give phi as an integer"
+                )
             if scale not in table:
                 raise ValueError(f"top-level {phi!r} has no entry for scale {scale!r}")
             phi = table[scale]

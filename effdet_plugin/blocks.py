@@ -14,8 +14,17 @@ from torch import nn
 
 from effdet_plugin.same_padding import padded_conv
 
-__all__ = ("ConvBNAct", "DropPath", "FusedMBConv", "KeepEpsBatchNorm2d", "MBConv", "SqueezeExcite", "Stem",
-           "set_bn_eps", "set_drop_path")
+__all__ = (
+    "ConvBNAct",
+    "DropPath",
+    "FusedMBConv",
+    "KeepEpsBatchNorm2d",
+    "MBConv",
+    "SqueezeExcite",
+    "Stem",
+    "set_bn_eps",
+    "set_drop_path",
+)
 
 DEFAULT_DROP_PATH = 0.2  # torchvision's efficientnet_v2_s stochastic_depth_prob; a YAML's `drop_path:` overrides it
 
@@ -31,8 +40,17 @@ class ConvBNAct(nn.Module):
 
     default_act = nn.SiLU()
 
-    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1, d: int = 1,
-                 act: nn.Module | bool = True):
+    def __init__(
+        self,
+        c1: int,
+        c2: int,
+        k: int = 1,
+        s: int = 1,
+        p: int | None = None,
+        g: int = 1,
+        d: int = 1,
+        act: nn.Module | bool = True,
+    ):
         """Initialize a ``k`` x ``k`` stride-``s`` conv from ``c1`` to ``c2`` channels ("same" padding by default)."""
         super().__init__()
         p = d * (k - 1) // 2 if p is None else p
@@ -109,8 +127,17 @@ class Stem(nn.Module):
     """Stem: k x k conv + BN + activation (YAML name ``stem``, args ``[c_out, kernel, stride, padding]``; ``padding``
     ``auto`` or ``same``: see ``effdet_plugin.same_padding``)."""
 
-    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 2, padding: str = "auto", *,
-                 conv: type[nn.Module] | None = None, act: nn.Module | None = None):
+    def __init__(
+        self,
+        c1: int,
+        c2: int,
+        k: int = 3,
+        s: int = 2,
+        padding: str = "auto",
+        *,
+        conv: type[nn.Module] | None = None,
+        act: nn.Module | None = None,
+    ):
         """Initialize a ``k`` x ``k`` stride-``s`` stem from ``c1`` to ``c2`` channels."""
         super().__init__()
         _check_kernel_stride(k, s)
@@ -140,8 +167,18 @@ class FusedMBConv(_MBBlock):
     YAML args ``[c_out, kernel, stride, expansion, se_ratio]``; ``se_ratio`` must be 0 (EfficientNetV2 has no SE here).
     """
 
-    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, e: float = 1.0, se: float = 0.0, *,
-                 conv: type[nn.Module] | None = None, act: nn.Module | None = None):
+    def __init__(
+        self,
+        c1: int,
+        c2: int,
+        k: int = 3,
+        s: int = 1,
+        e: float = 1.0,
+        se: float = 0.0,
+        *,
+        conv: type[nn.Module] | None = None,
+        act: nn.Module | None = None,
+    ):
         """Initialize a Fused-MBConv block from ``c1`` to ``c2`` channels."""
         super().__init__(c1, c2, k, s, e, se)
         if se:
@@ -169,8 +206,19 @@ class MBConv(_MBBlock):
     ``auto`` or ``same`` (EfficientNet-Lite): see ``effdet_plugin.same_padding``.
     """
 
-    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, e: float = 4.0, se: float = 0.25,
-                 padding: str = "auto", *, conv: type[nn.Module] | None = None, act: nn.Module | None = None):
+    def __init__(
+        self,
+        c1: int,
+        c2: int,
+        k: int = 3,
+        s: int = 1,
+        e: float = 4.0,
+        se: float = 0.25,
+        padding: str = "auto",
+        *,
+        conv: type[nn.Module] | None = None,
+        act: nn.Module | None = None,
+    ):
         """Initialize an MBConv block from ``c1`` to ``c2`` channels."""
         super().__init__(c1, c2, k, s, e, se)
         conv = conv or ConvBNAct

@@ -46,13 +46,16 @@ class Task:
     keys: dict = field(default_factory=dict)
 
 
-TASKS: dict[str, Task] = {t.name: t for t in (
-    Task("detect", ""),
-    Task("segment", "-seg"),
-    Task("pose", "-pose", keys={"kpt_shape": [17, 3]}),  # COCO keypoints: 17 (x, y, visible)
-    Task("obb", "-obb"),
-    Task("classify", "-cls", nc=1000),
-)}
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task("detect", ""),
+        Task("segment", "-seg"),
+        Task("pose", "-pose", keys={"kpt_shape": [17, 3]}),  # COCO keypoints: 17 (x, y, visible)
+        Task("obb", "-obb"),
+        Task("classify", "-cls", nc=1000),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -88,45 +91,93 @@ def _upsample() -> Row:
 
 
 PAN = Neck(
-    "pan", "yolov5", "YOLOv5 (v6.0 PAN head, Ultralytics {head})", "# YOLOv5 v6.0 head", "v5/yolov5.yaml", (4, 6, 9),
+    "pan",
+    "yolov5",
+    "YOLOv5 (v6.0 PAN head, Ultralytics {head})",
+    "# YOLOv5 v6.0 head",
+    "v5/yolov5.yaml",
+    (4, 6, 9),
     tail=(Row(-1, 1, "SPPF", [1024, 5], "{i}-P5/32"),),
     groups=(
-        (Row(-1, 1, "Conv", [512, 1, 1], "{i}"), _upsample(), Row([-1, 6], 1, "Concat", [1], "cat backbone P4"),
-         Row(-1, 3, "C3", [512, False], "{i}")),
-        (Row(-1, 1, "Conv", [256, 1, 1], "{i}"), _upsample(), Row([-1, 4], 1, "Concat", [1], "cat backbone P3"),
-         Row(-1, 3, "C3", [256, False], "{i} (P3/8-small)")),
-        (Row(-1, 1, "Conv", [256, 3, 2]), Row([-1, 14], 1, "Concat", [1], "cat head P4"),
-         Row(-1, 3, "C3", [512, False], "{i} (P4/16-medium)")),
-        (Row(-1, 1, "Conv", [512, 3, 2]), Row([-1, 10], 1, "Concat", [1], "cat head P5"),
-         Row(-1, 3, "C3", [1024, False], "{i} (P5/32-large)")),
+        (
+            Row(-1, 1, "Conv", [512, 1, 1], "{i}"),
+            _upsample(),
+            Row([-1, 6], 1, "Concat", [1], "cat backbone P4"),
+            Row(-1, 3, "C3", [512, False], "{i}"),
+        ),
+        (
+            Row(-1, 1, "Conv", [256, 1, 1], "{i}"),
+            _upsample(),
+            Row([-1, 4], 1, "Concat", [1], "cat backbone P3"),
+            Row(-1, 3, "C3", [256, False], "{i} (P3/8-small)"),
+        ),
+        (
+            Row(-1, 1, "Conv", [256, 3, 2]),
+            Row([-1, 14], 1, "Concat", [1], "cat head P4"),
+            Row(-1, 3, "C3", [512, False], "{i} (P4/16-medium)"),
+        ),
+        (
+            Row(-1, 1, "Conv", [512, 3, 2]),
+            Row([-1, 10], 1, "Concat", [1], "cat head P5"),
+            Row(-1, 3, "C3", [1024, False], "{i} (P5/32-large)"),
+        ),
     ),
     outputs=[17, 20, 23],
-    heads={"detect": ("Detect", ["nc"]), "segment": ("Segment", ["nc", 32, 256]), "pose": ("Pose", ["nc", "kpt_shape"]),
-           "obb": ("OBB", ["nc", 1])},  # yolov5u's heads: Ultralytics' v8 heads (yolov8-seg/-pose/-obb.yaml)
+    heads={
+        "detect": ("Detect", ["nc"]),
+        "segment": ("Segment", ["nc", 32, 256]),
+        "pose": ("Pose", ["nc", "kpt_shape"]),
+        "obb": ("OBB", ["nc", 1]),
+    },  # yolov5u's heads: Ultralytics' v8 heads (yolov8-seg/-pose/-obb.yaml)
 )
 BIFPN = Neck(
-    "bifpn", "yolov5", "BiFPN neck + Ultralytics {head}", "# BiFPN neck: [[P3, P4, P5], 1, BiFPN, [phi, fusion mode]] -> [P3, P4, P5]; "
-    "Level [k] picks output k", None, PAN.taps, PAN.tail,
-    groups=((Row([4, 6, 9], 1, "BiFPN", ["bifpn_phi", "fastattn"], "{i}"),
-             Row(10, 1, "Level", [0], "{i} (P3/8-small)"), Row(10, 1, "Level", [1], "{i} (P4/16-medium)"),
-             Row(10, 1, "Level", [2], "{i} (P5/32-large)")),),
-    outputs=[11, 12, 13], heads={"detect": ("Detect", ["nc"])},
+    "bifpn",
+    "yolov5",
+    "BiFPN neck + Ultralytics {head}",
+    "# BiFPN neck: [[P3, P4, P5], 1, BiFPN, [phi, fusion mode]] -> [P3, P4, P5]; Level [k] picks output k",
+    None,
+    PAN.taps,
+    PAN.tail,
+    groups=(
+        (
+            Row([4, 6, 9], 1, "BiFPN", ["bifpn_phi", "fastattn"], "{i}"),
+            Row(10, 1, "Level", [0], "{i} (P3/8-small)"),
+            Row(10, 1, "Level", [1], "{i} (P4/16-medium)"),
+            Row(10, 1, "Level", [2], "{i} (P5/32-large)"),
+        ),
+    ),
+    outputs=[11, 12, 13],
+    heads={"detect": ("Detect", ["nc"])},
 )
 # Both families' scales: one depth for n/s/m, channels capped at 512 from m up (yolo11.yaml, yolo26.yaml)
-YOLO11_SCALES: Scales = {"n": (0.50, 0.25, 1024), "s": (0.50, 0.50, 1024), "m": (0.50, 1.00, 512),
-                          "l": (1.00, 1.00, 512), "x": (1.00, 1.50, 512)}
+YOLO11_SCALES: Scales = {
+    "n": (0.50, 0.25, 1024),
+    "s": (0.50, 0.50, 1024),
+    "m": (0.50, 1.00, 512),
+    "l": (1.00, 1.00, 512),
+    "x": (1.00, 1.50, 512),
+}
 
 
 def _c3k2_neck(c3k: bool, last: list) -> tuple[tuple[Row, ...], ...]:
     """YOLO11's and YOLO26's neck (they differ in the C3k2 rows' c3k flag and the last one's args)."""
     return (
         (_upsample(), Row([-1, 6], 1, "Concat", [1], "cat backbone P4"), Row(-1, 2, "C3k2", [512, c3k], "{i}")),
-        (_upsample(), Row([-1, 4], 1, "Concat", [1], "cat backbone P3"),
-         Row(-1, 2, "C3k2", [256, c3k], "{i} (P3/8-small)")),
-        (Row(-1, 1, "Conv", [256, 3, 2]), Row([-1, 13], 1, "Concat", [1], "cat head P4"),
-         Row(-1, 2, "C3k2", [512, c3k], "{i} (P4/16-medium)")),
-        (Row(-1, 1, "Conv", [512, 3, 2]), Row([-1, 10], 1, "Concat", [1], "cat head P5"),
-         Row(-1, *last, "{i} (P5/32-large)")),
+        (
+            _upsample(),
+            Row([-1, 4], 1, "Concat", [1], "cat backbone P3"),
+            Row(-1, 2, "C3k2", [256, c3k], "{i} (P3/8-small)"),
+        ),
+        (
+            Row(-1, 1, "Conv", [256, 3, 2]),
+            Row([-1, 13], 1, "Concat", [1], "cat head P4"),
+            Row(-1, 2, "C3k2", [512, c3k], "{i} (P4/16-medium)"),
+        ),
+        (
+            Row(-1, 1, "Conv", [512, 3, 2]),
+            Row([-1, 10], 1, "Concat", [1], "cat head P5"),
+            Row(-1, *last, "{i} (P5/32-large)"),
+        ),
     )
 
 
@@ -135,23 +186,43 @@ def _c3k2_neck(c3k: bool, last: list) -> tuple[tuple[Row, ...], ...]:
 # SPPF's 1x1 projection brings it to C2PSA's width, as in detection; the backbone is then the detector's, row for row.
 _CLS_TAIL = True
 YOLO11 = Neck(
-    "yolo11", "yolo11", "YOLO11 neck and {head} head", "# YOLO11 head", "11/yolo11.yaml", (4, 6, 10),
+    "yolo11",
+    "yolo11",
+    "YOLO11 neck and {head} head",
+    "# YOLO11 head",
+    "11/yolo11.yaml",
+    (4, 6, 10),
     tail=(Row(-1, 1, "SPPF", [1024, 5], "{i}-P5/32"), Row(-1, 2, "C2PSA", [1024], "{i}-P5/32")),
     groups=_c3k2_neck(False, [2, "C3k2", [1024, True]]),
     outputs=[16, 19, 22],
-    heads={"detect": ("Detect", ["nc"]), "segment": ("Segment", ["nc", 32, 256]), "pose": ("Pose", ["nc", "kpt_shape"]),
-           "obb": ("OBB", ["nc", 1])},
-    scales=YOLO11_SCALES, cls_tail=_CLS_TAIL,
+    heads={
+        "detect": ("Detect", ["nc"]),
+        "segment": ("Segment", ["nc", 32, 256]),
+        "pose": ("Pose", ["nc", "kpt_shape"]),
+        "obb": ("OBB", ["nc", 1]),
+    },
+    scales=YOLO11_SCALES,
+    cls_tail=_CLS_TAIL,
 )
 YOLO26 = Neck(
-    "yolo26", "yolo26", "YOLO26 neck and end-to-end {head} head", "# YOLO26 head", "26/yolo26.yaml", (4, 6, 10),
+    "yolo26",
+    "yolo26",
+    "YOLO26 neck and end-to-end {head} head",
+    "# YOLO26 head",
+    "26/yolo26.yaml",
+    (4, 6, 10),
     tail=(Row(-1, 1, "SPPF", [1024, 5, 3, True], "{i}-P5/32"), Row(-1, 2, "C2PSA", [1024], "{i}-P5/32")),
     groups=_c3k2_neck(True, [1, "C3k2", [1024, True, 0.5, True]]),
     outputs=[16, 19, 22],
-    heads={"detect": ("Detect", ["nc"]), "segment": ("Segment26", ["nc", 32, 256]),
-           "pose": ("Pose26", ["nc", "kpt_shape"]), "obb": ("OBB26", ["nc", 1])},
+    heads={
+        "detect": ("Detect", ["nc"]),
+        "segment": ("Segment26", ["nc", 32, 256]),
+        "pose": ("Pose26", ["nc", "kpt_shape"]),
+        "obb": ("OBB26", ["nc", 1]),
+    },
     keys={"end2end": True, "reg_max": 1},  # NMS-free one-to-one head, no DFL bins
-    scales=YOLO11_SCALES, cls_tail=_CLS_TAIL,
+    scales=YOLO11_SCALES,
+    cls_tail=_CLS_TAIL,
 )
 NECKS: dict[str, Neck] = {n.name: n for n in (PAN, BIFPN, YOLO11, YOLO26)}
 KEY_NOTES = {  # the comment after each top-level key a family or task sets
@@ -166,8 +237,11 @@ def describe(neck: Neck, task: str) -> str:
     if task != "classify":
         return neck.title.format(head=neck.heads[task][0])
     kept = [r.module for r in neck.tail_for(task)]
-    return (f"{neck.prefix.upper()}'s {' and '.join(kept)}, then Ultralytics Classify"
-            if kept else "Ultralytics Classify on the last stage (as YOLOv5's -cls models)")
+    return (
+        f"{neck.prefix.upper()}'s {' and '.join(kept)}, then Ultralytics Classify"
+        if kept
+        else "Ultralytics Classify on the last stage (as YOLOv5's -cls models)"
+    )
 
 
 def flow(x) -> str:
@@ -189,8 +263,9 @@ def tail_lines(neck: Neck, task: str, first: int) -> list[str]:
     return [_row_line(*r, i) for i, r in enumerate(neck.tail_for(task), start=first)]
 
 
-def head_text(neck: Neck, task: str, taps: tuple[int, int, int], names: dict | None = None,
-              output_args: list | None = None) -> str:
+def head_text(
+    neck: Neck, task: str, taps: tuple[int, int, int], names: dict | None = None, output_args: list | None = None
+) -> str:
     """The ``head:`` section of ``neck`` for ``task`` on a backbone whose P3 and P4 end at rows ``taps[:2]`` and
     whose last row is ``taps[2]``; ``names``: top-level names to write as values (classic YOLOv5's BiFPN phi),
     ``output_args``: the output row's args instead of the task's (classic YOLOv5's ``[nc, anchors]``)."""

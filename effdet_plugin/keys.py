@@ -61,9 +61,13 @@ def is_bool(x) -> bool:
 
 def is_scales(x) -> bool:
     """Ultralytics' ``scales:``: letter -> ``[depth, width, max_channels]``, positive numbers (empty or null: none)."""
-    return x is None or (isinstance(x, dict) and all(
-        isinstance(k, str) and k and isinstance(v, list) and len(v) == 3 and all(map(is_positive_number, v))
-        for k, v in x.items()))
+    return x is None or (
+        isinstance(x, dict)
+        and all(
+            isinstance(k, str) and k and isinstance(v, list) and len(v) == 3 and all(map(is_positive_number, v))
+            for k, v in x.items()
+        )
+    )
 
 
 _ACT = re.compile(r"^(?:torch\.)?nn\.([A-Za-z_][A-Za-z0-9_]*)\((.*)\)$")

@@ -20,8 +20,12 @@ def layer_input(f, x, y: list):
     return y[f] if isinstance(f, int) else [x if j == -1 else y[j] for j in f]
 
 
-def walk(layers: nn.Sequential, x: torch.Tensor, replace: Callable[[int, object], nn.Module] | None = None,
-         stop: int | None = None) -> Iterator[tuple[int, object, object]]:
+def walk(
+    layers: nn.Sequential,
+    x: torch.Tensor,
+    replace: Callable[[int, object], nn.Module] | None = None,
+    stop: int | None = None,
+) -> Iterator[tuple[int, object, object]]:
     """Run ``layers`` on ``x`` (eval mode, no grad) and yield ``(index, input, output)`` for each layer.
 
     ``replace(i, input)`` may return a module that takes layer ``i``'s place (set in ``layers``) before it runs, or

@@ -224,8 +224,9 @@ def _init_params(module: type[nn.Module]) -> dict[str, inspect.Parameter]:
 def _check_stride_arg(module: type[nn.Module], params: dict[str, inspect.Parameter], stride_arg) -> None:
     """``stride_arg`` must name a positional parameter after ``(self, c1, c2)``."""
     if not is_index(stride_arg) or stride_arg < 0:
-        raise ValueError(f"register_module({module.__name__}): stride_arg must be a non-negative integer, "
-                         f"got {stride_arg!r}")
+        raise ValueError(
+            f"register_module({module.__name__}): stride_arg must be a non-negative integer, got {stride_arg!r}"
+        )
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     positional = [p for p in params.values() if p.kind in kinds][3:]  # after self, c1, c2
     if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in params.values()) or not params:
@@ -252,8 +253,12 @@ def _load_builtins() -> None:
     register_module(bifpn.BiFPN, multi_input=True)
     register_module(bifpn.Level, "Level", same_width=True)
     # checkpoints also pickle the blocks' inner layers; ULTRALYTICS_SAFE_LOAD loads need them allow-listed
-    inner = [v for mod in (blocks, bifpn) for v in vars(mod).values()
-             if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == mod.__name__]
+    inner = [
+        v
+        for mod in (blocks, bifpn)
+        for v in vars(mod).values()
+        if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__ == mod.__name__
+    ]
     with contextlib.suppress(AttributeError):
         torch.serialization.add_safe_globals(inner)
 
@@ -273,8 +278,11 @@ def plugin_rows(d: dict) -> dict[int, RowKind]:
     """Row index -> kind for every row of ``d`` whose module is a registered plugin name."""
     reg = kinds()
     rows = _rows(d)
-    return {i: reg[r[2]] for i, r in enumerate(rows)
-            if isinstance(r, (list, tuple)) and len(r) == 4 and isinstance(r[2], str) and r[2] in reg}
+    return {
+        i: reg[r[2]]
+        for i, r in enumerate(rows)
+        if isinstance(r, (list, tuple)) and len(r) == 4 and isinstance(r[2], str) and r[2] in reg
+    }
 
 
 def _rows(d: dict) -> list:
@@ -301,8 +309,9 @@ def check_sections(d: dict) -> None:
     """``backbone`` and ``head``: non-empty lists of 4-field rows (what a host indexes before it parses anything)."""
     for key in ("backbone", "head"):
         if not isinstance(d.get(key), list) or not d[key]:
-            raise key_error(d, key, f"must be a non-empty list of [from, repeats, module, args] rows, got "
-                                    f"{d.get(key)!r}")
+            raise key_error(
+                d, key, f"must be a non-empty list of [from, repeats, module, args] rows, got {d.get(key)!r}"
+            )
     for i, row in enumerate(_rows(d)):
         if not isinstance(row, (list, tuple)) or len(row) != 4:
             raise row_error(d, i, row, f"a row has 4 fields [from, repeats, module, args], got {row!r}")
@@ -364,8 +373,9 @@ def _check_level(d: dict, i: int, row, multi: dict[int, MultiInputRow], picked: 
         raise row_error(d, i, row, f"{m} must read a multi-output row (such as BiFPN); row {src} is not one")
     count = multi[src].outputs
     if len(args) != 1 or not is_index(args[0]) or not 0 <= args[0] < count:
-        raise row_error(d, i, row, f"{m} takes [k], one output index of row {src}, 0 to {count - 1}; got "
-                                   f"{list(args)!r}")
+        raise row_error(
+            d, i, row, f"{m} takes [k], one output index of row {src}, 0 to {count - 1}; got {list(args)!r}"
+        )
     k = args[0]
     if (src, k) in picked:
         raise row_error(d, i, row, f"output {k} of row {src} is already picked by row {picked[src, k]}")

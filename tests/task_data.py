@@ -69,7 +69,12 @@ def make_task_dataset(root: Path, task: str, n_train: int = 8, n_val: int = 4, s
             (root / "labels" / split / f"{k:03d}.txt").write_text(text)
     if task == "classify":
         return root
-    data = {"path": str(root.resolve()), "train": "images/train", "val": "images/val", "names": dict(enumerate(CLASSES))}
+    data = {
+        "path": str(root.resolve()),
+        "train": "images/train",
+        "val": "images/val",
+        "names": dict(enumerate(CLASSES)),
+    }
     if task == "pose":
         data.update(kpt_shape=KPT_SHAPE, flip_idx=FLIP_IDX)
     path = root / "data.yaml"

@@ -23,10 +23,25 @@ from effdet_plugin.commands.results import load_record
 
 def recipe(**changes) -> Recipe:
     """A CPU recipe as the tests' fixture records hold it."""
-    fields = {"data": "/d/cards/data.yaml", "split": "test", "epochs": 1, "imgsz": 64, "batch": 8, "seeds": (0, 1, 2),
-              "device": "cpu", "device_name": "cpu", "workers": 0, "pretrained": False, "progressive": False,
-              "checkpoint": "best", "latency_imgsz": 64, "repeats": 2, "reduced": True}  # fmt: skip
+    fields = {
+        "data": "/d/cards/data.yaml",
+        "split": "test",
+        "epochs": 1,
+        "imgsz": 64,
+        "batch": 8,
+        "seeds": (0, 1, 2),
+        "device": "cpu",
+        "device_name": "cpu",
+        "workers": 0,
+        "pretrained": False,
+        "progressive": False,
+        "checkpoint": "best",
+        "latency_imgsz": 64,
+        "repeats": 2,
+        "reduced": True,
+    }
     return Recipe(**{**fields, **changes})
+
 
 ACCURACY = [PYTHON, "-m", "effdet_plugin.commands.cli", "accuracy"]  # a fresh process: training leaves state behind
 
@@ -43,7 +58,9 @@ def test_end_to_end_json(demo_data, tmp_path, capsys, monkeypatch):
     scores = load_record(out).scores  # a valid results-store record, each run with its per-epoch val curve
     name = demo_data.resolve().parent.name  # the dataset's name in records: the folder of its data.yaml
     assert [(s.model, s.dataset, s.split, s.run.curve.epoch) for s in scores] == [
-        ("yolov5n_effv2", name, "test", (1,)), ("yolov5nu", name, "test", (1,))]
+        ("yolov5n_effv2", name, "test", (1,)),
+        ("yolov5nu", name, "test", (1,)),
+    ]
     assert scores[0].run.map50_95 == rows[0]["map50_95"] and scores[0].recipe["epochs"] == 1
     for r in rows:
         assert set(ROW_KEYS) <= set(r)
@@ -71,8 +88,11 @@ def test_end_to_end_json(demo_data, tmp_path, capsys, monkeypatch):
         assert new["runs"][0]["best_epoch"] == old["runs"][0]["best_epoch"]
     # another split and the last checkpoint: scored into their own folder, the default's files and rows untouched
     other = tmp_path / "val_last.json"
-    proc = run_cli([*ACCURACY, *args, "--no-train", "--split", "val", "--checkpoint", "last", "--json", str(other)],
-                   tmp_path, env={"OMP_NUM_THREADS": "1"})  # fmt: skip
+    proc = run_cli(
+        [*ACCURACY, *args, "--no-train", "--split", "val", "--checkpoint", "last", "--json", str(other)],
+        tmp_path,
+        env={"OMP_NUM_THREADS": "1"},
+    )
     assert "last.pt scored on the 'val' split" in proc.stdout and best.stat().st_mtime_ns == stamp
     for r in json.loads(other.read_text())["rows"]:
         assert r["eval_split"] == "val" and r["checkpoint"] == "last" and r["runs"][0]["weights"].endswith("last.pt")
@@ -116,8 +136,10 @@ def test_rows_carry_welch_p_against_the_first_model():
     assert welch_p(other, base) == pytest.approx(0.06983, abs=1e-4) == welch_p(base, other)
     assert welch_p([0.5], base) is None and welch_p([0.4, 0.4], [0.3, 0.3]) is None  # one seed; no spread at all
     cost = [{"params": 1, "gflops": 1.0, "latency_ms": 1.0, "latency_ms_ratio": 1.0, "threads": 2}] * 3
-    runs = {m: [{"seed": i, "map50_95": v, "map50": v, "map75": v, "train_s": 60.0} for i, v in enumerate(vals)]
-            for m, vals in (("a.yaml", base), ("b.yaml", other), ("c.yaml", [0.5]))}  # fmt: skip
+    runs = {
+        m: [{"seed": i, "map50_95": v, "map50": v, "map75": v, "train_s": 60.0} for i, v in enumerate(vals)]
+        for m, vals in (("a.yaml", base), ("b.yaml", other), ("c.yaml", [0.5]))
+    }
     rows = make_rows(cost, runs, ["a.yaml", "b.yaml", "c.yaml"], recipe())
     assert [r["map50_95_p"] for r in rows] == [None, pytest.approx(0.06983, abs=1e-4), None]
     assert {r["dataset"] for r in rows} == {"cards"}
@@ -138,8 +160,10 @@ def test_per_scale_compares_each_model_with_the_first_of_its_letter(tmp_path):
     latency = [10.0, 9.0, 20.0, 18.0, 40.0]
     cost = [{"params": 1, "gflops": 1.0, "latency_ms": ms, "latency_ms_ratio": ms / 10, "threads": 2} for ms in latency]
     maps = [[0.40, 0.42, 0.44], [0.30, 0.32, 0.34], [0.50, 0.52, 0.54], [0.50, 0.52, 0.54], [0.6, 0.6, 0.7]]
-    runs = {m: [{"seed": i, "map50_95": v, "map50": v, "map75": v, "train_s": 60.0} for i, v in enumerate(vals)]
-            for m, vals in zip(models, maps)}  # fmt: skip
+    runs = {
+        m: [{"seed": i, "map50_95": v, "map50": v, "map75": v, "train_s": 60.0} for i, v in enumerate(vals)]
+        for m, vals in zip(models, maps)
+    }
     rows = make_rows(cost, runs, models, recipe(latency_imgsz=640, checkpoint="last"), per_scale=True)
     assert [r["latency_ratio"] for r in rows] == pytest.approx([1.0, 0.9, 1.0, 0.9, 1.0])
     assert [r["reference"] for r in rows] == [models[0], models[0], models[2], models[2], models[4]]
@@ -163,8 +187,13 @@ def test_ground_truth_matches_labels(demo_data, tmp_path):
     assert len(gt.getImgIds()) == len(labels) == 8
     assert [c["name"] for c in gt.loadCats(gt.getCatIds())] == ["circle", "square", "triangle"]
     for img in gt.loadImgs(gt.getImgIds()):
-        rows = [list(map(float, r.split())) for r in (demo_data.parent / "labels" / "test").joinpath(
-            Path(img["file_name"]).stem + ".txt").read_text().splitlines()]  # fmt: skip
+        rows = [
+            list(map(float, r.split()))
+            for r in (demo_data.parent / "labels" / "test")
+            .joinpath(Path(img["file_name"]).stem + ".txt")
+            .read_text()
+            .splitlines()
+        ]
         anns = gt.loadAnns(gt.getAnnIds(imgIds=img["id"]))
         assert len(anns) == len(rows)
         for a, (c, xc, yc, w, h) in zip(anns, rows):
@@ -223,8 +252,10 @@ def test_split_images_lists_as_ultralytics(demo_data, tmp_path):
         ("split", r"^effdet-plugin accuracy: error: --split test: data YAML .*bad\.yaml has no 'test' split \(keys: "),
         ("unknown_model", r"^effdet-plugin accuracy: error: unknown model 'yolov5q_nonexistent\.yaml'"),
         ("per_scale", r"^effdet-plugin accuracy: error: --per-scale: '.*mine\.yaml' names no scale letter"),
-        ("no_train",
-         r"^effdet-plugin accuracy: error: --no-train: 2 of 2 runs .* in .*: yolov5n_effv2_seed0, yolov5nu_seed0$"),
+        (
+            "no_train",
+            r"^effdet-plugin accuracy: error: --no-train: 2 of 2 runs .* in .*: yolov5n_effv2_seed0, yolov5nu_seed0$",
+        ),
     ],
 )
 def test_bad_input_one_line(demo_data, tmp_path, capsys, monkeypatch, case, match):

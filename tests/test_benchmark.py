@@ -37,8 +37,11 @@ def test_tiny_run_writes_json(tmp_path, capsys, monkeypatch):
     rows = record["rows"]
     assert [(t.model, t.batch) for t in load_record(out).timings] == [(r["model"], r["batch"]) for r in rows]
     assert [(r["model"], r["batch"]) for r in rows] == [
-        ("yolov5n_effv2", 1), ("yolov5nu", 1), ("yolov5n_effv2", 2), ("yolov5nu", 2)
-    ]  # fmt: skip
+        ("yolov5n_effv2", 1),
+        ("yolov5nu", 1),
+        ("yolov5n_effv2", 2),
+        ("yolov5nu", 2),
+    ]
     for r in rows:
         assert REQUIRED <= r.keys(), r
         assert r["imgsz"] == 64 and r["device"] == "cpu" and r["threads"] == threads
@@ -59,8 +62,16 @@ def test_openvino_fp32_and_int8(tmp_path, demo_data, monkeypatch):
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")
     monkeypatch.chdir(tmp_path)
-    config = BenchmarkConfig((64,), (1,), runtimes=("openvino", "int8"), int8_data=str(demo_data), repeats=1,
-                             warmup=0, threads=1, progress=False)
+    config = BenchmarkConfig(
+        (64,),
+        (1,),
+        runtimes=("openvino", "int8"),
+        int8_data=str(demo_data),
+        repeats=1,
+        warmup=0,
+        threads=1,
+        progress=False,
+    )
     rows = bench.benchmark(["yolov5n_effv2-lite.yaml", "yolov5n_effv2.yaml"], config)
     for r in rows:
         assert r["openvino_ms"] > 0 and r["openvino_int8_ms"] > 0
@@ -108,14 +119,42 @@ def test_default_threads_are_torchs_own():
 
 def test_table_columns_and_alignment():
     rows = [
-        {"model": "a", "imgsz": 64, "batch": 1, "params": 2.5e6, "gflops": 0.5, "latency_ms": 10.0,
-         "latency_ms_ratio": 1.0, "images_per_s": 100.0, "extra_mem_mb": 3.0},
-        {"model": "longer_name", "imgsz": 64, "batch": 1, "params": 12.25e6, "gflops": 1.25, "latency_ms": 5.0,
-         "latency_ms_ratio": 0.5, "images_per_s": 200.0, "extra_mem_mb": 0.0},
-    ]  # fmt: skip
+        {
+            "model": "a",
+            "imgsz": 64,
+            "batch": 1,
+            "params": 2.5e6,
+            "gflops": 0.5,
+            "latency_ms": 10.0,
+            "latency_ms_ratio": 1.0,
+            "images_per_s": 100.0,
+            "extra_mem_mb": 3.0,
+        },
+        {
+            "model": "longer_name",
+            "imgsz": 64,
+            "batch": 1,
+            "params": 12.25e6,
+            "gflops": 1.25,
+            "latency_ms": 5.0,
+            "latency_ms_ratio": 0.5,
+            "images_per_s": 200.0,
+            "extra_mem_mb": 0.0,
+        },
+    ]
     lines = bench.table(rows).splitlines()
-    assert lines[0].split() == ["model", "imgsz", "batch", "params(M)", "GFLOPs", "latency(ms)", "x", "first", "img/s",
-                                "mem+(MB)"]  # fmt: skip
+    assert lines[0].split() == [
+        "model",
+        "imgsz",
+        "batch",
+        "params(M)",
+        "GFLOPs",
+        "latency(ms)",
+        "x",
+        "first",
+        "img/s",
+        "mem+(MB)",
+    ]
     assert lines[2].split() == ["longer_name", "64", "1", "12.25", "1.25", "5.00", "0.50", "200.0", "0"]
     assert len({len(x) for x in lines}) == 1  # one width: names padded right, figures padded left
     assert lines[1].startswith("a          ") and lines[1].endswith(" 3")
@@ -173,8 +212,9 @@ def test_channels_last_models_inputs_and_training():
     assert x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     with torch.inference_mode():
         assert torch.allclose(nchw(x.contiguous())[0], nhwc(x)[0], atol=1e-4)
-    config = BenchmarkConfig((64,), (1,), runtimes=("train",), channels_last=True, repeats=1, warmup=0, threads=1,
-                             progress=False)
+    config = BenchmarkConfig(
+        (64,), (1,), runtimes=("train",), channels_last=True, repeats=1, warmup=0, threads=1, progress=False
+    )
     rows = bench.benchmark([model], config)
     assert rows[0]["channels_last"] is True and rows[0]["train_images_per_s"] > 0 and "graph_ms" not in rows[0]
 
@@ -197,8 +237,9 @@ def test_cuda_graph_replay_equals_eager():
     replay = cuda_graph_step(m, x)
     with torch.inference_mode():
         assert torch.allclose(replay()[0], m(x)[0], atol=1e-2)
-    config = BenchmarkConfig((640,), (1,), device="0", runtimes=("cuda_graph",), half=True, repeats=3, warmup=1,
-                             progress=False)
+    config = BenchmarkConfig(
+        (640,), (1,), device="0", runtimes=("cuda_graph",), half=True, repeats=3, warmup=1, progress=False
+    )
     rows = bench.benchmark(["yolov5nu.yaml", "yolov5n_effv2.yaml"], config)
     assert all(r["graph_ms"] > 0 for r in rows) and rows[0]["graph_ms_ratio"] == 1.0
 
@@ -210,11 +251,18 @@ def test_gpu_check_script_runs_end_to_end_on_cpu(tmp_path):
     out = tmp_path / "out"
     script = Path(__file__).resolve().parents[1] / "tools" / "gpu_check.sh"
     env = {**os.environ, "SMOKE": "1", "PYTHON": sys.executable}
-    r = subprocess.run(["bash", str(script), "run", str(out)], check=False, env=env, capture_output=True, text=True,
-                       timeout=1200)
+    r = subprocess.run(
+        ["bash", str(script), "run", str(out)], check=False, env=env, capture_output=True, text=True, timeout=1200
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
-    assert sorted(f.name for f in out.iterdir()) == ["bench_n.json", "device.txt", "gpu.md", "log.txt", "tests.log",
-                                                      "train.csv"]  # fmt: skip
+    assert sorted(f.name for f in out.iterdir()) == [
+        "bench_n.json",
+        "device.txt",
+        "gpu.md",
+        "log.txt",
+        "tests.log",
+        "train.csv",
+    ]
     with open(out / "train.csv") as f:
         runs = list(csv.DictReader(f))
     assert [(t["model"], t["epochs"]) for t in runs] == [("yolov5nu", "2"), ("yolov5n_effv2", "2")]
@@ -222,8 +270,11 @@ def test_gpu_check_script_runs_end_to_end_on_cpu(tmp_path):
     table = (out / "gpu.md").read_text().splitlines()
     assert table[2].startswith("| model | batch | latency ms (x) | CUDA graph ms (x) | train img/s (x) |")
     assert [line.split("|")[1:3] for line in table[4:]] == [
-        [" yolov5nu ", " 1 "], [" yolov5n_effv2 ", " 1 "], [" yolov5nu ", " 4 "], [" yolov5n_effv2 ", " 4 "]
-    ]  # fmt: skip
+        [" yolov5nu ", " 1 "],
+        [" yolov5n_effv2 ", " 1 "],
+        [" yolov5nu ", " 4 "],
+        [" yolov5n_effv2 ", " 4 "],
+    ]
     assert table[6].rstrip().endswith("(1.00) |")  # the baseline's yolo-train ratio
 
 

@@ -125,9 +125,11 @@ def test_every_scale_builds_and_runs(scale):
     assert model.model[-1].f == [9, 10, 11] and model.stride.tolist() == [8, 16, 32]
     assert set(model.save) >= {3, 5, 7, 8, 9, 10, 11}  # every BiFPN input and output is kept for later rows
     weights = fusion_weights(model)
-    assert len(weights) == depth * len(NODES) and all(w["weights"] == [1 / len(w["inputs"])] * len(w["inputs"])
-                                                     or np.allclose(w["weights"], 1 / (len(w["inputs"]) + EPS))
-                                                     for w in weights)
+    assert len(weights) == depth * len(NODES) and all(
+        w["weights"] == [1 / len(w["inputs"])] * len(w["inputs"])
+        or np.allclose(w["weights"], 1 / (len(w["inputs"]) + EPS))
+        for w in weights
+    )
 
     seen = {}
     net.register_forward_hook(lambda m, i, o: seen.update(out=o))
@@ -146,30 +148,35 @@ def test_named_phi_follows_the_hosts_scale_letter():
     assert _bifpn(DetectionModel(d, verbose=False)).phi == PHI["m"]  # no letter: Ultralytics builds its first scale
     d.pop("scales")
     assert _bifpn(DetectionModel({**d, "scale": "l"}, verbose=False)).phi == PHI["l"]  # no table: the name's letter
-    with pytest.raises(ModelRowError, match=r"row 8 .*'bifpn_phi' maps scale letters to phi, but this model has no "
-                                            r"scale letter"):
+    with pytest.raises(
+        ModelRowError,
+        match=r"row 8 .*'bifpn_phi' maps scale letters to phi, but this model has no "
+        r"scale letter",
+    ):
         DetectionModel({**d, "scale": ""}, verbose=False)
     assert BiFPN.yaml_args(["bifpn_phi"], {**d, "scale": "x"}) == [SIZES[PHI["x"]][0], PHI["x"], "fastattn"]
     with pytest.raises(ValueError, match="no scale letter"):
         BiFPN.yaml_args(["bifpn_phi"], {**d, "scales": {"s": [0.33, 0.5, 1024]}})  # the host's letter, not a guess
 
 
-@pytest.mark.parametrize("name, source, taps", [("yolov5_effv2-s", "yolov5_effv2-s", [3, 5, 7]),
-                                                ("yolov5_effb0", "yolov5_effb0", [3, 5, 8])])
+@pytest.mark.parametrize(
+    "name, source, taps", [("yolov5_effv2-s", "yolov5_effv2-s", [3, 5, 7]), ("yolov5_effb0", "yolov5_effb0", [3, 5, 8])]
+)
 def test_exact_backbone_variants(name, source, taps):
     folder = model_yaml_dir()
     ours = yaml.safe_load((folder / f"{name}_bifpn.yaml").read_text())
     theirs = yaml.safe_load((folder / f"{source}.yaml").read_text())
     assert ours["backbone"] == theirs["backbone"]  # copied verbatim: pretrained weights map the same way
     assert {k: ours[k] for k in ("scale_backbone", "bn_eps", "scales")} == {
-        k: theirs[k] for k in ("scale_backbone", "bn_eps", "scales")}
+        k: theirs[k] for k in ("scale_backbone", "bn_eps", "scales")
+    }
     assert ours["head"][0][0] == taps
     for scale in "ns":
         model = DetectionModel(f"yolov5{scale}_{name[7:]}_bifpn.yaml", verbose=False)
         assert _bifpn(model).phi == PHI[scale] and model.stride.tolist() == [8, 16, 32]
     pan = DetectionModel(f"yolov5s_{source[7:]}.yaml", verbose=False)
     n_bb = len(ours["backbone"]) - 1  # all rows before SPPF are identical modules, SPPF is sized by the scale alike
-    shapes = [[p.shape for p in m.model[:n_bb + 1].parameters()] for m in (model, pan)]
+    shapes = [[p.shape for p in m.model[: n_bb + 1].parameters()] for m in (model, pan)]
     assert shapes[0] == shapes[1]
 
 
@@ -186,20 +193,29 @@ def _set_row(i, row):
     return lambda d: d["head"].__setitem__(i, row)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (_set_row(0, [[5, 7], 1, "BiFPN", ["bifpn_phi"]]), r"row 8 \[\[5, 7\].*needs 3 input levels \(P3, P4, P5\), got 2"),
-    (_set_row(0, [[3, 5, 5], 1, "BiFPN", ["bifpn_phi"]]), r"row 8 .*strides s, 2s, 4s .*got strides \[8, 16, 16\]"),
-    (_set_row(0, [[5, 3, 7], 1, "BiFPN", ["bifpn_phi"]]), r"row 8 .*got strides \[16, 8, 32\]"),
-    (lambda d: d["bifpn_phi"].__setitem__("s", -1), r"row 8 .*phi must be an integer from 0 to 7 .*got -1"),
-    (_set_row(0, [[3, 5, 7], 1, "BiFPN", [-2]]), r"row 8 .*phi must be an integer from 0 to 7 .*got -2"),
-    (_set_row(0, [[3, 5, 7], 1, "BiFPN", [9]]), r"row 8 .*phi must be an integer from 0 to 7 .*got 9"),
-    (lambda d: d.pop("bifpn_phi"), r"row 8 .*'bifpn_phi' names no top-level mapping"),
-    (_set_row(0, [[3, 5, 7], 1, "BiFPN", ["bifpn_phi", "max"]]), r"row 8 .*fusion mode must be one of"),
-    (_set_row(0, [7, 1, "BiFPN", ["bifpn_phi"]]), r"row 8 .*'from' must be a list of layer indices"),
-    (_set_row(0, [[3, 5, 7], 2, "BiFPN", ["bifpn_phi"]]), r"row 8 .*repeats must be 1"),
-    (_set_row(0, [[3, 5, 17], 1, "BiFPN", ["bifpn_phi"]]), r"row 8 .*'from' 17 is out of range; row 8 may read -8 to"),
-    (_set_row(1, [[8], 1, "Level", [0]]), r"row 9 .*'from' must be a single layer index for Level"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            _set_row(0, [[5, 7], 1, "BiFPN", ["bifpn_phi"]]),
+            r"row 8 \[\[5, 7\].*needs 3 input levels \(P3, P4, P5\), got 2",
+        ),
+        (_set_row(0, [[3, 5, 5], 1, "BiFPN", ["bifpn_phi"]]), r"row 8 .*strides s, 2s, 4s .*got strides \[8, 16, 16\]"),
+        (_set_row(0, [[5, 3, 7], 1, "BiFPN", ["bifpn_phi"]]), r"row 8 .*got strides \[16, 8, 32\]"),
+        (lambda d: d["bifpn_phi"].__setitem__("s", -1), r"row 8 .*phi must be an integer from 0 to 7 .*got -1"),
+        (_set_row(0, [[3, 5, 7], 1, "BiFPN", [-2]]), r"row 8 .*phi must be an integer from 0 to 7 .*got -2"),
+        (_set_row(0, [[3, 5, 7], 1, "BiFPN", [9]]), r"row 8 .*phi must be an integer from 0 to 7 .*got 9"),
+        (lambda d: d.pop("bifpn_phi"), r"row 8 .*'bifpn_phi' names no top-level mapping"),
+        (_set_row(0, [[3, 5, 7], 1, "BiFPN", ["bifpn_phi", "max"]]), r"row 8 .*fusion mode must be one of"),
+        (_set_row(0, [7, 1, "BiFPN", ["bifpn_phi"]]), r"row 8 .*'from' must be a list of layer indices"),
+        (_set_row(0, [[3, 5, 7], 2, "BiFPN", ["bifpn_phi"]]), r"row 8 .*repeats must be 1"),
+        (
+            _set_row(0, [[3, 5, 17], 1, "BiFPN", ["bifpn_phi"]]),
+            r"row 8 .*'from' 17 is out of range; row 8 may read -8 to",
+        ),
+        (_set_row(1, [[8], 1, "Level", [0]]), r"row 9 .*'from' must be a single layer index for Level"),
+    ],
+)
 def test_bad_rows_name_the_row(tmp_path, edit, message):
     path = _variant(tmp_path, "yolov5s_bad.yaml", edit)
     with pytest.raises(ModelRowError, match=message) as e:
@@ -245,9 +261,25 @@ def test_onnx_export_matches_pytorch(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------------ registry, train
 @pytest.mark.slow
 def test_train_one_epoch_and_print_weights(tmp_path, demo_data):
-    run_cli(["yolo", "train", "model=yolov5n_effv2_bifpn.yaml", f"data={demo_data}", "epochs=1", "imgsz=64",
-             "batch=8", "workers=0", "plots=False", "device=cpu", f"project={tmp_path}", "name=run", "exist_ok=True"],
-            cwd=tmp_path, timeout=600)
+    run_cli(
+        [
+            "yolo",
+            "train",
+            "model=yolov5n_effv2_bifpn.yaml",
+            f"data={demo_data}",
+            "epochs=1",
+            "imgsz=64",
+            "batch=8",
+            "workers=0",
+            "plots=False",
+            "device=cpu",
+            f"project={tmp_path}",
+            "name=run",
+            "exist_ok=True",
+        ],
+        cwd=tmp_path,
+        timeout=600,
+    )
     weights = tmp_path / "run" / "weights" / "last.pt"
     assert weights.is_file()
     tool = [PYTHON, str(ROOT / "tools" / "bifpn_weights.py"), str(weights)]

@@ -133,7 +133,11 @@ def test_fuse_folds_every_bn_and_keeps_outputs():
         before = model(x)[0]
         model.fuse(verbose=False)
         after = model(x)[0]
-    plugin = [m for m in model.model if type(m).__module__.startswith("effdet_plugin") or
-              any(type(c).__module__.startswith("effdet_plugin") for c in m.modules())]
+    plugin = [
+        m
+        for m in model.model
+        if type(m).__module__.startswith("effdet_plugin")
+        or any(type(c).__module__.startswith("effdet_plugin") for c in m.modules())
+    ]
     assert plugin and not any(isinstance(c, nn.BatchNorm2d) for m in plugin for c in m.modules())
     assert (before - after).abs().max() < 1e-5 * max(1.0, before.abs().max().item())

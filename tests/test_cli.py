@@ -16,8 +16,13 @@ from conftest import PYTHON, run_cli
 from effdet_plugin.commands import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-TOOLS = {"benchmark": "benchmark", "accuracy": "accuracy", "coco_eval": "coco-eval",
-         "convert_weights": "convert-weights", "bifpn_weights": "bifpn-weights"}  # fmt: skip
+TOOLS = {
+    "benchmark": "benchmark",
+    "accuracy": "accuracy",
+    "coco_eval": "coco-eval",
+    "convert_weights": "convert-weights",
+    "bifpn_weights": "bifpn-weights",
+}
 
 
 def installed_command() -> str:
@@ -110,12 +115,16 @@ def test_installed_benchmark_outside_a_clone(tmp_path):
     [
         (["bifpn-weights", "gone.pt"], "checkpoint not found: gone.pt"),  # never a download attempt
         (["bifpn-weights", "yolov5nu.yaml"], "yolov5nu.yaml has no BiFPN row"),
-        (["convert-weights", "--model", "yolov5n_effb0.yaml", "--weights", "w.pth", "--out", "x.pth"],
-         "--out must end with .pt (Ultralytics loads only .pt checkpoints), got x.pth"),
-        (["convert-weights", "--model", "yolov5n_effb0.yaml", "--weights", "w.pth", "--out", "x.pt"],
-         "pretrained weights not found: w.pth"),
+        (
+            ["convert-weights", "--model", "yolov5n_effb0.yaml", "--weights", "w.pth", "--out", "x.pth"],
+            "--out must end with .pt (Ultralytics loads only .pt checkpoints), got x.pth",
+        ),
+        (
+            ["convert-weights", "--model", "yolov5n_effb0.yaml", "--weights", "w.pth", "--out", "x.pt"],
+            "pretrained weights not found: w.pth",
+        ),
     ],
-)  # fmt: skip
+)
 def test_weights_commands_bad_input(argv, line, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert cli.main(argv) == 2

@@ -55,9 +55,15 @@ def make_coco(root: Path, split: str, per_size: int, seed: int) -> Path:
                 c, cx, cy, bw, bh = map(float, row.split())
                 box = [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h]
                 annotations.append(
-                    {"id": len(annotations) + 1, "image_id": image_id, "category_id": int(c) + 1, "bbox": box,
-                     "area": box[2] * box[3], "iscrowd": 0}
-                )  # fmt: skip
+                    {
+                        "id": len(annotations) + 1,
+                        "image_id": image_id,
+                        "category_id": int(c) + 1,
+                        "bbox": box,
+                        "area": box[2] * box[3],
+                        "iscrowd": 0,
+                    }
+                )
         shutil.rmtree(src)
     categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASSES)]
     ann = root / "annotations" / f"instances_{split}.json"
@@ -162,12 +168,23 @@ def hand_data(tmp_path_factory) -> tuple[Path, Path]:
         cv2.imwrite(str(root / name), np.full((80, 100, 3), 127, np.uint8))
     gt = [(7, G1, 1), (7, G2, 1), (9, G3, 1), (9, SQ, 2)]
     data = {
-        "images": [{"id": 7, "file_name": "A.jpg", "width": 100, "height": 80},
-                   {"id": 9, "file_name": "B.jpg", "width": 100, "height": 80}],
-        "annotations": [{"id": k + 1, "image_id": i, "category_id": c, "iscrowd": 0, "area": 900.0,
-                         "bbox": [x1, y1, x2 - x1, y2 - y1]} for k, (i, (x1, y1, x2, y2), c) in enumerate(gt)],
+        "images": [
+            {"id": 7, "file_name": "A.jpg", "width": 100, "height": 80},
+            {"id": 9, "file_name": "B.jpg", "width": 100, "height": 80},
+        ],
+        "annotations": [
+            {
+                "id": k + 1,
+                "image_id": i,
+                "category_id": c,
+                "iscrowd": 0,
+                "area": 900.0,
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+            }
+            for k, (i, (x1, y1, x2, y2), c) in enumerate(gt)
+        ],
         "categories": [{"id": i + 1, "name": n} for i, n in enumerate(CLASSES)],
-    }  # fmt: skip
+    }
     (root / "ann.json").write_text(json.dumps(data))
     return root / "ann.json", root
 
@@ -203,8 +220,9 @@ def ultralytics_map(gt: dict[str, list[tuple]], boxes: dict[str, list[tuple]], t
             tp.append(validator.match_predictions(p[:, 5], t[:, 4], box_iou(t[:, :4], p[:, :4])).numpy())
             conf.append(p[:, 4].numpy())
             pred_cls.append(p[:, 5].numpy())
-    ap = ap_per_class(np.concatenate(tp), np.concatenate(conf), np.concatenate(pred_cls),
-                      torch.cat(target_cls).numpy())[5]  # fmt: skip
+    ap = ap_per_class(
+        np.concatenate(tp), np.concatenate(conf), np.concatenate(pred_cls), torch.cat(target_cls).numpy()
+    )[5]
     return float(ap.mean()), float(ap[:, 0].mean())
 
 
@@ -216,8 +234,12 @@ def jittered(coco_root: Path, seed: int, split: str) -> tuple[dict, dict]:
     gt, boxes = {}, {}
     for im in data["images"]:
         w, h = im["width"], im["height"]
-        rows = [(x, y, x + bw, y + bh, a["category_id"] - 1)
-                for a in data["annotations"] if a["image_id"] == im["id"] for x, y, bw, bh in [a["bbox"]]]  # fmt: skip
+        rows = [
+            (x, y, x + bw, y + bh, a["category_id"] - 1)
+            for a in data["annotations"]
+            if a["image_id"] == im["id"]
+            for x, y, bw, bh in [a["bbox"]]
+        ]
         gt[im["file_name"]] = rows
         preds = []
         for x1, y1, x2, y2, c in rows:
@@ -278,10 +300,16 @@ def test_convert_coco_gives_the_same_yolo_labels(coco_data, tmp_path):
     gt = json.loads((coco_data / "annotations/instances_val.json").read_text())
     for im in gt["images"]:
         want = sorted(
-            (a["category_id"] - 1, (a["bbox"][0] + a["bbox"][2] / 2) / im["width"],
-             (a["bbox"][1] + a["bbox"][3] / 2) / im["height"], a["bbox"][2] / im["width"], a["bbox"][3] / im["height"])
-            for a in gt["annotations"] if a["image_id"] == im["id"]
-        )  # fmt: skip
+            (
+                a["category_id"] - 1,
+                (a["bbox"][0] + a["bbox"][2] / 2) / im["width"],
+                (a["bbox"][1] + a["bbox"][3] / 2) / im["height"],
+                a["bbox"][2] / im["width"],
+                a["bbox"][3] / im["height"],
+            )
+            for a in gt["annotations"]
+            if a["image_id"] == im["id"]
+        )
         label = tmp_path / "yolo/labels/val" / Path(im["file_name"]).with_suffix(".txt")
         got = sorted(tuple(float(v) for v in row.split()) for row in label.read_text().splitlines())
         assert len(got) == len(want) > 0
@@ -357,15 +385,26 @@ def test_no_detections_scores_zero_and_succeeds(hand_data, untrained, tmp_path, 
         ("not json {", r"not a COCO annotation file: invalid JSON at line 1"),
         ("[1, 2]", r"not a COCO annotation file: expected an object .* found a JSON list"),
         ('{"images": [], "annotations": []}', r"expected an object .* found keys annotations, images"),
-        ('{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [], "categories": [{"id": 1}]}',
-         r"images\[0\] lacks 'width', 'height'"),
-        (('{"images": [{"id": 1, "file_name": "a.jpg", "width": 9, "height": 9}], "categories": [{"id": 1}], '
-          '"annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3]}]}'),
-         r"annotations\[0\] bbox \[1, 2, 3\] is not \[x, y, width, height\]"),
-        (('{"images": [{"id": 1, "file_name": "a.jpg", "width": 9, "height": 9}], "categories": [{"id": 1}], '
-          '"annotations": [{"image_id": 7, "category_id": 1, "bbox": [1, 2, 3, 4]}]}'), r"refers to image_id 7"),
+        (
+            '{"images": [{"id": 1, "file_name": "a.jpg"}], "annotations": [], "categories": [{"id": 1}]}',
+            r"images\[0\] lacks 'width', 'height'",
+        ),
+        (
+            (
+                '{"images": [{"id": 1, "file_name": "a.jpg", "width": 9, "height": 9}], "categories": [{"id": 1}], '
+                '"annotations": [{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3]}]}'
+            ),
+            r"annotations\[0\] bbox \[1, 2, 3\] is not \[x, y, width, height\]",
+        ),
+        (
+            (
+                '{"images": [{"id": 1, "file_name": "a.jpg", "width": 9, "height": 9}], "categories": [{"id": 1}], '
+                '"annotations": [{"image_id": 7, "category_id": 1, "bbox": [1, 2, 3, 4]}]}'
+            ),
+            r"refers to image_id 7",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_annotation_file(tmp_path, text, message):
     ann = tmp_path / "bad.json"
     ann.write_text(text)
@@ -413,8 +452,23 @@ def test_cli_real_predictor(untrained, coco_data, tmp_path, capsys, monkeypatch)
     """The real predictor: standard summary printed, 12 stats written, boxes in original-image pixels."""
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "eval"
-    args = ["coco-eval", "--weights", untrained, "--ann", coco_data / "annotations/instances_val.json", "--images",
-            coco_data / "images/val", "--out", out, "--imgsz", "96", "--batch", "5", "--device", "cpu"]  # fmt: skip
+    args = [
+        "coco-eval",
+        "--weights",
+        untrained,
+        "--ann",
+        coco_data / "annotations/instances_val.json",
+        "--images",
+        coco_data / "images/val",
+        "--out",
+        out,
+        "--imgsz",
+        "96",
+        "--batch",
+        "5",
+        "--device",
+        "cpu",
+    ]
     assert cli.main(list(map(str, args))) == 0
     assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in capsys.readouterr().out
     metrics = json.loads((out / "metrics.json").read_text())

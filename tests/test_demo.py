@@ -11,8 +11,11 @@ from effdet_plugin.commands.demo import FLIP_IDX, KPT_SHAPE, make_demo_dataset
 
 
 def _labels(root, split="train") -> list[list[float]]:
-    return [[float(v) for v in ln.split()] for p in sorted((root / "labels" / split).glob("*.txt"))
-            for ln in p.read_text().splitlines()]
+    return [
+        [float(v) for v in ln.split()]
+        for p in sorted((root / "labels" / split).glob("*.txt"))
+        for ln in p.read_text().splitlines()
+    ]
 
 
 @pytest.mark.parametrize("task, width", [("detect", 5), ("pose", 5 + 4 * 3), ("obb", 9), ("segment", None)])
@@ -39,8 +42,25 @@ def test_labels_in_the_tasks_format(task, width, tmp_path, capsys):
 
 
 def test_classification_folders(tmp_path, capsys):
-    assert main(["demo-data", str(tmp_path), "--task", "classify", "--train", "9", "--val", "3", "--test", "3",
-                 "--imgsz", "48"]) == 0
+    assert (
+        main(
+            [
+                "demo-data",
+                str(tmp_path),
+                "--task",
+                "classify",
+                "--train",
+                "9",
+                "--val",
+                "3",
+                "--test",
+                "3",
+                "--imgsz",
+                "48",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.strip() == str(tmp_path)  # Ultralytics' data= takes the folder
     for split, n in (("train", 9), ("val", 3), ("test", 3)):
         assert sorted(p.name for p in (tmp_path / split).iterdir()) == ["circle", "square", "triangle"]

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -22,15 +21,30 @@ def test_autoactivation_is_lazy_and_can_be_disabled(tmp_path):
     # importing a plugin submodule before ultralytics must not trip over its own half-done import
     first = "import effdet_plugin.blocks; from ultralytics import YOLO; YOLO('yolov5n_effv2.yaml'); print('ok')"
     assert run_cli([sys.executable, "-c", first], tmp_path).stdout.split()[-1] == "ok"
-    with pytest.raises(AssertionError, match=r"yolov5n_effv2.yaml is an effdet-plugin model, but effdet-plugin is "
-                                             r"disabled \(EFFDET_PLUGIN_DISABLE=1\)"):
+    with pytest.raises(
+        AssertionError,
+        match=r"yolov5n_effv2.yaml is an effdet-plugin model, but effdet-plugin is "
+        r"disabled \(EFFDET_PLUGIN_DISABLE=1\)",
+    ):
         run_cli([sys.executable, "-c", build], tmp_path, env={"EFFDET_PLUGIN_DISABLE": "1"})
 
 
 def test_train_reload_val_predict_export(tmp_path, demo_data):
     common = ["imgsz=64", "device=cpu", f"project={tmp_path / 'runs'}", "exist_ok=True", "plots=False"]
-    run_cli(["yolo", "train", "model=yolov5n_effv2.yaml", f"data={demo_data}", "epochs=1", "batch=8", "workers=0",
-             "name=train", *common], tmp_path)
+    run_cli(
+        [
+            "yolo",
+            "train",
+            "model=yolov5n_effv2.yaml",
+            f"data={demo_data}",
+            "epochs=1",
+            "batch=8",
+            "workers=0",
+            "name=train",
+            *common,
+        ],
+        tmp_path,
+    )
     best = tmp_path / "runs" / "train" / "weights" / "best.pt"
     assert best.is_file() and (tmp_path / "runs" / "train" / "weights" / "last.pt").is_file()
     import csv
@@ -43,22 +57,42 @@ def test_train_reload_val_predict_export(tmp_path, demo_data):
     for metric in ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)"):
         assert 0 <= row[metric] <= 1, (metric, row[metric])
     # a fresh process reloads the checkpoint (pickled plugin classes) and runs it
-    check = (f"from ultralytics import YOLO; m = YOLO(r'{best}'); "
-             f"print(type(m.model.model[6][0]).__module__, m.model.yaml['yaml_file'])")
-    assert run_cli([sys.executable, "-c", check], tmp_path).stdout.split()[-2:] == ["effdet_plugin.blocks",
-                                                                                   "yolov5n_effv2.yaml"]
+    check = (
+        f"from ultralytics import YOLO; m = YOLO(r'{best}'); "
+        f"print(type(m.model.model[6][0]).__module__, m.model.yaml['yaml_file'])"
+    )
+    assert run_cli([sys.executable, "-c", check], tmp_path).stdout.split()[-2:] == [
+        "effdet_plugin.blocks",
+        "yolov5n_effv2.yaml",
+    ]
     # Ultralytics' opt-in restricted loading (weights_only + allow-list) accepts plugin checkpoints too
     assert run_cli([sys.executable, "-c", check], tmp_path, env={"ULTRALYTICS_SAFE_LOAD": "1"}).stdout.split()[-2:] == [
-        "effdet_plugin.blocks", "yolov5n_effv2.yaml"]
-    score = (f"from ultralytics import YOLO; r = YOLO(r'{best}').val(data=r'{demo_data}', batch=8, workers=0, "
-             f"imgsz=64, device='cpu', plots=False, project=r'{tmp_path / 'runs'}', name='val', exist_ok=True); "
-             f"print('MAP', r.box.map50, r.box.map)")
+        "effdet_plugin.blocks",
+        "yolov5n_effv2.yaml",
+    ]
+    score = (
+        f"from ultralytics import YOLO; r = YOLO(r'{best}').val(data=r'{demo_data}', batch=8, workers=0, "
+        f"imgsz=64, device='cpu', plots=False, project=r'{tmp_path / 'runs'}', name='val', exist_ok=True); "
+        f"print('MAP', r.box.map50, r.box.map)"
+    )
     line = [ln for ln in run_cli([sys.executable, "-c", score], tmp_path).stdout.splitlines() if ln.startswith("MAP")]
     map50, map5095 = map(float, line[-1].split()[1:])
     assert 0 <= map5095 <= map50 <= 1
     images = demo_data.parent / "images" / "val"
-    run_cli(["yolo", "predict", f"model={best}", f"source={images}", "save=False", "save_txt=True", "conf=0.001",
-             "name=pred", *common], tmp_path)
+    run_cli(
+        [
+            "yolo",
+            "predict",
+            f"model={best}",
+            f"source={images}",
+            "save=False",
+            "save_txt=True",
+            "conf=0.001",
+            "name=pred",
+            *common,
+        ],
+        tmp_path,
+    )
     labels = list((tmp_path / "runs" / "pred" / "labels").glob("*.txt"))
     assert labels, "predict wrote no label file"
     for line in labels[0].read_text().splitlines():  # class cx cy w h, normalized

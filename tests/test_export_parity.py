@@ -74,7 +74,10 @@ def _as_trained(model: torch.nn.Module, x: torch.Tensor) -> None:
         elif isinstance(m, Fusion) and m.weight is not None:
             m.weight.data.copy_(torch.rand(m.n, generator=g) * 2 - 0.5)  # some negative: ReLU drops those inputs
     head = model.model[-1]
-    for branch in [*head.cv3, *(getattr(head, "one2one_cv3", None) or ())]:  # YOLO26's end-to-end head infers with one2one
+    for branch in [
+        *head.cv3,
+        *(getattr(head, "one2one_cv3", None) or ()),
+    ]:  # YOLO26's end-to-end head infers with one2one
         branch[-1].bias.data.zero_()
     model.eval()  # stochastic depth off
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
@@ -157,9 +160,11 @@ def _compare(family: Exports, fmt: str, out: np.ndarray) -> None:
     assert np.abs(out).max() > 1 and out[:, 4:].std() > 1e-3  # not all zero, not a constant
     d = np.abs(out.astype(np.float64) - ref)
     rel = d / np.maximum(np.abs(ref), 1e-6)
-    print(f"{family.name} {fmt}: boxes max abs {d[:, :4].max():.3g} px (tol {family.box_tol:.3g}), "
-          f"max rel {rel[:, :4].max():.3g}; scores max abs {d[:, 4:].max():.3g} (tol {family.score_tol:.3g}), "
-          f"max rel {rel[:, 4:].max():.3g}")
+    print(
+        f"{family.name} {fmt}: boxes max abs {d[:, :4].max():.3g} px (tol {family.box_tol:.3g}), "
+        f"max rel {rel[:, :4].max():.3g}; scores max abs {d[:, 4:].max():.3g} (tol {family.score_tol:.3g}), "
+        f"max rel {rel[:, 4:].max():.3g}"
+    )
     np.testing.assert_allclose(out[:, :4], ref[:, :4], rtol=0, atol=family.box_tol, err_msg=f"{fmt} boxes")
     np.testing.assert_allclose(out[:, 4:], ref[:, 4:], rtol=0, atol=family.score_tol, err_msg=f"{fmt} scores")
 

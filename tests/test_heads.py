@@ -61,7 +61,8 @@ def test_rows_and_keys_are_ultralytics_own(family, task):
     theirs = _load(_ultralytics_file(family, task))
     ours = _load(model_yaml_dir() / f"{family}_effv2{heads.TASKS[task].suffix}.yaml")
     assert {k: v for k, v in ours.items() if k not in PLUGIN_KEYS | {"backbone", "head"}} == {
-        k: v for k, v in theirs.items() if k not in ("backbone", "head")}
+        k: v for k, v in theirs.items() if k not in ("backbone", "head")
+    }
     detect = _load(_ultralytics_file(family, "detect"))
     sppf, c2psa = detect["backbone"][-2:]
     if task == "classify":
@@ -103,12 +104,23 @@ def test_head_text_names_a_row_it_cannot_place():
 
 def test_generated_variants_follow_the_table():
     """Every (backbone, family, task) of VARIANTS is generated, named as Ultralytics names its own files."""
-    want = {f"{heads.NECKS[neck].prefix}_{MODEL_YAMLS[base].backbone_key}{heads.TASKS[t].suffix}.yaml"
-            for base, neck, tasks in VARIANTS for t in tasks}
+    want = {
+        f"{heads.NECKS[neck].prefix}_{MODEL_YAMLS[base].backbone_key}{heads.TASKS[t].suffix}.yaml"
+        for base, neck, tasks in VARIANTS
+        for t in tasks
+    }
     assert want == set(GENERATED) and len(want) == sum(len(t) for _, _, t in VARIANTS)
-    assert {"yolo11_effv2.yaml", "yolo26_effv2.yaml", "yolo26_effv2-seg.yaml", "yolo26_effv2-pose.yaml",
-            "yolo26_effv2-obb.yaml", "yolo26_effv2-cls.yaml", "yolov5_effv2-seg.yaml", "yolov5_effv2-lite-obb.yaml",
-            "yolo26_effb0.yaml"} <= want
+    assert {
+        "yolo11_effv2.yaml",
+        "yolo26_effv2.yaml",
+        "yolo26_effv2-seg.yaml",
+        "yolo26_effv2-pose.yaml",
+        "yolo26_effv2-obb.yaml",
+        "yolo26_effv2-cls.yaml",
+        "yolov5_effv2-seg.yaml",
+        "yolov5_effv2-lite-obb.yaml",
+        "yolo26_effb0.yaml",
+    } <= want
     for f in want:
         assert (model_yaml_dir() / f).is_file(), f
 
@@ -175,8 +187,11 @@ def test_yolo26_families_build_the_frozen_candidates(name):
         sd = model.state_dict()
         lines = "\n".join(f"{k} {tuple(v.shape)}" for k, v in sd.items())
         kinds = "\n".join(type(m).__name__ for m in model.model.modules())
-        got = {"parameters": sum(p.numel() for p in model.parameters()), "tensors": len(sd),
-               "sha256": hashlib.sha256(lines.encode()).hexdigest(),
-               "modules_sha256": hashlib.sha256(kinds.encode()).hexdigest(),
-               "layer_parameters": [sum(p.numel() for p in layer.parameters()) for layer in model.model]}
+        got = {
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "tensors": len(sd),
+            "sha256": hashlib.sha256(lines.encode()).hexdigest(),
+            "modules_sha256": hashlib.sha256(kinds.encode()).hexdigest(),
+            "layer_parameters": [sum(p.numel() for p in layer.parameters()) for layer in model.model],
+        }
         assert got == frozen[f"nc{nc}"], nc

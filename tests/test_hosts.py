@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_cli
 from ultralytics.nn import tasks
 from ultralytics.nn.tasks import DetectionModel
 
@@ -20,8 +21,6 @@ from effdet_plugin.hosts import rebind
 from effdet_plugin.hosts import ultralytics as adapter
 from effdet_plugin.hosts.activate import PluginDisabledError
 from effdet_plugin.paths import model_yaml_dir
-
-from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +48,7 @@ def test_rebind_wraps_spreads_is_idempotent_and_undoes():
             def wrapper(d, ch, verbose=True):
                 calls.append(d)
                 return original(d, ch, verbose)
+
             return wrapper
 
         seam = rebind.rebind(mod, "parse", wrap, params=("d", "ch", "verbose"), also=("fake_user",))
@@ -66,8 +66,11 @@ def test_rebind_refuses_a_missing_or_changed_name():
     mod, _, _ = _host()
     with pytest.raises(rebind.HostChangedError, match="cannot hook fake_host.load: the name is missing"):
         rebind.rebind(mod, "load", lambda f: f)
-    with pytest.raises(rebind.HostChangedError, match=r"fake_host.parse: expected parameters \(cfg, ch\), "
-                                                      r"found \(d, ch\)"):
+    with pytest.raises(
+        rebind.HostChangedError,
+        match=r"fake_host.parse: expected parameters \(cfg, ch\), "
+        r"found \(d, ch\)",
+    ):
         rebind.rebind(mod, "parse", lambda f: f, params=("cfg", "ch"))
     assert not rebind.is_rebound(mod, "parse")
 
@@ -90,8 +93,11 @@ def test_disabled_plugin_names_the_variable(tmp_path, monkeypatch):
     try:
         adapter.install_disabled()
         assert not rebind.is_rebound(tasks, "parse_model")
-        with pytest.raises(PluginDisabledError, match=r"yolov5s_effv2.yaml is an effdet-plugin model, but "
-                                                      r"effdet-plugin is disabled \(EFFDET_PLUGIN_DISABLE=1\)"):
+        with pytest.raises(
+            PluginDisabledError,
+            match=r"yolov5s_effv2.yaml is an effdet-plugin model, but "
+            r"effdet-plugin is disabled \(EFFDET_PLUGIN_DISABLE=1\)",
+        ):
             DetectionModel("yolov5s_effv2.yaml", verbose=False)
         mine = tmp_path / "mine.yaml"
         mine.write_text((model_yaml_dir() / "yolov5_effv2.yaml").read_text())
@@ -156,7 +162,9 @@ def _modules_at_start(skip: str) -> set[str]:
     import site
 
     sp = site.getsitepackages()[0]
-    out = subprocess.run([sys.executable, "-S", "-c", START, skip, sp], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", START, skip, sp], capture_output=True, text=True, check=True
+    ).stdout
     return set(json.loads(out))
 
 
@@ -205,9 +213,17 @@ def params_by_version(tmp_path_factory) -> tuple[dict, dict]:
     """Parameter counts of every shipped YAML x scale x nc, on the lowest supported and on this Ultralytics."""
     cwd = tmp_path_factory.mktemp("versions")
     env = {**os.environ, "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-c", PARAMS_SCRIPT], cwd=cwd, env={**env, **extra}, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for extra in ({"PYTHONPATH": LOW_ULTRALYTICS, "YOLO_CONFIG_DIR": str(cwd / "low")}, {})]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PARAMS_SCRIPT],
+            cwd=cwd,
+            env={**env, **extra},
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for extra in ({"PYTHONPATH": LOW_ULTRALYTICS, "YOLO_CONFIG_DIR": str(cwd / "low")}, {})
+    ]
     outs = []
     for proc in procs:  # both versions at once: one per core
         out, err = proc.communicate(timeout=1200)
@@ -217,8 +233,9 @@ def params_by_version(tmp_path_factory) -> tuple[dict, dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not LOW_ULTRALYTICS, reason="EFFDET_LOW_ULTRALYTICS (lowest supported Ultralytics) is not set; "
-                                                "CI sets it")
+@pytest.mark.skipif(
+    not LOW_ULTRALYTICS, reason="EFFDET_LOW_ULTRALYTICS (lowest supported Ultralytics) is not set; CI sets it"
+)
 @pytest.mark.parametrize("name", sorted(p.name for p in model_yaml_dir().glob("*.yaml")))
 def test_same_model_on_lowest_and_newest_ultralytics(params_by_version, name):
     """Every shipped YAML x scale x nc in {24, 80}: equal parameter counts on Ultralytics 8.4.0 and on this one."""
@@ -291,12 +308,20 @@ class Plain(nn.Module):
 }
 USER_YAML = {
     "nc": 2,
-    "backbone": [[-1, 1, "Conv", [16, 3, 4]], [-1, 1, "Ghosty", [32, 3]], [-1, 2, "StridedBlock", [32, 2]],
-                 [-1, 1, "Plain", [32]], [-1, 1, "StridedBlock", [64, 2]], [-1, 1, "StridedBlock", [64, 2]]],
+    "backbone": [
+        [-1, 1, "Conv", [16, 3, 4]],
+        [-1, 1, "Ghosty", [32, 3]],
+        [-1, 2, "StridedBlock", [32, 2]],
+        [-1, 1, "Plain", [32]],
+        [-1, 1, "StridedBlock", [64, 2]],
+        [-1, 1, "StridedBlock", [64, 2]],
+    ],
     "head": [[[3, 4, 5], 1, "Detect", ["nc"]]],
 }
-BUILD = ("from ultralytics import YOLO; m = YOLO('user.yaml'); "
-         "print('BUILT', [type(x).__name__ for x in m.model.model], m.model.stride.tolist())")
+BUILD = (
+    "from ultralytics import YOLO; m = YOLO('user.yaml'); "
+    "print('BUILT', [type(x).__name__ for x in m.model.model], m.model.stride.tolist())"
+)
 
 
 @pytest.fixture(scope="module")
@@ -305,8 +330,23 @@ def user_package(tmp_path_factory) -> Path:
     src, target = tmp_path_factory.mktemp("src"), tmp_path_factory.mktemp("site")
     for name in ("pyproject.toml", "my_blocks.py"):
         (src / name).write_text(USER_PACKAGE[name])
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
-                    "--target", str(target), str(src)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (target / "plain_blocks.py").write_text(USER_PACKAGE["plain_blocks.py"])  # not packaged: EFFDET_PLUGIN_MODULES
     return target
 
@@ -319,11 +359,30 @@ def test_entry_point_blocks_in_a_fresh_process_and_the_yolo_cli(tmp_path, user_p
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("BUILT")][-1]
     assert "'Ghosty', 'Sequential', 'Plain', 'Strided', 'Strided', 'Detect'" in line and "[8.0, 16.0, 32.0]" in line
     # the broken entry point: one line naming it and its error; the others still registered
-    assert "entry point 'broken = my_blocks:does_not_exist' (effdet_plugin.modules) failed: AttributeError" in proc.stderr
+    assert (
+        "entry point 'broken = my_blocks:does_not_exist' (effdet_plugin.modules) failed: AttributeError" in proc.stderr
+    )
     # `yolo train` from a shell, and a fresh process reloading its checkpoint
-    run_cli(["yolo", "train", "model=user.yaml", f"data={demo_data}", "epochs=1", "imgsz=64", "batch=8", "workers=0",
-             "plots=False", "val=False", "device=cpu", f"project={tmp_path}", "name=run", "exist_ok=True"], tmp_path,
-            env=env)
+    run_cli(
+        [
+            "yolo",
+            "train",
+            "model=user.yaml",
+            f"data={demo_data}",
+            "epochs=1",
+            "imgsz=64",
+            "batch=8",
+            "workers=0",
+            "plots=False",
+            "val=False",
+            "device=cpu",
+            f"project={tmp_path}",
+            "name=run",
+            "exist_ok=True",
+        ],
+        tmp_path,
+        env=env,
+    )
     best = tmp_path / "run" / "weights" / "last.pt"
     load = f"from ultralytics import YOLO; print('LOADED', type(YOLO(r'{best}').model.model[1]).__name__)"
     assert "LOADED Ghosty" in run_cli([sys.executable, "-c", load], tmp_path, env=env).stdout
@@ -348,8 +407,11 @@ def test_spawned_process_builds_a_variable_block(tmp_path, user_package):
         "    ctx = mp.get_context('spawn'); q = ctx.Queue(); p = ctx.Process(target=build, args=(q,)); p.start()\n"
         "    print('SPAWNED', q.get(timeout=300)); p.join()\n"
     )
-    proc = run_cli([sys.executable, str(script)], tmp_path, env={"EFFDET_PLUGIN_MODULES": "plain_blocks:Plain",
-                                                                 "PYTHONPATH": str(user_package)})
+    proc = run_cli(
+        [sys.executable, str(script)],
+        tmp_path,
+        env={"EFFDET_PLUGIN_MODULES": "plain_blocks:Plain", "PYTHONPATH": str(user_package)},
+    )
     assert "SPAWNED Plain" in proc.stdout
 
 
@@ -363,7 +425,10 @@ def test_broken_variable_entry_warns_once_and_others_register(monkeypatch, user_
         with pytest.warns(UserWarning) as caught:
             failed = user_modules.load()
         assert [str(w.message) for w in caught] == failed and len(failed) == 3  # one line each
-        assert "entry point 'broken = my_blocks:does_not_exist' (effdet_plugin.modules) failed: AttributeError" in failed[0]
+        assert (
+            "entry point 'broken = my_blocks:does_not_exist' (effdet_plugin.modules) failed: AttributeError"
+            in failed[0]
+        )
         assert "EFFDET_PLUGIN_MODULES entry 'nowhere:Thing' failed: ModuleNotFoundError" in failed[1]
         assert "EFFDET_PLUGIN_MODULES entry 'plain_blocks' failed: ValueError: expected 'module:attr'" in failed[2]
         assert {"Plain", "Ghosty", "StridedBlock"} <= set(effdet_plugin.registered_modules())

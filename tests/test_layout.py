@@ -113,7 +113,7 @@ def cycle(graph: dict[str, set[str]]) -> list[str] | None:
             if m not in graph:
                 continue
             if state.get(m) == 1:
-                return stack[stack.index(m):] + [m]
+                return stack[stack.index(m) :] + [m]
             found = visit(m) if m not in state else None
             if found:
                 return found
@@ -137,8 +137,9 @@ def graph_of(sources: dict[str, tuple[str, bool]]) -> dict[str, set[str]]:
 
 
 def package_graph() -> dict[str, set[str]]:
-    return graph_of({module_name(p): (p.read_text(encoding="utf-8"), p.name == "__init__.py")
-                     for p in PACKAGE.rglob("*.py")})
+    return graph_of(
+        {module_name(p): (p.read_text(encoding="utf-8"), p.name == "__init__.py") for p in PACKAGE.rglob("*.py")}
+    )
 
 
 # ---------------------------------------------------------------------------------------------- the checker, checked
@@ -155,8 +156,10 @@ SYNTHETIC = {
     "effdet_plugin.hosts.ultralytics": ("def f():\n    import yolov5.models.yolo\n", False),
     "effdet_plugin.commands": ("", True),
     "effdet_plugin.commands.swap": ("", False),
-    "effdet_plugin.commands.cli": ("from effdet_plugin.hosts import ultralytics\nfrom effdet_plugin import register\n",
-                                   False),
+    "effdet_plugin.commands.cli": (
+        "from effdet_plugin.hosts import ultralytics\nfrom effdet_plugin import register\n",
+        False,
+    ),
 }
 
 
@@ -167,8 +170,10 @@ def test_checker_catches_each_kind_of_bad_import():
         "effdet_plugin.blocks (core) imports the host ultralytics.nn.modules",  # lazy, inside a function
         "effdet_plugin.hosts.ultralytics (the ultralytics adapter) imports another host, yolov5.models.yolo",
         "effdet_plugin.hosts.ultralytics_training (hosts) imports effdet_plugin.commands.cli (commands)",  # relative
-        ("effdet_plugin.hosts.yolov5 (the yolov5 adapter) imports effdet_plugin.hosts.ultralytics_training "
-         "(the ultralytics adapter)"),
+        (
+            "effdet_plugin.hosts.yolov5 (the yolov5 adapter) imports effdet_plugin.hosts.ultralytics_training "
+            "(the ultralytics adapter)"
+        ),
         "effdet_plugin.rows (core) imports the host models.yolo",
         "effdet_plugin.stages (core) imports effdet_plugin.hosts.rebind (hosts)",  # relative, from a package
         "effdet_plugin.weights (core) imports the host yolov5.utils",  # importlib.import_module("literal")
@@ -179,24 +184,37 @@ def test_checker_catches_each_kind_of_bad_import():
     assert cycle(graph_of(looped)) == ["effdet_plugin.blocks", "effdet_plugin.stages", "effdet_plugin.blocks"]
 
 
-@pytest.mark.parametrize("name, source, imported", [
-    ("effdet_plugin.stages", "from . import blocks", {"effdet_plugin.blocks"}),
-    ("effdet_plugin.stages", "from .blocks import Stem", {"effdet_plugin.blocks"}),
-    ("effdet_plugin.hosts", "from . import yolov5", {"effdet_plugin.hosts.yolov5"}),  # a package's own folder
-    ("effdet_plugin.hosts.yolov5", "from .. import rows", {"effdet_plugin.rows"}),
-    ("effdet_plugin.hosts.yolov5", "from ..rows import key_error, kinds", {"effdet_plugin.rows"}),
-    ("effdet_plugin.hosts.yolov5", "from effdet_plugin import register", {"effdet_plugin"}),
-    ("effdet_plugin.hosts.yolov5", "from effdet_plugin import rows, register", {"effdet_plugin", "effdet_plugin.rows"}),
-    ("effdet_plugin.hosts.yolov5", "import effdet_plugin.rows as r", {"effdet_plugin.rows"}),
-    ("effdet_plugin.hosts.yolov5", "def f():\n    import ultralytics.utils", {"ultralytics.utils"}),
-    ("effdet_plugin.hosts.yolov5", "x = __import__('ultralytics')", {"ultralytics"}),
-    ("effdet_plugin.hosts.yolov5", "NAME = 'effdet_plugin.rows'", {"effdet_plugin.rows"}),
-    ("effdet_plugin.hosts.yolov5", "NAME = 'effdet_plugin.rows is here'", set()),
-    ("effdet_plugin.hosts.yolov5", "LOG = logging.getLogger('effdet_plugin')", set()),
-])
+@pytest.mark.parametrize(
+    "name, source, imported",
+    [
+        ("effdet_plugin.stages", "from . import blocks", {"effdet_plugin.blocks"}),
+        ("effdet_plugin.stages", "from .blocks import Stem", {"effdet_plugin.blocks"}),
+        ("effdet_plugin.hosts", "from . import yolov5", {"effdet_plugin.hosts.yolov5"}),  # a package's own folder
+        ("effdet_plugin.hosts.yolov5", "from .. import rows", {"effdet_plugin.rows"}),
+        ("effdet_plugin.hosts.yolov5", "from ..rows import key_error, kinds", {"effdet_plugin.rows"}),
+        ("effdet_plugin.hosts.yolov5", "from effdet_plugin import register", {"effdet_plugin"}),
+        (
+            "effdet_plugin.hosts.yolov5",
+            "from effdet_plugin import rows, register",
+            {"effdet_plugin", "effdet_plugin.rows"},
+        ),
+        ("effdet_plugin.hosts.yolov5", "import effdet_plugin.rows as r", {"effdet_plugin.rows"}),
+        ("effdet_plugin.hosts.yolov5", "def f():\n    import ultralytics.utils", {"ultralytics.utils"}),
+        ("effdet_plugin.hosts.yolov5", "x = __import__('ultralytics')", {"ultralytics"}),
+        ("effdet_plugin.hosts.yolov5", "NAME = 'effdet_plugin.rows'", {"effdet_plugin.rows"}),
+        ("effdet_plugin.hosts.yolov5", "NAME = 'effdet_plugin.rows is here'", set()),
+        ("effdet_plugin.hosts.yolov5", "LOG = logging.getLogger('effdet_plugin')", set()),
+    ],
+)
 def test_checker_resolves_imports(name, source, imported):
-    modules = {"effdet_plugin", "effdet_plugin.rows", "effdet_plugin.blocks", "effdet_plugin.stages",
-               "effdet_plugin.hosts", "effdet_plugin.hosts.yolov5"}
+    modules = {
+        "effdet_plugin",
+        "effdet_plugin.rows",
+        "effdet_plugin.blocks",
+        "effdet_plugin.stages",
+        "effdet_plugin.hosts",
+        "effdet_plugin.hosts.yolov5",
+    }
     assert imports_of(name, source, modules, is_package=name == "effdet_plugin.hosts") == imported
 
 

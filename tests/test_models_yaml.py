@@ -19,8 +19,13 @@ from ultralytics.nn.tasks import (
 from effdet_plugin.paths import model_yaml_dir
 
 SHIPPED = sorted(model_yaml_dir().glob("*.yaml"))
-MODELS = {"detect": DetectionModel, "segment": SegmentationModel, "pose": PoseModel, "obb": OBBModel,
-          "classify": ClassificationModel}
+MODELS = {
+    "detect": DetectionModel,
+    "segment": SegmentationModel,
+    "pose": PoseModel,
+    "obb": OBBModel,
+    "classify": ClassificationModel,
+}
 
 
 def _load(name: str) -> dict:
@@ -29,7 +34,7 @@ def _load(name: str) -> dict:
 
 def test_wide_widens_only_the_stride_16_and_32_stages():
     plain, wide = _load("yolov5_effv2-plain.yaml"), _load("yolov5_effv2-wide.yaml")
-    same = lambda d: {k: v for k, v in d.items() if k not in ("backbone", "drop_path")}  # noqa: E731
+    same = lambda d: {k: v for k, v in d.items() if k not in ("backbone", "drop_path")}
     assert same(wide) == same(plain) and wide["drop_path"] == 0.0 < plain["drop_path"]
     for i, (p, w) in enumerate(zip(plain["backbone"], wide["backbone"])):
         widened = i in (4, 5, 6)  # MBConv stages at strides 16/16/32
@@ -75,9 +80,9 @@ def test_recommended_is_the_wide_table_one_depth_step_shallower_from_m_fused_thr
     assert blocks("yolov5n_effv2-wide.yaml", range(1, 7)) == ["FusedMBConv"] * 3 + ["MBConv"] * 3
     # m/l/x build the wide table's rows: the same model as -wide at the shallower depth
     m = DetectionModel("yolov5m_effv2.yaml", nc=3, verbose=False)
-    assert [type(layer).__name__ for layer in m.model[:8]] == [type(layer).__name__ for layer in
-                                                               DetectionModel("yolov5m_effv2-wide.yaml", nc=3,
-                                                                              verbose=False).model[:8]]
+    assert [type(layer).__name__ for layer in m.model[:8]] == [
+        type(layer).__name__ for layer in DetectionModel("yolov5m_effv2-wide.yaml", nc=3, verbose=False).model[:8]
+    ]
 
 
 def test_lite_is_the_recommended_table_without_se_and_with_relu6():
@@ -89,7 +94,9 @@ def test_lite_is_the_recommended_table_without_se_and_with_relu6():
     # n and s: the same Fused-MBConv rows 4-5 (they have no SE already); the recommended n/s's stride-8 stage and n's
     # 5x5 stride-32 stage were measured in PyTorch only, so Lite keeps the rows its OpenVINO INT8 figures were measured
     # with
-    assert {k: {i: r for i, r in v.items() if i not in (3, 6)} for k, v in rec["scale_rows"].items()} == lite["scale_rows"]
+    assert {k: {i: r for i, r in v.items() if i not in (3, 6)} for k, v in rec["scale_rows"].items()} == lite[
+        "scale_rows"
+    ]
 
     def kinds(name: str) -> set[str]:
         return {type(m).__name__ for m in DetectionModel(name, nc=3, verbose=False).modules()}

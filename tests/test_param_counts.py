@@ -61,8 +61,13 @@ def ultralytics_params(name: str) -> int:
     ``guess_model_task`` reads it): the name's scale letter picks the scale."""
     from ultralytics.nn import tasks
 
-    models = {"detect": tasks.DetectionModel, "segment": tasks.SegmentationModel, "pose": tasks.PoseModel,
-              "obb": tasks.OBBModel, "classify": tasks.ClassificationModel}
+    models = {
+        "detect": tasks.DetectionModel,
+        "segment": tasks.SegmentationModel,
+        "pose": tasks.PoseModel,
+        "obb": tasks.OBBModel,
+        "classify": tasks.ClassificationModel,
+    }
     task = tasks.guess_model_task(tasks.yaml_model_load(name))
     return sum(p.numel() for p in models[task](name, nc=NC, verbose=False).parameters())
 
@@ -80,11 +85,23 @@ def classic_params(names: list[str]) -> dict[str, int]:
     """Parameters of each classic file as the pip ``yolov5`` package's ``Model(cfg, nc=80)`` builds it (in its venv)."""
     venv = Path(PY).parent.parent
     root = Path(__file__).resolve().parents[1]  # this checkout's effdet_plugin, not the venv's installed copy
-    env = {**os.environ, "YOLO_OFFLINE": "1", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONWARNINGS": "ignore",
-           "PYTHONPATH": str(root), "YOLOV5_CONFIG_DIR": str(venv / "yolov5-config")}
+    env = {
+        **os.environ,
+        "YOLO_OFFLINE": "1",
+        "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1",
+        "PYTHONWARNINGS": "ignore",
+        "PYTHONPATH": str(root),
+        "YOLOV5_CONFIG_DIR": str(venv / "yolov5-config"),
+    }
     env.pop("EFFDET_PLUGIN_DISABLE", None)
-    proc = subprocess.run([PY, "-c", textwrap.dedent(_CLASSIC % NC), str(model_yaml_dir()), *names], env=env,
-                          capture_output=True, text=True, timeout=900, check=False)
+    proc = subprocess.run(
+        [PY, "-c", textwrap.dedent(_CLASSIC % NC), str(model_yaml_dir()), *names],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -126,8 +143,10 @@ def main(argv: list[str]) -> int:
     again = {unified_name(a) for a in argv if a.endswith(".yaml")} if "--again" in argv else set()
     counts = recorded() if COUNTS.is_file() else {"ultralytics": {}, "yolov5": {}}
     names = {"ultralytics": scaled_names(), "yolov5": classic_names() if classic_too else []}
-    todo = {host: [n for n in ns if n not in counts[host] or unified_name(n.split("/")[-1]) in again]
-            for host, ns in names.items()}
+    todo = {
+        host: [n for n in ns if n not in counts[host] or unified_name(n.split("/")[-1]) in again]
+        for host, ns in names.items()
+    }
     if todo["yolov5"] and not PY:
         sys.exit("--classic needs EFFDET_YOLOV5_PYTHON (bash tools/setup_yolov5_env.sh DIR)")
     counts["ultralytics"].update({name: ultralytics_params(name) for name in todo["ultralytics"]})

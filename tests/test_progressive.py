@@ -10,7 +10,16 @@ from conftest import logged  # (tests/ is on sys.path under pytest)
 from effdet_plugin.progressive import AUGMENT_KEYS, ProgressiveError, schedule, stage_at
 
 FINAL = {"drop_path": 0.2, "mixup": 0.1, "scale": 0.5, "translate": 0.1, "hsv_h": 0.015, "hsv_s": 0.7, "hsv_v": 0.4}
-TRAIN = {"epochs": 4, "imgsz": 96, "batch": 8, "workers": 0, "plots": False, "device": "cpu", "val": False, "exist_ok": True}
+TRAIN = {
+    "epochs": 4,
+    "imgsz": 96,
+    "batch": 8,
+    "workers": 0,
+    "plots": False,
+    "device": "cpu",
+    "val": False,
+    "exist_ok": True,
+}
 
 
 # ------------------------------------------------------------------------------------------------------------ schedule
@@ -75,9 +84,9 @@ def test_bad_input_is_one_clear_message(kwargs, message):
 # ------------------------------------------------------------------------------------------------- Ultralytics glue
 def test_keys_join_ultralytics_config_and_unknown_keys_still_fail(tmp_path):
     from ultralytics.cfg import get_cfg
+    from ultralytics.nn import tasks  # noqa: F401  (ultralytics first: importing the registry first is circular)
 
     import effdet_plugin
-    from ultralytics.nn import tasks  # noqa: F401  (ultralytics first: importing the registry first is circular)
 
     effdet_plugin.register()
     cfg = get_cfg(overrides={"progressive": True, "progressive_stages": 3, "progressive_min_imgsz": 320})
@@ -91,9 +100,9 @@ def test_keys_join_ultralytics_config_and_unknown_keys_still_fail(tmp_path):
 def test_cli_parses_progressive_keys_and_reports_bad_input(demo_data, tmp_path):
     """Ultralytics' own CLI parser (in-process: the `yolo` executable also needs the plugin active before parsing)."""
     from ultralytics.cfg import entrypoint
+    from ultralytics.nn import tasks  # noqa: F401  (ultralytics first: importing the registry first is circular)
 
     import effdet_plugin
-    from ultralytics.nn import tasks  # noqa: F401  (ultralytics first: importing the registry first is circular)
 
     effdet_plugin.register()
     base = f"yolo train model=yolov5n_effv2.yaml data={demo_data} epochs=3 imgsz=96 device=cpu project={tmp_path}"
@@ -154,9 +163,15 @@ def test_progressive_training_grows_real_batch_sizes_and_regularization(demo_dat
     seen = _recorder(model)
     with logged("ultralytics") as lines:
         model.train(
-            data=str(demo_data), **TRAIN, project=str(tmp_path), name="prog", progressive=True,
-            progressive_min_imgsz=32, mixup=0.2, close_mosaic=2,
-        )  # fmt: skip
+            data=str(demo_data),
+            **TRAIN,
+            project=str(tmp_path),
+            name="prog",
+            progressive=True,
+            progressive_min_imgsz=32,
+            mixup=0.2,
+            close_mosaic=2,
+        )
     plan = model.trainer.progressive_plan
     assert [s.imgsz for s in plan] == [32, 64, 64, 96]
     assert [seen["sizes"][e] for e in range(4)] == [{(32, 32)}, {(64, 64)}, {(64, 64)}, {(96, 96)}]
@@ -216,8 +231,16 @@ def test_stage_reaches_dataloader_worker_processes(demo_data, tmp_path):
     from ultralytics.utils.torch_utils import unwrap_model
 
     overrides = dict(model="yolov5n_effv2.yaml", data=str(demo_data), **{**TRAIN, "epochs": 2})
-    trainer = DetectionTrainer(overrides={**overrides, "project": str(tmp_path), "name": "w", "progressive": True,
-                                          "progressive_stages": 2, "progressive_min_imgsz": 32})  # fmt: skip
+    trainer = DetectionTrainer(
+        overrides={
+            **overrides,
+            "project": str(tmp_path),
+            "name": "w",
+            "progressive": True,
+            "progressive_stages": 2,
+            "progressive_min_imgsz": 32,
+        }
+    )
     trainer.args.workers = 2  # Ultralytics sets 0 on CPU in __init__; the loader is built later from this value
     sizes = {}
 
@@ -236,8 +259,25 @@ def test_stage_reaches_dataloader_worker_processes(demo_data, tmp_path):
 
 @pytest.mark.slow
 def test_yolo_cli_trains_progressively(demo_data, tmp_path, cli):
-    proc = cli(["yolo", "train", "model=yolov5n_effv2.yaml", f"data={demo_data}", "epochs=2", "imgsz=96", "batch=8",
-                "workers=0", "plots=False", "device=cpu", "progressive", "progressive_stages=2",
-                "progressive_min_imgsz=32", f"project={tmp_path}", "name=cli"], cwd=tmp_path)
+    proc = cli(
+        [
+            "yolo",
+            "train",
+            "model=yolov5n_effv2.yaml",
+            f"data={demo_data}",
+            "epochs=2",
+            "imgsz=96",
+            "batch=8",
+            "workers=0",
+            "plots=False",
+            "device=cpu",
+            "progressive",
+            "progressive_stages=2",
+            "progressive_min_imgsz=32",
+            f"project={tmp_path}",
+            "name=cli",
+        ],
+        cwd=tmp_path,
+    )
     out = proc.stdout + proc.stderr
     assert "progressive: stage 1/2 epochs 1-1 imgsz=32" in out and "progressive: stage 2/2 epochs 2-2 imgsz=96" in out

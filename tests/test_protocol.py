@@ -35,16 +35,23 @@ def test_a_second_test_score_of_a_frozen_model_is_refused_naming_the_record():
     assert str(e.value).startswith(expected)
     assert "test is scored once per frozen model" in str(e.value) and len(str(e.value).splitlines()) == 1
     # another architecture, recipe, dataset or seed is another frozen model
-    for other in [("f" * 16, key[1], "cards", 1), (key[0], "f" * 16, "cards", 1), (key[0], key[1], "plates", 1),
-                  (*key, 7)]:  # fmt: skip
+    for other in [
+        ("f" * 16, key[1], "cards", 1),
+        (key[0], "f" * 16, "cards", 1),
+        (key[0], key[1], "plates", 1),
+        (*key, 7),
+    ]:
         protocol.check_unscored(rows, {("yolov5n_effv2.yaml", other[3]): other[:3]})
 
 
 def test_a_dataset_keeps_its_role():
     protocol.check_role(_rows(), "cards", "confirm")
     protocol.check_role(_rows(), "plates", "choice")
-    with pytest.raises(protocol.ProtocolError, match=r"^--role choice: dataset cards is a confirm dataset in .*"
-                                                     r"protocol_cards\.json; a dataset's role never changes"):
+    with pytest.raises(
+        protocol.ProtocolError,
+        match=r"^--role choice: dataset cards is a confirm dataset in .*"
+        r"protocol_cards\.json; a dataset's role never changes",
+    ):
         protocol.check_role(_rows(), "cards", "choice")
 
 
@@ -95,20 +102,55 @@ def test_adopts_accuracy_runs_scores_test_once_and_records_curves(demo_data, tmp
     dataset cannot turn into a choice dataset; a choice dataset is scored on val only."""
     env = {"OMP_NUM_THREADS": "1"}
     data = str(demo_data)
-    run_cli([*CLI, "accuracy", "--models", "yolov5nu.yaml", "--data", data, "--seeds", "0", "1", *RECIPE,
-             "--project", "runs"], tmp_path, env=env)  # fmt: skip
+    run_cli(
+        [
+            *CLI,
+            "accuracy",
+            "--models",
+            "yolov5nu.yaml",
+            "--data",
+            data,
+            "--seeds",
+            "0",
+            "1",
+            *RECIPE,
+            "--project",
+            "runs",
+        ],
+        tmp_path,
+        env=env,
+    )
     store = tmp_path / "results"
     store.mkdir()
     first = store / "protocol_demo.json"
-    confirm = [*CLI, "protocol", "--role", "confirm", "--models", "yolov5nu.yaml", "--data", data, "--seeds", "0", "1",
-               *RECIPE, "--project", "runs", "--no-train", "--store", str(store)]  # fmt: skip
+    confirm = [
+        *CLI,
+        "protocol",
+        "--role",
+        "confirm",
+        "--models",
+        "yolov5nu.yaml",
+        "--data",
+        data,
+        "--seeds",
+        "0",
+        "1",
+        *RECIPE,
+        "--project",
+        "runs",
+        "--no-train",
+        "--store",
+        str(store),
+    ]
     proc = run_cli([*confirm, "--json", str(first)], tmp_path, env=env)
     assert "below 3, every comparison renders as level" in proc.stdout
     record = load_record(first)
     assert record.meta["argv"][:3] == ["effdet-plugin", "protocol", "--role"]
     name = demo_data.resolve().parent.name
     assert [(s.model, s.dataset, s.split, s.run.seed) for s in record.scores] == [
-        ("yolov5nu", name, "test", 0), ("yolov5nu", name, "test", 1)]  # fmt: skip
+        ("yolov5nu", name, "test", 0),
+        ("yolov5nu", name, "test", 1),
+    ]
     for row, s in zip(record.rows, record.scores):
         assert row["adopted"] is True and row["role"] == "confirm" and s.run.curve.epoch == (1,)
         assert row["identity"] == protocol.model_identity("yolov5nu.yaml", data)

@@ -39,9 +39,11 @@ def table_rows(root: Path) -> dict[str, list[str]]:
 def test_render_writes_tables_and_plots_then_check_passes(store, capsys):
     assert render(store, "--check") == 1
     out = capsys.readouterr().out.splitlines()
-    assert out == ["README.md: table family is stale",
-                   "docs/accuracy_latency_cards.png: plot accuracy-latency-cards is missing",
-                   "docs/curves_cards.png: plot curves-cards is missing"]  # fmt: skip
+    assert out == [
+        "README.md: table family is stale",
+        "docs/accuracy_latency_cards.png: plot accuracy-latency-cards is missing",
+        "docs/curves_cards.png: plot curves-cards is missing",
+    ]
     before = (store / "README.md").read_text()
     assert render(store) == 0
     assert render(store, "--check") == 0 and "up to date" in capsys.readouterr().out.splitlines()[-1]
@@ -51,8 +53,10 @@ def test_render_writes_tables_and_plots_then_check_passes(store, capsys):
     assert "0.999 typed inside a code fence" in (store / "docs" / "models.md").read_text()
     rows = table_rows(store)
     header = after.split("<!-- render:family -->")[1].strip().splitlines()[0]
-    assert header == ("| model | params (M) | GFLOPs (640) | PyTorch ÷ baseline | ONNX Runtime ÷ baseline | "
-                      "mAP50-95 cards | mAP50-95 raccoon | vs baseline cards | vs baseline raccoon |")  # fmt: skip
+    assert header == (
+        "| model | params (M) | GFLOPs (640) | PyTorch ÷ baseline | ONNX Runtime ÷ baseline | "
+        "mAP50-95 cards | mAP50-95 raccoon | vs baseline cards | vs baseline raccoon |"
+    )
     # latency: one ratio per benchmark record (48/50 and 52/52), their median; the baseline is its own reference
     assert rows["yolov5n_effv2"][3] == "0.98× (2 runs)" and rows["yolov5nu"][3] == "1.00× (2 runs)"
     assert rows["yolov5n_effv2"][1:3] == ["2.47", "6.9"]
@@ -61,8 +65,10 @@ def test_render_writes_tables_and_plots_then_check_passes(store, capsys):
     assert rows["yolov5n_effv2"][7].startswith("ahead (p = 0.0037") and rows["yolov5n_effv2"][8] == "level (p = 1)"
     assert rows["yolov5s_effv2"][7] == "level (p = 0.87, 2 seeds)"  # below 3 seeds: never a claim
     assert rows["yolov5su"][6] == "—" and rows["yolov5nu"][7] == "baseline"
-    assert "From results/accuracy_raccoon.json, results/bench_a.json, results/bench_b.json, results/protocol_cards" \
-        in after  # fmt: skip
+    assert (
+        "From results/accuracy_raccoon.json, results/bench_a.json, results/bench_b.json, results/protocol_cards"
+        in after
+    )
     for png in ("accuracy_latency_cards.png", "curves_cards.png"):
         assert (store / "docs" / png).read_bytes()[:4] == b"\x89PNG" and plots.stamp_of(store / "docs" / png)
 
@@ -77,8 +83,10 @@ def test_a_changed_record_makes_its_table_and_plots_stale(store, capsys):
     capsys.readouterr()
     assert render(store, "--check") == 1
     assert capsys.readouterr().out.splitlines() == [
-        "README.md: table family is stale", "docs/accuracy_latency_cards.png: plot accuracy-latency-cards is stale",
-        "docs/curves_cards.png: plot curves-cards is stale"]  # fmt: skip
+        "README.md: table family is stale",
+        "docs/accuracy_latency_cards.png: plot accuracy-latency-cards is stale",
+        "docs/curves_cards.png: plot curves-cards is stale",
+    ]
     stamp = (store / "docs" / "curves_cards.png").read_bytes()
     assert render(store) == 0 and (store / "docs" / "curves_cards.png").read_bytes() != stamp
 
@@ -119,12 +127,18 @@ def test_bad_markers_are_one_line(store, capsys, page, message):
     "change, message",
     [
         ({"tables": {"t": {"models": "yolov5nu"}}}, "tables.t.models: expected a list of model names"),
-        ({"tables": {"t": {"models": ["a"], "columns": ["model", "speed"]}}},
-         "tables.t.columns: unknown column 'speed'"),
-        ({"tables": {"t": {"models": ["a"], "columns": ["verdict"], "datasets": ["d"]}}},
-         "tables.t: column 'verdict' compares with a baseline; give baseline:"),
-        ({"tables": {"t": {"models": ["a"], "scores": {"where": {"lr0": 0.1}}}}},
-         "tables.t.scores.where: keys must be"),
+        (
+            {"tables": {"t": {"models": ["a"], "columns": ["model", "speed"]}}},
+            "tables.t.columns: unknown column 'speed'",
+        ),
+        (
+            {"tables": {"t": {"models": ["a"], "columns": ["verdict"], "datasets": ["d"]}}},
+            "tables.t: column 'verdict' compares with a baseline; give baseline:",
+        ),
+        (
+            {"tables": {"t": {"models": ["a"], "scores": {"where": {"lr0": 0.1}}}}},
+            "tables.t.scores.where: keys must be",
+        ),
         ({"plots": {"p": {"models": ["a"], "kind": "bar", "file": "x.png", "dataset": "d"}}}, "plots.p.kind: expected"),
     ],
 )
@@ -169,9 +183,18 @@ def _broken(record: dict, where: str, value) -> dict:
         ("bench_a.json", "meta.versions.torch", 2.14, "meta.versions.torch: expected a string, found 2.14"),
         ("bench_a.json", "rows.1.latency_ms", "fast", "rows[1].latency_ms: expected a number, found 'fast'"),
         ("bench_a.json", "rows.0.params", 2.5, "rows[0].params: expected an integer, found 2.5"),
-        ("accuracy_raccoon.json", "rows.1.runs.2.map50_95", None,
-         "rows[1].runs[2].map50_95: expected a number, found None"),
-        ("accuracy_raccoon.json", "rows.0.pretrained", 3, "rows[0].pretrained: expected true/false or a string, found 3"),
+        (
+            "accuracy_raccoon.json",
+            "rows.1.runs.2.map50_95",
+            None,
+            "rows[1].runs[2].map50_95: expected a number, found None",
+        ),
+        (
+            "accuracy_raccoon.json",
+            "rows.0.pretrained",
+            3,
+            "rows[0].pretrained: expected true/false or a string, found 3",
+        ),
         ("protocol_cards.json", "rows.3.curve.map50_95", [0.1], "rows[3].curve.map50_95: 1 values for 6 epochs"),
         ("protocol_cards.json", "rows.0.identity", KeyError, "rows[0].identity: missing"),
     ],
@@ -198,7 +221,13 @@ def test_loader_types_the_fixture_rows():
     assert t.figures == {"latency_ms": 48.0, "onnx_ms": pytest.approx(38.4)}
     s = recs["protocol_cards.json"].scores[0]
     assert (s.model, s.dataset, s.split, s.run.seed, s.recipe["epochs"], len(s.run.curve.epoch)) == (
-        "yolov5nu", "cards", "test", 0, 6, 6)  # fmt: skip
+        "yolov5nu",
+        "cards",
+        "test",
+        0,
+        6,
+        6,
+    )
     assert len(recs["accuracy_raccoon.json"].scores) == 6
 
 
@@ -263,10 +292,15 @@ def test_rows_of_one_file_split_by_recipe_and_a_baseline_named_by_label(store, c
     defs = store / "results" / "render.yaml"
     spec = yaml.safe_load(defs.read_text())
     spec["tables"]["family"].update(
-        models=[{"model": "yolov5n_effv2", "label": "effv2 scratch", "where": {"pretrained": False}},
-                {"model": "yolov5n_effv2", "label": "effv2 ImageNet", "where": {"pretrained": "efficientnet-lite0"}},
-                "yolov5nu"],
-        baseline="effv2 scratch", datasets=["cards"], columns=["model", "map", "verdict"])  # fmt: skip
+        models=[
+            {"model": "yolov5n_effv2", "label": "effv2 scratch", "where": {"pretrained": False}},
+            {"model": "yolov5n_effv2", "label": "effv2 ImageNet", "where": {"pretrained": "efficientnet-lite0"}},
+            "yolov5nu",
+        ],
+        baseline="effv2 scratch",
+        datasets=["cards"],
+        columns=["model", "map", "verdict"],
+    )
     spec["plots"] = {}
     defs.write_text(yaml.safe_dump(spec))
     assert render(store) == 0, capsys.readouterr().err

@@ -29,8 +29,9 @@ def _out_channels(layer: nn.Module) -> int:
     return [m for m in layer.modules() if isinstance(m, nn.Conv2d)][-1].out_channels  # projection is registered last
 
 
-@pytest.mark.parametrize("scale", [s if s in "ns" else pytest.param(s, marks=pytest.mark.slow)
-                                   for s in EFFV2["scales"]])
+@pytest.mark.parametrize(
+    "scale", [s if s in "ns" else pytest.param(s, marks=pytest.mark.slow) for s in EFFV2["scales"]]
+)
 def test_rows_scale_like_conv_and_c3(scale):
     from ultralytics.nn import tasks
 
@@ -39,8 +40,10 @@ def test_rows_scale_like_conv_and_c3(scale):
     ours = DetectionModel(d, verbose=False)
     # the same rows as built-in C3 rows with the same c_out and repeats, scaled by Ultralytics' own parser
     ref = copy.deepcopy(d)
-    ref["backbone"] = [[f, n, "C3", [a[0]]] if m in ("MBConv", "FusedMBConv", "stem") else [f, n, m, a]
-                       for f, n, m, a in ref["backbone"]]
+    ref["backbone"] = [
+        [f, n, "C3", [a[0]]] if m in ("MBConv", "FusedMBConv", "stem") else [f, n, m, a]
+        for f, n, m, a in ref["backbone"]
+    ]
     built, _ = tasks.parse_model(ref, ch=3, verbose=False)
     for i in range(7):
         layer, ref_layer = ours.model[i], built[i]
@@ -87,8 +90,16 @@ def doubler():
 def test_register_idempotent_and_user_block(doubler):
     effdet_plugin.register()
     effdet_plugin.register()
-    m = _model([[-1, 1, "Conv", [16, 3, 2]], [-1, 3, "Doubler", [32, 3, 2]], [-1, 1, "Conv", [32, 3, 2]],
-                [-1, 1, "Conv", [32, 3, 2]]], head=[[[1, 2, 3], 1, "Detect", ["nc"]]], width_multiple=0.5)
+    m = _model(
+        [
+            [-1, 1, "Conv", [16, 3, 2]],
+            [-1, 3, "Doubler", [32, 3, 2]],
+            [-1, 1, "Conv", [32, 3, 2]],
+            [-1, 1, "Conv", [32, 3, 2]],
+        ],
+        head=[[[1, 2, 3], 1, "Detect", ["nc"]]],
+        width_multiple=0.5,
+    )
     layer = m.model[1]
     assert [b.conv.stride for b in layer] == [(2, 2), (1, 1), (1, 1)]
     assert layer[0].conv.in_channels == 8 and layer[0].conv.out_channels == 16 == layer[2].conv.in_channels
@@ -139,8 +150,11 @@ STEM = [-1, 1, "stem", [16, 3, 2]]
 )
 def test_bad_rows_name_file_row_and_value(tmp_path, row, message):
     path = tmp_path / "yolov5n_mine.yaml"
-    path.write_text(yaml.safe_dump({"nc": 2, "backbone": [STEM, row, [-1, 1, "Conv", [64, 3, 2]]],
-                                    "head": TINY_HEAD}, sort_keys=False))
+    path.write_text(
+        yaml.safe_dump(
+            {"nc": 2, "backbone": [STEM, row, [-1, 1, "Conv", [64, 3, 2]]], "head": TINY_HEAD}, sort_keys=False
+        )
+    )
     with pytest.raises(ModelRowError, match=message) as e:
         DetectionModel(str(path), verbose=False)
     assert str(e.value).startswith(f"{path}: ")
@@ -160,29 +174,57 @@ def test_bad_rows_name_file_row_and_value(tmp_path, row, message):
         (lambda d: d.update(scale_backbone="no"), r"top-level 'scale_backbone': must be true or false, got 'no'"),
         (lambda d: d.update(activation="os.system('x')"), r"top-level 'activation': must be a torch activation"),
         (lambda d: d.update(activation=5), r"top-level 'activation': must be a torch activation .* got 5"),
-        (lambda d: d.update(activation="nn.LeakyReLU(x)"), r"top-level 'activation': must be .*got 'nn.LeakyReLU\(x\)'"),
-        (lambda d: d.update(backbone_activation="relu6"), (r"top-level 'backbone_activation': must be a torch "
-                                                           r"activation .*such as nn.ReLU\(\) .*got 'relu6'")),
+        (
+            lambda d: d.update(activation="nn.LeakyReLU(x)"),
+            r"top-level 'activation': must be .*got 'nn.LeakyReLU\(x\)'",
+        ),
+        (
+            lambda d: d.update(backbone_activation="relu6"),
+            (
+                r"top-level 'backbone_activation': must be a torch "
+                r"activation .*such as nn.ReLU\(\) .*got 'relu6'"
+            ),
+        ),
         (lambda d: d.update(backbone_activation=6), r"top-level 'backbone_activation': must be a torch .*got 6"),
         (lambda d: d.update(backbone_activation="nn.ReLU6(1, 2, 3)"), r"top-level 'backbone_activation': must be"),
         (lambda d: d.update(backbone_activation="nn.Nope()"), r"top-level 'backbone_activation': must be .*Nope"),
         # the host's own keys, in a file with plugin rows
-        (lambda d: d.update(backbone={"a": 1}, head=BIFPN["head"]), (r"top-level 'backbone': must be a non-empty list "
-                                                                       r"of \[from, repeats")),
+        (
+            lambda d: d.update(backbone={"a": 1}, head=BIFPN["head"]),
+            (
+                r"top-level 'backbone': must be a non-empty list "
+                r"of \[from, repeats"
+            ),
+        ),
         (lambda d: d.update(backbone=[], head=BIFPN["head"]), r"top-level 'backbone': must be a non-empty list"),
         (lambda d: d.update(head="x"), r"top-level 'head': must be a non-empty list .*got 'x'"),
         (lambda d: d["head"].append(5), r"row 23 5: a row has 4 fields \[from, repeats, module, args\], got 5"),
-        (lambda d: d.update(scales=[1, 2]), (r"top-level 'scales': must be a mapping of scale letters to \[depth, "
-                                             r"width, max_channels\], each a positive number, got \[1, 2\]")),
+        (
+            lambda d: d.update(scales=[1, 2]),
+            (
+                r"top-level 'scales': must be a mapping of scale letters to \[depth, "
+                r"width, max_channels\], each a positive number, got \[1, 2\]"
+            ),
+        ),
         (lambda d: d.update(scales={"s": "a"}), r"top-level 'scales': must be a mapping .*got \{'s': 'a'\}"),
         (lambda d: d.update(scales={"s": [0.33, 0.5]}), r"top-level 'scales': must be .*got \{'s': \[0.33, 0.5\]"),
         (lambda d: d.update(scales={"s": [0.33, -0.5, 1024]}), r"top-level 'scales': must be a mapping .*-0.5"),
         (lambda d: d.update(scales={"s": [0.33, "x", 1024]}), r"top-level 'scales': must be a mapping .*'x'"),
         (lambda d: d.update(scales={"n": [0.33, 0.25, 1024]}), r"top-level 'scales': has no scale 's' \(it has n\)"),
-        (lambda d: (d.pop("scales"), d.update(depth_multiple="a")), (r"top-level 'depth_multiple': must be a "
-                                                                      r"positive number, got 'a'")),
-        (lambda d: (d.pop("scales"), d.update(width_multiple=-1)), (r"top-level 'width_multiple': must be a "
-                                                                     r"positive number, got -1")),
+        (
+            lambda d: (d.pop("scales"), d.update(depth_multiple="a")),
+            (
+                r"top-level 'depth_multiple': must be a "
+                r"positive number, got 'a'"
+            ),
+        ),
+        (
+            lambda d: (d.pop("scales"), d.update(width_multiple=-1)),
+            (
+                r"top-level 'width_multiple': must be a "
+                r"positive number, got -1"
+            ),
+        ),
         (lambda d: d.update(kpt_shape="x"), r"top-level 'kpt_shape': must be \[keypoints, 2 or 3\] .*got 'x'"),
         (lambda d: d.update(kpt_shape=[17, 4]), r"top-level 'kpt_shape': must be \[keypoints, 2 or 3\]"),
         (lambda d: d.update(channels="x"), r"top-level 'channels': must be a positive integer \(input channels\)"),
@@ -211,8 +253,13 @@ def test_bad_top_level_keys_name_file_and_key(tmp_path, edit, message):
         ([8, 1, "Level", ["top"]], r"row 9 .*Level takes \[k\].*got \['top'\]"),
         ([8, 1, "Level", [-7]], r"row 9 .*Level takes \[k\].*got \[-7\]"),
         ([8, 1, "Level", [1]], r"row 10 \[8, 1, Level, \[1\]\]: output 1 of row 8 is already picked by row 9"),
-        ([7, 1, "Level", [0]], (r"row 9 \[7, 1, Level, \[0\]\]: Level must read a multi-output row \(such as "
-                                r"BiFPN\); row 7 is not one")),
+        (
+            [7, 1, "Level", [0]],
+            (
+                r"row 9 \[7, 1, Level, \[0\]\]: Level must read a multi-output row \(such as "
+                r"BiFPN\); row 7 is not one"
+            ),
+        ),
     ],
 )
 def test_bad_level_rows(tmp_path, level, message):
@@ -235,11 +282,14 @@ def test_a_scale_letter_given_in_code_is_checked():
         DetectionModel({**copy.deepcopy(EFFV2), "scale": 5}, verbose=False)
 
 
-@pytest.mark.parametrize("edit, key", [
-    (lambda d: d.pop("nc"), "'nc': missing"),
-    (lambda d: d.update(backbone={"a": 1}), "'backbone': must be a non-empty list"),
-    (lambda d: d.pop("backbone"), "'backbone': must be a non-empty list"),
-])  # (the BiFPN rows of the head make it a file with plugin rows)
+@pytest.mark.parametrize(
+    "edit, key",
+    [
+        (lambda d: d.pop("nc"), "'nc': missing"),
+        (lambda d: d.update(backbone={"a": 1}), "'backbone': must be a non-empty list"),
+        (lambda d: d.pop("backbone"), "'backbone': must be a non-empty list"),
+    ],
+)  # (the BiFPN rows of the head make it a file with plugin rows)
 def test_keys_the_model_class_reads_before_parsing_are_checked_on_load(tmp_path, edit, key):
     """Ultralytics' model class indexes ``nc`` (given ``nc=``) and ``backbone`` before its parser runs: a file with
     plugin rows is checked as it loads."""
@@ -255,8 +305,14 @@ def test_host_keys_of_a_file_without_plugin_rows_reach_the_host(tmp_path):
     """The same bad key in a host-only file is the host's business: its own error (or none), never the plugin's."""
     from ultralytics.nn.tasks import yaml_model_load
 
-    d = {"nc": 3, "reg_max": "a", "inplace": "x", "kpt_shape": "x", "backbone": [[-1, 1, "Conv", [16, 3, 2]]],
-         "head": [[[0], 1, "Detect", ["nc"]]]}
+    d = {
+        "nc": 3,
+        "reg_max": "a",
+        "inplace": "x",
+        "kpt_shape": "x",
+        "backbone": [[-1, 1, "Conv", [16, 3, 2]]],
+        "head": [[[0], 1, "Detect", ["nc"]]],
+    }
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(d, sort_keys=False))
     assert {k: yaml_model_load(str(path))[k] for k in ("reg_max", "inplace")} == {"reg_max": "a", "inplace": "x"}

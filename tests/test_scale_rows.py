@@ -67,16 +67,27 @@ def test_apply_leaves_the_dict_alone():
     assert scale_rows.apply(d, "s") is d and scale_rows.apply(_model(), "n") == _model()
 
 
-@pytest.mark.parametrize("spec, extra, message", [
-    ([3], {}, "must map scale letters to {backbone row index: row}"),
-    ({"m": {3: FUSED_4}}, {}, "scale 'm' is not in 'scales:' (n, s)"),
-    ({"n": [FUSED_4]}, {}, "n: must map backbone row indices to rows"),
-    ({"n": {9: FUSED_4}}, {}, "n: 9 is not a backbone row index (0 to 5)"),
-    ({"n": {"3": FUSED_4}}, {}, "n: '3' is not a backbone row index"),
-    ({"n": {3: [-1, 2, "FusedMBConv"]}}, {}, "n: row 3: a row has 4 fields"),
-    ({"n": {3: [1, 2, "FusedMBConv", [96, 3, 2, 4, 0]]}}, {}, "n: row 3: 'from' 1 differs from backbone row 3's -1"),
-    ({"n": {3: FUSED_4}}, {"scales": None, "depth_multiple": 0.33, "width_multiple": 0.25}, "needs a 'scales:' table"),
-])
+@pytest.mark.parametrize(
+    "spec, extra, message",
+    [
+        ([3], {}, "must map scale letters to {backbone row index: row}"),
+        ({"m": {3: FUSED_4}}, {}, "scale 'm' is not in 'scales:' (n, s)"),
+        ({"n": [FUSED_4]}, {}, "n: must map backbone row indices to rows"),
+        ({"n": {9: FUSED_4}}, {}, "n: 9 is not a backbone row index (0 to 5)"),
+        ({"n": {"3": FUSED_4}}, {}, "n: '3' is not a backbone row index"),
+        ({"n": {3: [-1, 2, "FusedMBConv"]}}, {}, "n: row 3: a row has 4 fields"),
+        (
+            {"n": {3: [1, 2, "FusedMBConv", [96, 3, 2, 4, 0]]}},
+            {},
+            "n: row 3: 'from' 1 differs from backbone row 3's -1",
+        ),
+        (
+            {"n": {3: FUSED_4}},
+            {"scales": None, "depth_multiple": 0.33, "width_multiple": 0.25},
+            "needs a 'scales:' table",
+        ),
+    ],
+)
 def test_bad_scale_rows_name_the_file_and_key(tmp_path, spec, extra, message):
     path = tmp_path / "bad.yaml"
     d = {**_model(scale_rows=spec), **extra}
@@ -88,15 +99,21 @@ def test_bad_scale_rows_name_the_file_and_key(tmp_path, spec, extra, message):
 
 def test_a_bad_row_given_for_a_scale_is_reported_like_a_backbone_row():
     with pytest.raises(ModelRowError, match=r"row 3 .*unknown module 'FusedMBconv'; did you mean 'FusedMBConv'"):
-        DetectionModel({**_model(scale_rows={"n": {3: [-1, 2, "FusedMBconv", [96, 3, 2, 4, 0]]}}), "scale": "n"},
-                       nc=3, verbose=False)
+        DetectionModel(
+            {**_model(scale_rows={"n": {3: [-1, 2, "FusedMBconv", [96, 3, 2, 4, 0]]}}), "scale": "n"},
+            nc=3,
+            verbose=False,
+        )
 
 
-@pytest.mark.parametrize("scale, stride8, stride16, stride32", [
-    ("n", (2, 2), "FusedMBConv", (5, 7)),
-    ("s", (4, 1), "FusedMBConv", (3, 5)),
-    ("m", (4, 2), "MBConv", (3, 8)),
-])
+@pytest.mark.parametrize(
+    "scale, stride8, stride16, stride32",
+    [
+        ("n", (2, 2), "FusedMBConv", (5, 7)),
+        ("s", (4, 1), "FusedMBConv", (3, 5)),
+        ("m", (4, 2), "MBConv", (3, 8)),
+    ],
+)
 def test_the_recommended_family_builds_its_own_rows_per_scale(scale, stride8, stride16, stride32):
     """yolov5_effv2.yaml's header, as built: Fused-MBConv in both stride-16 stages at n and s, MBConv from m up; at n
     the stride-8 stage is two blocks at expansion 2 (s: one at 4) and the stride-32 stage 7 blocks of 5x5 (s: 5 of 3x3).

@@ -27,8 +27,14 @@ from effdet_plugin.paths import model_yaml_dir
 ULTRALYTICS_YOLOV8 = Path(ultralytics.__file__).parent / "cfg" / "models" / "v8" / "yolov8.yaml"
 RECORDED = Path(__file__).parent / "data" / "swap_main"  # swap's outputs before the swap package (commit 6bb36b5)
 
-OWN_LAST_STAGE = {"yolov3u.yaml": 0, "yolov5su.yaml": 1, "yolo11s.yaml": 2, "yolov8s.yaml": 1, "yolo12s.yaml": 0,
-                  "yolo26s.yaml": 2}  # rows of SPPF/C2PSA the source's backbone ends in
+OWN_LAST_STAGE = {
+    "yolov3u.yaml": 0,
+    "yolov5su.yaml": 1,
+    "yolo11s.yaml": 2,
+    "yolov8s.yaml": 1,
+    "yolo12s.yaml": 0,
+    "yolo26s.yaml": 2,
+}  # rows of SPPF/C2PSA the source's backbone ends in
 SOURCES = [
     pytest.param("yolov3u.yaml", marks=pytest.mark.slow),  # a 60M-parameter source: ~5 s to build twice
     *("yolov5su.yaml", "yolo11s.yaml"),  # the fast set: one anchor-free C3 source and one C3k2/C2PSA source
@@ -84,8 +90,13 @@ def test_swap_builtin(source):
     assert y.shape[0] == 1 and torch.isfinite(y).all()
 
 
-@pytest.mark.parametrize("backbone", [name if name in ("effv2", "effb0") else pytest.param(name, marks=pytest.mark.slow)
-                                      for name in parts.BACKBONE_FILES])
+@pytest.mark.parametrize(
+    "backbone",
+    [
+        name if name in ("effv2", "effb0") else pytest.param(name, marks=pytest.mark.slow)
+        for name in parts.BACKBONE_FILES
+    ],
+)
 def test_graft_strides_are_the_built_models(backbone):
     """The strides swap takes from the stage tables (no model built) are those a forward pass of the shipped YAML
     measures, row by row: the taps it re-points the head to are really at 8/16/32."""
@@ -211,8 +222,15 @@ def _recorded(name: str, tmp_path: Path) -> tuple[str, str]:
     return (RECORDED / name).read_text(), out.read_text()
 
 
-@pytest.mark.parametrize("name", ["yolov8s-effv2.yaml", "yolov8s-effb0.yaml", "yolov8n-effv2-bifpn.yaml",
-                                  pytest.param("yolov5su-effv2-wide.yaml", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "yolov8s-effv2.yaml",
+        "yolov8s-effb0.yaml",
+        "yolov8n-effv2-bifpn.yaml",
+        pytest.param("yolov5su-effv2-wide.yaml", marks=pytest.mark.slow),
+    ],
+)
 def test_text_as_recorded(name, tmp_path):
     """A source whose backbone ends in SPPF alone writes the same text as before the swap package: its own SPPF row,
     kept now, is the one the shipped YAML brought then."""
@@ -232,8 +250,15 @@ def _with_own_last_stage(before: dict, tail: list) -> dict:
     return {**before, "backbone": before["backbone"][:-1] + tail, "head": head}
 
 
-@pytest.mark.parametrize("name", ["yolo11n-effv2.yaml", "yolo11n-effb0.yaml", "yolo11n-effv2-lite-bifpn.yaml",
-                                  pytest.param("yolo26n-effv2.yaml", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "yolo11n-effv2.yaml",
+        "yolo11n-effb0.yaml",
+        "yolo11n-effv2-lite-bifpn.yaml",
+        pytest.param("yolo26n-effv2.yaml", marks=pytest.mark.slow),
+    ],
+)
 def test_text_keeps_the_sources_last_stage(name, tmp_path):
     """YOLO11/YOLO26 sources keep their own SPPF and C2PSA rows (before the swap package, the shipped YAML's SPPF
     replaced both); everything else is written as before: the keys, the grafted rows, the head re-pointed."""
@@ -345,6 +370,7 @@ def test_source_is_output(checkpoint, tmp_path):
 
 def test_failed_pt_write_leaves_nothing(checkpoint, tmp_path, monkeypatch):
     """If writing OUT.pt fails, OUT.yaml (written first) is not left behind either, nor any temp file."""
+
     def torn(obj, f):  # the checkpoint writer fails half-way through the file
         f.write(b"PK\x03\x04 half a checkpoint")
         raise OSError("No space left on device")
@@ -392,8 +418,10 @@ def test_renamed_by_its_folder_is_refused(tmp_path):
     folder = tmp_path / "yolov5_runs"
     folder.mkdir()
     out = folder / "menu.yaml"
-    with pytest.raises(swap.SwapError, match=re.escape(f"{out}: ") + ".*" + re.escape(f"as {folder / 'men.yaml'}")
-                       + ".*name it menu-effv2.yaml$"):
+    with pytest.raises(
+        swap.SwapError,
+        match=re.escape(f"{out}: ") + ".*" + re.escape(f"as {folder / 'men.yaml'}") + ".*name it menu-effv2.yaml$",
+    ):
         swap.swap_to_files("yolov8n.yaml", out, "effv2")
     assert not list(folder.iterdir())
 
@@ -423,8 +451,10 @@ def test_scale_and_file_name(tmp_path):
     assert d["scale"] == "m"
     params = sum(p.numel() for p in _model(d).parameters())
 
-    with pytest.raises(swap.SwapError, match="yolov8s-effv2.yaml: Ultralytics reads scale 's' from this file name.*"
-                                             "name it yolov8m-effv2.yaml"):
+    with pytest.raises(
+        swap.SwapError,
+        match="yolov8s-effv2.yaml: Ultralytics reads scale 's' from this file name.*name it yolov8m-effv2.yaml",
+    ):
         swap.swap_to_files("yolov8s.yaml", tmp_path / "yolov8s-effv2.yaml", "effv2", scale="m")
     assert not list(tmp_path.iterdir())
 
@@ -473,9 +503,13 @@ def test_checkpoint_transfer_and_train(tmp_path, demo_data, cli):
     # yolov8 rows 12 and 15 read the backbone's P4/P3 through a Concat, whose width changes with the backbone;
     # only their first conv sees that width. SPPF's hidden width is half its input's: all of it but the output BN.
     # Everything else in the neck and head keeps its shape.
-    skipped = {f"model.{12 + shift}.cv1.conv.weight", f"model.{15 + shift}.cv1.conv.weight",
-               *(f"model.{sppf}.cv1.bn.{t}" for t in ("weight", "bias", "running_mean", "running_var")),
-               f"model.{sppf}.cv1.conv.weight", f"model.{sppf}.cv2.conv.weight"}
+    skipped = {
+        f"model.{12 + shift}.cv1.conv.weight",
+        f"model.{15 + shift}.cv1.conv.weight",
+        *(f"model.{sppf}.cv1.bn.{t}" for t in ("weight", "bias", "running_mean", "running_var")),
+        f"model.{sppf}.cv1.conv.weight",
+        f"model.{sppf}.cv2.conv.weight",
+    }
     m = re.search(r"transferred (\d+)/(\d+) tensors after the new backbone", proc.stdout)
     assert m and (int(m[1]), int(m[2])) == (len(head) - len(skipped), len(head)), proc.stdout
     assert set(re.findall(r"not transferred (\S+):", proc.stdout)) == skipped
@@ -490,9 +524,24 @@ def test_checkpoint_transfer_and_train(tmp_path, demo_data, cli):
     with torch.no_grad():
         assert torch.equal(a.model[18].eval()(x), b.model[18 + shift].eval()(x))
 
-    cli(["yolo", "train", f"model={out.with_suffix('.pt')}", f"data={demo_data}", "epochs=1", "imgsz=64", "batch=8",
-         "workers=0", "plots=False", "device=cpu", f"project={tmp_path / 'runs'}", "name=pt", "exist_ok=True"],
-        cwd=tmp_path)
+    cli(
+        [
+            "yolo",
+            "train",
+            f"model={out.with_suffix('.pt')}",
+            f"data={demo_data}",
+            "epochs=1",
+            "imgsz=64",
+            "batch=8",
+            "workers=0",
+            "plots=False",
+            "device=cpu",
+            f"project={tmp_path / 'runs'}",
+            "name=pt",
+            "exist_ok=True",
+        ],
+        cwd=tmp_path,
+    )
     assert (tmp_path / "runs" / "pt" / "weights" / "last.pt").is_file()
 
 
@@ -502,8 +551,24 @@ def test_cli_yaml_trains(tmp_path, demo_data, cli):
     out = tmp_path / "yolo11n-effv2.yaml"
     cli(["effdet-plugin", "swap", "yolo11s.yaml", "--backbone", "effv2", "--scale", "n", "-o", str(out)], cwd=tmp_path)
     assert yaml.safe_load(out.read_text())["scale"] == "n"
-    proc = cli(["yolo", "train", f"model={out}", f"data={demo_data}", "epochs=1", "imgsz=64", "batch=8", "workers=0",
-                "plots=False", "device=cpu", f"project={tmp_path / 'runs'}", "name=y", "exist_ok=True"], cwd=tmp_path)
+    proc = cli(
+        [
+            "yolo",
+            "train",
+            f"model={out}",
+            f"data={demo_data}",
+            "epochs=1",
+            "imgsz=64",
+            "batch=8",
+            "workers=0",
+            "plots=False",
+            "device=cpu",
+            f"project={tmp_path / 'runs'}",
+            "name=y",
+            "exist_ok=True",
+        ],
+        cwd=tmp_path,
+    )
     assert (tmp_path / "runs" / "y" / "weights" / "last.pt").is_file(), proc.stdout[-2000:]
 
 
@@ -515,13 +580,17 @@ def test_recommended_backbone_brings_its_per_scale_rows():
     assert d["scale"] == "n" and d["scale_rows"] == shipped["scale_rows"]
     text = yaml_text.dump_yaml(d)  # one row a line, before the rows it replaces, and read back as written
     assert "\nscale_rows:" in text and text.index("scale_rows:") < text.index("backbone:")
-    assert "\n  n:\n    3: [-1, 6, FusedMBConv, [192, 3, 2, 2, 0]]\n    4: [-1, 6, FusedMBConv, [192, 3, 2, 4, 0]]\n" in text
+    assert (
+        "\n  n:\n    3: [-1, 6, FusedMBConv, [192, 3, 2, 2, 0]]\n    4: [-1, 6, FusedMBConv, [192, 3, 2, 4, 0]]\n"
+        in text
+    )
     assert yaml.safe_load(text)["scale_rows"] == shipped["scale_rows"]
     ours = _model(d)
     ref = DetectionModel("yolov5n_effv2.yaml", nc=ours.yaml["nc"], verbose=False)
     n = len(shipped["backbone"])
-    assert [(k, v.shape) for k, v in ours.model[:n].state_dict().items()] == \
-           [(k, v.shape) for k, v in ref.model[:n].state_dict().items()]
+    assert [(k, v.shape) for k, v in ours.model[:n].state_dict().items()] == [
+        (k, v.shape) for k, v in ref.model[:n].state_dict().items()
+    ]
     classic = {k: v for k, v in d.items() if k not in ("scales", "scale")}
     for multiples, block in (((0.33, 0.25), "FusedMBConv"), ((0.67, 0.75), "MBConv"), ((0.5, 0.5), "MBConv")):
         c = {**deepcopy(classic), "depth_multiple": multiples[0], "width_multiple": multiples[1]}

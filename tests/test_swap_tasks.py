@@ -20,11 +20,16 @@ from effdet_plugin.hosts import ultralytics as host
 
 # The Ultralytics adapter builds plugin rows into a model only when it ends in a head it knows; Classify comes with
 # the task families (issue 43, item 1). Until it does, a classifier on a plugin backbone does not build.
-needs_classify = pytest.mark.skipif("Classify" not in host.HEADS,
-                                    reason="the Ultralytics adapter does not build plugin rows under a Classify head")
+needs_classify = pytest.mark.skipif(
+    "Classify" not in host.HEADS, reason="the Ultralytics adapter does not build plugin rows under a Classify head"
+)
 
-MODELS = {"segment": tasks.SegmentationModel, "pose": tasks.PoseModel, "obb": tasks.OBBModel,
-          "classify": tasks.ClassificationModel}
+MODELS = {
+    "segment": tasks.SegmentationModel,
+    "pose": tasks.PoseModel,
+    "obb": tasks.OBBModel,
+    "classify": tasks.ClassificationModel,
+}
 TASK_SOURCES = {  # source -> (task, head module, rows of SPPF/C2PSA its backbone ends in)
     "yolo11n-seg.yaml": ("segment", "Segment", 2),
     "yolo26n-pose.yaml": ("pose", "Pose26", 2),
@@ -49,8 +54,10 @@ def _inputs(model, n_backbone: int, size: int = 128) -> list[list[tuple[str, int
     """For each row after the backbone, what it reads: ('row', offset after the backbone) or ('stride', s) of the
     backbone row, measured by a forward pass of the built model."""
     sizes = {}
-    hooks = [m.register_forward_hook(lambda m, i, o, k=k: sizes.__setitem__(k, o.shape[-1]))
-             for k, m in enumerate(list(model.model)[:n_backbone])]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o, k=k: sizes.__setitem__(k, o.shape[-1]))
+        for k, m in enumerate(list(model.model)[:n_backbone])
+    ]
     with torch.no_grad():
         model.eval()(torch.zeros(1, 3, size, size))
     for h in hooks:
@@ -79,8 +86,9 @@ def test_swap_task_yaml(source):
     d = swap.swap_backbone(source, "effv2")
     assert d["backbone"][0][2] == "stem" and d["backbone"][-n_tail:] == src["backbone"][-n_tail:]
     assert [r[1:] for r in d["head"]] == [r[1:] for r in src["head"]]
-    assert {k: v for k, v in d.items() if k in ("nc", "kpt_shape", "end2end", "reg_max", "scales", "scale")} == \
-           {k: v for k, v in src.items() if k in ("nc", "kpt_shape", "end2end", "reg_max", "scales", "scale")}
+    assert {k: v for k, v in d.items() if k in ("nc", "kpt_shape", "end2end", "reg_max", "scales", "scale")} == {
+        k: v for k, v in src.items() if k in ("nc", "kpt_shape", "end2end", "reg_max", "scales", "scale")
+    }
 
     model, src_model = _build(d, task), _build(src, task)
     assert type(model.model[-1]).__name__ == head and tasks.guess_model_task(model) == task
@@ -102,7 +110,7 @@ def test_classifier_reads_a_pooled_p5(source, own):
     SPPF after the EfficientNet stages, as a detection source without its own does; Classify reads stride 32."""
     d = swap.swap_backbone(source, "effb0")
     shipped = tasks.yaml_model_load("yolov5n_effb0.yaml")["backbone"]
-    assert d["backbone"][: len(shipped)] == shipped and [r[2] for r in d["backbone"][len(shipped):]] == own
+    assert d["backbone"][: len(shipped)] == shipped and [r[2] for r in d["backbone"][len(shipped) :]] == own
     assert d["head"] == [[-1, 1, "Classify", ["nc"]]]
     assert _inputs(_build(d, "classify"), len(d["backbone"]), size=64) == [[("stride", 32)]]
 
@@ -135,9 +143,25 @@ def trained(tmp_path_factory):
         if task not in made:
             root = tmp_path_factory.mktemp(task)
             data = make_task_dataset(root / "data", task)
-            run_cli(["yolo", task, "train", f"model={source}", f"data={data}", "epochs=1", "imgsz=64", "batch=4",
-                     "workers=0", "plots=False", "device=cpu", f"project={root / 'runs'}", "name=t", "exist_ok=True"],
-                    cwd=root)
+            run_cli(
+                [
+                    "yolo",
+                    task,
+                    "train",
+                    f"model={source}",
+                    f"data={data}",
+                    "epochs=1",
+                    "imgsz=64",
+                    "batch=4",
+                    "workers=0",
+                    "plots=False",
+                    "device=cpu",
+                    f"project={root / 'runs'}",
+                    "name=t",
+                    "exist_ok=True",
+                ],
+                cwd=root,
+            )
             made[task] = root / "runs" / "t" / "weights" / "last.pt"
             assert made[task].is_file()
         return made[task]
@@ -146,9 +170,15 @@ def trained(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task, source", [("segment", "yolo11n-seg.yaml"), ("pose", "yolo26n-pose.yaml"),
-                                          ("obb", "yolo11n-obb.yaml"),
-                                          pytest.param("classify", "yolo26n-cls.yaml", marks=needs_classify)])
+@pytest.mark.parametrize(
+    "task, source",
+    [
+        ("segment", "yolo11n-seg.yaml"),
+        ("pose", "yolo26n-pose.yaml"),
+        ("obb", "yolo11n-obb.yaml"),
+        pytest.param("classify", "yolo26n-cls.yaml", marks=needs_classify),
+    ],
+)
 def test_trained_checkpoint_keeps_its_head(task, source, trained, tmp_path, capsys):
     """A checkpoint of each task: every tensor of its head (and of the rows whose inputs keep their widths) comes over
     unchanged; OUT.pt loads as that task's model, with its class names, and predicts. Only the rows that read the new
@@ -172,5 +202,9 @@ def test_trained_checkpoint_keeps_its_head(task, source, trained, tmp_path, caps
     assert all(int(k.split(".")[1]) < last for k in skipped)  # only rows that read the new backbone
 
     res = b.predict(torch.rand(1, 3, 64, 64), imgsz=64, device="cpu", verbose=False)[0]
-    assert {"segment": res.masks is not None or res.boxes is not None, "pose": res.keypoints is not None,
-            "obb": res.obb is not None, "classify": res.probs is not None}[task]
+    assert {
+        "segment": res.masks is not None or res.boxes is not None,
+        "pose": res.keypoints is not None,
+        "obb": res.obb is not None,
+        "classify": res.probs is not None,
+    }[task]

@@ -27,8 +27,10 @@ from effdet_plugin.hosts.yolov5_discovery import pickled_module
 from effdet_plugin.paths import model_yaml_dir
 
 CLASSIC_YAML = model_yaml_dir() / FOLDER / "yolov5n_effv2.yaml"  # a classic YOLOv5 YAML shipped with the plugin
-no_yolov5_here = pytest.mark.skipif(importlib.util.find_spec("yolov5") is not None,
-                                    reason="the yolov5 package is importable in this python: nothing to refuse")
+no_yolov5_here = pytest.mark.skipif(
+    importlib.util.find_spec("yolov5") is not None,
+    reason="the yolov5 package is importable in this python: nothing to refuse",
+)
 
 
 def _swap_cmd() -> list:
@@ -44,13 +46,31 @@ def test_classic_yaml_without_yolov5_is_refused_in_one_line(tmp_path):
     """This python has no YOLOv5: exit 2, one line naming the source and how to run the swap; nothing written."""
     out = tmp_path / "out.yaml"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-m", "effdet_plugin.commands.cli", "swap", str(CLASSIC_YAML), "--backbone",
-                           "effb0", "-o", str(out)], cwd=tmp_path, env={**env, "YOLO_OFFLINE": "1"},
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "effdet_plugin.commands.cli",
+            "swap",
+            str(CLASSIC_YAML),
+            "--backbone",
+            "effb0",
+            "-o",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env={**env, "YOLO_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
-    assert lines[0].startswith(f"effdet-plugin swap: error: {CLASSIC_YAML}: a classic YOLOv5 YAML is built with "
-                               f"YOLOv5 itself, and none is importable here;")
+    assert lines[0].startswith(
+        f"effdet-plugin swap: error: {CLASSIC_YAML}: a classic YOLOv5 YAML is built with "
+        f"YOLOv5 itself, and none is importable here;"
+    )
     assert "clone of ultralytics/yolov5" in lines[0] and "yolov5 package" in lines[0]
     assert list(tmp_path.iterdir()) == []
 
@@ -84,11 +104,17 @@ def test_classic_checkpoints_without_yolov5_are_refused(tmp_path, monkeypatch):
     _fake_checkpoint(tmp_path / "clone.pt", "models.yolo")
     assert pickled_module(tmp_path / "pkg.pt") == "yolov5.models.yolo"
     assert pickled_module(tmp_path / "clone.pt") == "models.yolo"
-    with pytest.raises(swap.SwapError, match=r"pkg\.pt: a checkpoint of the yolov5 package \(its model is pickled "
-                                             r"from yolov5\.models\.yolo\), which is not installed here; install it"):
+    with pytest.raises(
+        swap.SwapError,
+        match=r"pkg\.pt: a checkpoint of the yolov5 package \(its model is pickled "
+        r"from yolov5\.models\.yolo\), which is not installed here; install it",
+    ):
         swap.swap_to_files(tmp_path / "pkg.pt", tmp_path / "a.yaml", "effv2")
-    with pytest.raises(swap.SwapError, match=r"clone\.pt: a classic YOLOv5 checkpoint is built with YOLOv5 itself.*"
-                                             r"folder of a clone of ultralytics/yolov5, or install the yolov5 package"):
+    with pytest.raises(
+        swap.SwapError,
+        match=r"clone\.pt: a classic YOLOv5 checkpoint is built with YOLOv5 itself.*"
+        r"folder of a clone of ultralytics/yolov5, or install the yolov5 package",
+    ):
         swap.swap_to_files(tmp_path / "clone.pt", tmp_path / "a.yaml", "effv2")
     (tmp_path / "b.pt").write_bytes(b"mine")
     with pytest.raises(swap.SwapError, match=r"b\.pt: already exists; pass --force"):
@@ -161,8 +187,10 @@ def test_swap_package_yaml(tmp_path):
     assert [r[1:] for r in new["head"]] == [r[1:] for r in src["head"]]  # only `from` changed
     assert [r[0] for r in new["head"]] != [r[0] for r in src["head"]]
 
-    code = f"SRC, OUT = {str(src_file)!r}, {str(out)!r}\nNANO = {str(root / 'models' / 'yolov5n.yaml')!r}\n" \
-           f"BIFPN = {str(tmp_path / 'yolov5n-bifpn.yaml')!r}\n" + BUILD
+    code = (
+        f"SRC, OUT = {str(src_file)!r}, {str(out)!r}\nNANO = {str(root / 'models' / 'yolov5n.yaml')!r}\n"
+        f"BIFPN = {str(tmp_path / 'yolov5n-bifpn.yaml')!r}\n" + BUILD
+    )
     res = _script(code, tmp_path)
     assert res["new"]["stride"] == [8.0, 16.0, 32.0] and res["new"]["detect"] == "Detect"
     assert res["new"]["blocks"] == ["FusedMBConv", "MBConv"]
@@ -181,9 +209,36 @@ def trained_yolov5n(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("yolov5n-train")
     cfg = Path(_script(ROOT, root)) / "models" / "yolov5n.yaml"
     data = make_demo_dataset(root / "data", n_train=8, n_val=4, imgsz=64, seed=0)
-    _run([Path(PY).parent / "yolov5", "train", "--cfg", cfg, "--weights", "", "--data", data, "--imgsz", "64",
-          "--epochs", "1", "--batch_size", "4", "--device", "cpu", "--workers", "0", "--noplots", "--project",
-          root / "runs", "--name", "exp", "--exist_ok"], root, timeout=600)
+    _run(
+        [
+            Path(PY).parent / "yolov5",
+            "train",
+            "--cfg",
+            cfg,
+            "--weights",
+            "",
+            "--data",
+            data,
+            "--imgsz",
+            "64",
+            "--epochs",
+            "1",
+            "--batch_size",
+            "4",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--noplots",
+            "--project",
+            root / "runs",
+            "--name",
+            "exp",
+            "--exist_ok",
+        ],
+        root,
+        timeout=600,
+    )
     best = root / "runs" / "exp" / "weights" / "best.pt"
     assert best.is_file()
     return best, data
@@ -225,24 +280,61 @@ def test_swap_trained_checkpoint(trained_yolov5n, tmp_path):
     assert d["nc"] == 3 and d["anchors"] and d["head"][-1][2:] == ["Detect", ["nc", "anchors"]]
 
     res = _script(f"SRC, OUT = {str(best)!r}, {str(out.with_suffix('.pt'))!r}\n" + LOAD, tmp_path)
-    assert res["keys"] == sorted(["epoch", "best_fitness", "model", "ema", "updates", "optimizer", "opt", "git", "date",
-                                  "effdet_swap"])
+    assert res["keys"] == sorted(
+        ["epoch", "best_fitness", "model", "ema", "updates", "optimizer", "opt", "git", "date", "effdet_swap"]
+    )
     assert res["epoch"] == -1 and res["half"] and res["opt_imgsz"] == 64 and len(res["names"]) == 3
     assert res["model_class"] == "yolov5.models.yolo" and res["yaml_backbone"] == "FusedMBConv"
     assert res["stride"] == [8.0, 16.0, 32.0] and res["finite"]
     assert res["detect_keys"] and res["detect_equal"] and res["detect_tensors"] >= 7  # anchors, 3 convs x 2
 
-    val = _run([Path(PY).parent / "yolov5", "val", "--weights", out.with_suffix(".pt"), "--data", data, "--imgsz",
-                "64", "--device", "cpu", "--workers", "0", "--project", tmp_path / "runs", "--name", "val",
-                "--exist_ok"], tmp_path, timeout=600)
+    val = _run(
+        [
+            Path(PY).parent / "yolov5",
+            "val",
+            "--weights",
+            out.with_suffix(".pt"),
+            "--data",
+            data,
+            "--imgsz",
+            "64",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--project",
+            tmp_path / "runs",
+            "--name",
+            "val",
+            "--exist_ok",
+        ],
+        tmp_path,
+        timeout=600,
+    )
     assert " all " in val.stdout + val.stderr
 
     # this python has no YOLOv5: the package's checkpoint is refused in one line, and nothing is written
     if importlib.util.find_spec("yolov5") is None:
         env = {k: v for k, v in _env(tmp_path).items() if k != "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"}
-        refused = subprocess.run([sys.executable, "-m", "effdet_plugin.commands.cli", "swap", str(best), "--backbone",
-                                  "effv2", "-o", str(tmp_path / "x.yaml")], cwd=tmp_path, env=env,
-                                 capture_output=True, text=True, timeout=300, check=False)
+        refused = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "effdet_plugin.commands.cli",
+                "swap",
+                str(best),
+                "--backbone",
+                "effv2",
+                "-o",
+                str(tmp_path / "x.yaml"),
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
         assert "a checkpoint of the yolov5 package" in refused.stderr and not (tmp_path / "x.yaml").exists()
 
@@ -289,10 +381,35 @@ def test_swap_clone_checkpoint(tmp_path):
     assert res["module"] == "models.yolo" and Path(res["file"]).resolve().is_relative_to(repo.resolve())
     assert res["stride"] == [8.0, 16.0, 32.0] and res["detect_equal"]
     data = make_demo_dataset(tmp_path / "data", n_train=8, n_val=4, imgsz=64, seed=0)
-    train = _run([PY, "train.py", "--weights", out.with_suffix(".pt"), "--data", data, "--img", "64", "--epochs", "1",
-                  "--batch-size", "4", "--device", "cpu", "--workers", "0", "--noplots", "--project", tmp_path / "runs",
-                  "--name", "ft", "--exist-ok"], repo, timeout=600,
-                 YOLO_VERBOSE="True")  # the clone logs through Ultralytics' LOGGER (conftest quiets it)
+    train = _run(
+        [
+            PY,
+            "train.py",
+            "--weights",
+            out.with_suffix(".pt"),
+            "--data",
+            data,
+            "--img",
+            "64",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--noplots",
+            "--project",
+            tmp_path / "runs",
+            "--name",
+            "ft",
+            "--exist-ok",
+        ],
+        repo,
+        timeout=600,
+        YOLO_VERBOSE="True",
+    )  # the clone logs through Ultralytics' LOGGER (conftest quiets it)
     n = re.search(r"Transferred (\d+)/(\d+) items", train.stdout + train.stderr)
     assert n and n[1] == n[2], (train.stdout + train.stderr)[-2000:]
 
@@ -390,8 +507,15 @@ def test_classic_segment_yaml_and_checkpoint(tmp_path):
     assert res["stride"] == [8.0, 16.0, 32.0] and len(res["names"]) == 3 and res["proto"][1] == 32
     assert res["built"] == ["SegmentationModel", "Segment", [8.0, 16.0, 32.0]]
 
-    refused = subprocess.run([str(a) for a in (*_swap_cmd(), "cls.pt", "--backbone", "effv2", "-o", "cls-effv2.yaml")],
-                             cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300, check=False)
+    refused = subprocess.run(
+        [str(a) for a in (*_swap_cmd(), "cls.pt", "--backbone", "effv2", "-o", "cls-effv2.yaml")],
+        cwd=tmp_path,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     lines = refused.stderr.strip().splitlines()
     assert refused.returncode == 2 and len(lines) == 1, refused.stderr
     assert "cls.pt: its ClassificationModel was not built from a model YAML" in lines[0]

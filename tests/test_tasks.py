@@ -52,8 +52,9 @@ def _images(root: Path, task: str) -> Path:
 
 
 def _tensors(paths: list[Path]) -> torch.Tensor:
-    return torch.stack([torch.from_numpy(cv2.imread(str(p))[..., ::-1].copy()).permute(2, 0, 1).float() / 255
-                        for p in paths])
+    return torch.stack(
+        [torch.from_numpy(cv2.imread(str(p))[..., ::-1].copy()).permute(2, 0, 1).float() / 255 for p in paths]
+    )
 
 
 @pytest.mark.parametrize("task", list(CASES))
@@ -62,8 +63,25 @@ def test_train_reload_val_predict_export(task, tmp_path):
     data = make_demo_dataset(tmp_path / "data", n_train=16, n_val=8, imgsz=IMGSZ, seed=0, task=task)
     root = data if task == "classify" else data.parent
     runs = tmp_path / "runs"
-    run_cli(["yolo", task, "train", f"model={model}", f"data={data}", "epochs=1", "batch=8", "workers=0",
-             f"imgsz={IMGSZ}", "device=cpu", f"project={runs}", "name=train", "exist_ok=True", "plots=False"], tmp_path)
+    run_cli(
+        [
+            "yolo",
+            task,
+            "train",
+            f"model={model}",
+            f"data={data}",
+            "epochs=1",
+            "batch=8",
+            "workers=0",
+            f"imgsz={IMGSZ}",
+            "device=cpu",
+            f"project={runs}",
+            "name=train",
+            "exist_ok=True",
+            "plots=False",
+        ],
+        tmp_path,
+    )
     best = runs / "train" / "weights" / "best.pt"
     assert best.is_file()
     (row,) = csv.DictReader((runs / "train" / "results.csv").open())
@@ -71,9 +89,10 @@ def test_train_reload_val_predict_export(task, tmp_path):
     assert losses and all(math.isfinite(v) and v >= 0 for v in losses.values()), losses
 
     # a fresh process reloads the checkpoint (pickled plugin blocks), validates and predicts
-    out = run_cli([sys.executable, "-c", RELOAD, str(best), str(data), str(_images(root, task)), str(runs), field],
-                  tmp_path).stdout
-    result = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT"))[len("RESULT"):])
+    out = run_cli(
+        [sys.executable, "-c", RELOAD, str(best), str(data), str(_images(root, task)), str(runs), field], tmp_path
+    ).stdout
+    result = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT"))[len("RESULT") :])
     assert result["task"] == task and result["plugin"] and result["filled"], result
     assert result["predictions"] == len(list(_images(root, task).glob("*.jpg"))) > 0, result
     assert 0 <= result["fitness"] <= 1 + 1e-6, result
@@ -81,8 +100,9 @@ def test_train_reload_val_predict_export(task, tmp_path):
     # the user's export, in a fresh process; then parity on the reloaded model with a trained model's numerics
     run_cli(["yolo", "export", f"model={best}", "format=onnx", f"imgsz={IMGSZ}", "device=cpu"], tmp_path)
     images = sorted(_images(root, task).glob("*.jpg"))[:2]
-    _compare_onnx(best.with_suffix(".onnx"), _outputs(ultralytics.YOLO(str(best)).model, _tensors(images)), images,
-                  signal=False)
+    _compare_onnx(
+        best.with_suffix(".onnx"), _outputs(ultralytics.YOLO(str(best)).model, _tensors(images)), images, signal=False
+    )
     yolo = ultralytics.YOLO(str(best))
     _condition(yolo.model, _tensors(images))
     refs = _outputs(yolo.model, _tensors(images))
@@ -125,7 +145,7 @@ def _compare_onnx(onnx_file: Path, refs: list[np.ndarray], images: list[Path], s
     x = _tensors(images)
     session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    got = [np.concatenate(o) for o in zip(*(session.run(None, {name: x[k:k + 1].numpy()}) for k in range(len(x))))]
+    got = [np.concatenate(o) for o in zip(*(session.run(None, {name: x[k : k + 1].numpy()}) for k in range(len(x))))]
     assert len(got) == len(refs), ([o.shape for o in got], [r.shape for r in refs])
     for ref, o in zip(refs, got):
         tol = 1e-4 * max(1.0, float(np.abs(ref).max()))

@@ -55,8 +55,9 @@ def assert_untouched(model, before: dict[str, torch.Tensor]) -> None:
 def assert_backbone_equals(model, sd: dict, atol: float = 0.0) -> None:
     ours = model.state_dict()
     for k, theirs in torchvision_key_map(model).items():
-        torch.testing.assert_close(ours[k].float(), sd[theirs].float(), atol=atol, rtol=atol,
-                                   msg=lambda m, k=k: f"{k}: {m}")
+        torch.testing.assert_close(
+            ours[k].float(), sd[theirs].float(), atol=atol, rtol=atol, msg=lambda m, k=k: f"{k}: {m}"
+        )
 
 
 def test_load_from_file_and_dict(b0):
@@ -170,8 +171,10 @@ def test_ultralytics_checkpoint_is_named(ultralytics_checkpoint, b0, tmp_path):
     # the same checkpoint with its model as a state dict (loadable with weights_only): the same diagnosis
     sd_ckpt = tmp_path / "as_state_dict.pt"
     torch.save({"model": DetectionModel("yolov5n.yaml", verbose=False).state_dict(), "train_args": {}}, sd_ckpt)
-    with pytest.raises(PretrainedWeightsError, match=re.escape(f"{sd_ckpt}: an Ultralytics detection checkpoint")
-                       + ".*" + re.escape(EXPECTS)):
+    with pytest.raises(
+        PretrainedWeightsError,
+        match=re.escape(f"{sd_ckpt}: an Ultralytics detection checkpoint") + ".*" + re.escape(EXPECTS),
+    ):
         load_pretrained_backbone(model, sd_ckpt)
     assert_untouched(model, before)
 
@@ -182,8 +185,11 @@ def test_pickled_model_is_not_a_state_dict(b0, tmp_path):
     torch.save(torchvision.models.efficientnet_b0(weights=None), path)
     model = b0_model()
     before = snapshot(model)
-    with pytest.raises(PretrainedWeightsError, match=re.escape(f"{path}: holds pickled Python objects (")
-                       + ".*not a state dict of tensors.*save model.state_dict"):
+    with pytest.raises(
+        PretrainedWeightsError,
+        match=re.escape(f"{path}: holds pickled Python objects (")
+        + ".*not a state dict of tensors.*save model.state_dict",
+    ):
         load_pretrained_backbone(model, path)
     assert_untouched(model, before)
 
@@ -235,8 +241,19 @@ def test_trainer_rejects_weights_of_another_architecture(b0, demo_data, tmp_path
     """`pretrained=<.pth>` of the wrong architecture fails at model setup with the same message."""
     model = YOLO("yolov5n_effv2-s.yaml")
     with pytest.raises(PretrainedWeightsError, match="expected torchvision efficientnet_v2_s .* found efficientnet_b0"):
-        model.train(data=str(demo_data), pretrained=str(b0[1]), epochs=1, imgsz=64, batch=8, workers=0, plots=False,
-                    device="cpu", project=str(tmp_path), name="bad", val=False)
+        model.train(
+            data=str(demo_data),
+            pretrained=str(b0[1]),
+            epochs=1,
+            imgsz=64,
+            batch=8,
+            workers=0,
+            plots=False,
+            device="cpu",
+            project=str(tmp_path),
+            name="bad",
+            val=False,
+        )
 
 
 @pytest.mark.slow
@@ -253,8 +270,20 @@ def test_train_pretrained_freeze(b0, demo_data, tmp_path):
 
     model = YOLO("yolov5n_effb0.yaml")
     model.add_callback("on_train_start", on_train_start)
-    model.train(data=str(demo_data), pretrained=str(path), freeze=B0_FREEZE, epochs=1, imgsz=64, batch=8, workers=0,
-                plots=False, device="cpu", project=str(tmp_path), name="run", val=False)
+    model.train(
+        data=str(demo_data),
+        pretrained=str(path),
+        freeze=B0_FREEZE,
+        epochs=1,
+        imgsz=64,
+        batch=8,
+        workers=0,
+        plots=False,
+        device="cpu",
+        project=str(tmp_path),
+        name="run",
+        val=False,
+    )
     backbone = {k for k in seen["all"] if int(k.split(".")[1]) < B0_FREEZE}
     always = {k for k in seen["all"] if ".dfl" in k}  # Ultralytics always freezes Detect's DFL conv
     assert backbone and seen["frozen"] == backbone | always
@@ -267,9 +296,26 @@ def test_train_pretrained_freeze(b0, demo_data, tmp_path):
 def test_yolo_train_cli_pretrained(b0, demo_data, tmp_path):
     """`yolo train model=<yaml> pretrained=<torchvision .pth> freeze=8` in a fresh process (auto-activation)."""
     sd, path = b0
-    run_cli(["yolo", "train", "model=yolov5n_effb0.yaml", f"pretrained={path}", f"data={demo_data}", "epochs=1",
-                    "imgsz=64", "batch=8", "workers=0", "plots=False", "device=cpu", f"project={tmp_path}", "name=cli",
-                    f"freeze={B0_FREEZE}", "val=False"], cwd=tmp_path)
+    run_cli(
+        [
+            "yolo",
+            "train",
+            "model=yolov5n_effb0.yaml",
+            f"pretrained={path}",
+            f"data={demo_data}",
+            "epochs=1",
+            "imgsz=64",
+            "batch=8",
+            "workers=0",
+            "plots=False",
+            "device=cpu",
+            f"project={tmp_path}",
+            "name=cli",
+            f"freeze={B0_FREEZE}",
+            "val=False",
+        ],
+        cwd=tmp_path,
+    )
     assert_backbone_equals(load_checkpoint(tmp_path / "cli" / "weights" / "last.pt")[0], sd, atol=2e-3)
 
 
@@ -278,14 +324,38 @@ def test_convert_tool_then_train(b0, demo_data, tmp_path):
     """`effdet-plugin convert-weights` writes a checkpoint that training (`yolo train model=that.pt`) starts from."""
     sd, path = b0
     out = tmp_path / "yolov5n_effb0-imagenet.pt"
-    run_cli(["effdet-plugin", "convert-weights", "--model", "yolov5n_effb0.yaml", "--weights", str(path), "--out",
-             str(out), "--nc", "3"], cwd=tmp_path)
+    run_cli(
+        [
+            "effdet-plugin",
+            "convert-weights",
+            "--model",
+            "yolov5n_effb0.yaml",
+            "--weights",
+            str(path),
+            "--out",
+            str(out),
+            "--nc",
+            "3",
+        ],
+        cwd=tmp_path,
+    )
     converted = load_checkpoint(out)[0]
     assert_backbone_equals(converted, sd)  # FP32, bit-exact
     assert converted.yaml["nc"] == 3 and len(backbone_rows(converted)) == B0_FREEZE
 
-    YOLO(out).train(data=str(demo_data), epochs=1, imgsz=64, batch=8, workers=0, plots=False, device="cpu",
-                    project=str(tmp_path), name="ft", freeze=B0_FREEZE, val=False)
+    YOLO(out).train(
+        data=str(demo_data),
+        epochs=1,
+        imgsz=64,
+        batch=8,
+        workers=0,
+        plots=False,
+        device="cpu",
+        project=str(tmp_path),
+        name="ft",
+        freeze=B0_FREEZE,
+        val=False,
+    )
     assert_backbone_equals(load_checkpoint(tmp_path / "ft" / "weights" / "last.pt")[0], sd, atol=2e-3)
 
 
@@ -300,8 +370,15 @@ def test_convert_tool_errors(kind, b0, ultralytics_checkpoint, tmp_path, capsys)
     if kind == "text":
         weights.write_text("epochs: 3\n")
     out = tmp_path / "x.pt"
-    argv = ["convert-weights", "--model", "yolov5n_effv2-s.yaml" if kind == "architecture" else "yolov5n_effb0.yaml",
-            "--weights", str(weights), "--out", str(out)]
+    argv = [
+        "convert-weights",
+        "--model",
+        "yolov5n_effv2-s.yaml" if kind == "architecture" else "yolov5n_effb0.yaml",
+        "--weights",
+        str(weights),
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert not out.exists() and list(tmp_path.iterdir()) == ([weights] if kind == "text" else [])

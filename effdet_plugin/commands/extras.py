@@ -26,5 +26,5 @@ def require(what: str, modules: Iterable[str], extra: str) -> None:
     gone = missing(modules)
     if gone:
         raise MissingExtraError(
-            f"{what} needs {', '.join(gone)}, which a bare install lacks: pip install \"effdet-plugin[{extra}]\""
+            f'{what} needs {", ".join(gone)}, which a bare install lacks: pip install "effdet-plugin[{extra}]"'
         )

@@ -105,8 +105,14 @@ def coco_ground_truth(data_yaml: str | Path, split: str, out: str | Path) -> tup
             c, xc, yc, bw, bh = int(row[0]), *(float(v) for v in row[1:5])  # detection labels: first 5 columns
             box = [(xc - bw / 2) * w, (yc - bh / 2) * h, bw * w, bh * h]
             annotations.append(
-                {"id": len(annotations) + 1, "image_id": img_id, "category_id": c + 1, "bbox": box,
-                 "area": box[2] * box[3], "iscrowd": 0}
-            )  # fmt: skip
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": img_id,
+                    "category_id": c + 1,
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": 0,
+                }
+            )
     categories = [{"id": i + 1, "name": n} for i, n in names.items()]
     return write_json({"images": images, "annotations": annotations, "categories": categories}, out, indent=2), root

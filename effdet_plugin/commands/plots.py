@@ -58,8 +58,13 @@ def data_hash(kind: str, title: str, labels: Sequence[str], items: Sequence[Poin
             return [rounded(x) for x in v]
         return v
 
-    data = {"drawing": DRAWING, "kind": kind, "title": title, "labels": list(labels),
-            "items": [{k: rounded(v) for k, v in asdict(i).items()} for i in items]}  # fmt: skip
+    data = {
+        "drawing": DRAWING,
+        "kind": kind,
+        "title": title,
+        "labels": list(labels),
+        "items": [{k: rounded(v) for k, v in asdict(i).items()} for i in items],
+    }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -117,9 +122,14 @@ def accuracy_latency(points: Sequence[Point], path: str | Path, xlabel: str, yla
     for name, members in families.items():
         members = sorted(members, key=lambda p: p.latency_ms)
         curve = len(members) > 1
-        ax.errorbar([p.latency_ms for p in members], [p.map50_95 for p in members],
-                    yerr=[p.sd or 0 for p in members], fmt="o-" if curve else "o", capsize=3,
-                    label=name if curve else members[0].model)  # fmt: skip
+        ax.errorbar(
+            [p.latency_ms for p in members],
+            [p.map50_95 for p in members],
+            yerr=[p.sd or 0 for p in members],
+            fmt="o-" if curve else "o",
+            capsize=3,
+            label=name if curve else members[0].model,
+        )
         for p in members if curve else ():
             ax.annotate(p.letter, (p.latency_ms, p.map50_95), textcoords="offset points", xytext=(4, -10), fontsize=7)
     ax.set_xlabel(xlabel)

@@ -105,7 +105,11 @@ def check_unscored(rows: list[tuple[Path, dict]], keys: dict[tuple[str, int], tu
     for (model, seed), (ident, rid, name) in keys.items():
         for path, row in rows:
             if row["split"] == "test" and (row["identity"], row["recipe_id"], row["dataset"], row["seed"]) == (
-                    ident, rid, name, seed):  # fmt: skip
+                ident,
+                rid,
+                name,
+                seed,
+            ):
                 raise ProtocolError(
                     f"{Path(model).stem} seed {seed} already has a test score on {name} in {path} (model {ident}, "
                     f"recipe {rid}): test is scored once per frozen model; change the model to score it again"
@@ -115,8 +119,12 @@ def check_unscored(rows: list[tuple[Path, dict]], keys: dict[tuple[str, int], tu
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``protocol`` options to ``p``."""
     p.add_argument("--models", nargs="+", required=True, help="model YAML names/paths or .pt files")
-    p.add_argument("--role", required=True, choices=tuple(ROLES),
-                   help="choice: scored on val only, may inform choices; confirm: test scored once per frozen model")
+    p.add_argument(
+        "--role",
+        required=True,
+        choices=tuple(ROLES),
+        help="choice: scored on val only, may inform choices; confirm: test scored once per frozen model",
+    )
     p.add_argument("--dataset", default=None, help="the dataset's name in records (default: its data.yaml folder)")
     add_recipe_arguments(p)
     p.add_argument("--project", required=True, help="folder of the training runs; finished runs there are adopted")
@@ -132,8 +140,9 @@ def run(args: argparse.Namespace) -> int:
     name = args.dataset or dataset_name(args.data)
     out = Path(args.json)
     if out.exists():
-        raise ProtocolError(f"--json {out} exists: protocol records are the ledger of test scores, never overwritten; "
-                            "name a new file")  # fmt: skip
+        raise ProtocolError(
+            f"--json {out} exists: protocol records are the ledger of test scores, never overwritten; name a new file"
+        )
     models = list(args.models)
     check_models(models, per_scale=False)
     recipe = recipe_from_args(args, split)
@@ -160,12 +169,22 @@ def run(args: argparse.Namespace) -> int:
         for model in models:
             done: Finished = finished.get((model, seed)) or train_once(project, model, seed, recipe)
             m, m50, m75 = score(done.weights, ann, images, recipe, done.run / f"protocol_{split}_{recipe.checkpoint}")
-            rows.append({
-                "model": model, "dataset": name, "data": recipe.data, "role": args.role, "split": split,
-                "identity": idents[model], "recipe_id": rid, "recipe": recipe.fields(),
-                **done.scored(seed, (m, m50, m75)),
-                "adopted": (model, seed) in finished, "device": recipe.device_name, "reduced": recipe.reduced,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "model": model,
+                    "dataset": name,
+                    "data": recipe.data,
+                    "role": args.role,
+                    "split": split,
+                    "identity": idents[model],
+                    "recipe_id": rid,
+                    "recipe": recipe.fields(),
+                    **done.scored(seed, (m, m50, m75)),
+                    "adopted": (model, seed) in finished,
+                    "device": recipe.device_name,
+                    "reduced": recipe.reduced,
+                }
+            )
             write_record(out, "protocol", rows, meta=meta)
             print(f"protocol: {Path(model).stem} seed {seed}: mAP50-95 {m:.3f} on {name} '{split}'")
     print(f"wrote {out}")

@@ -46,19 +46,34 @@ class Recipe:
 
     def trained_with(self, model: str, seed: int) -> dict:
         """The trainer arguments a run of ``model`` with ``seed`` must have in its ``args.yaml`` to be this recipe's."""
-        return {"model": Path(model).stem, "data": self.data, "epochs": self.epochs, "imgsz": self.imgsz,
-                "batch": self.batch, "seed": seed, "pretrained": self.pretrained}  # fmt: skip
+        return {
+            "model": Path(model).stem,
+            "data": self.data,
+            "epochs": self.epochs,
+            "imgsz": self.imgsz,
+            "batch": self.batch,
+            "seed": seed,
+            "pretrained": self.pretrained,
+        }
 
     def fields(self) -> dict:
         """What makes two runs comparable, as records store it (``results.RECIPE_KEYS``)."""
-        return {"epochs": self.epochs, "imgsz": self.imgsz, "batch": self.batch, "pretrained": self.pretrained,
-                "progressive": self.progressive, "checkpoint": self.checkpoint}  # fmt: skip
+        return {
+            "epochs": self.epochs,
+            "imgsz": self.imgsz,
+            "batch": self.batch,
+            "pretrained": self.pretrained,
+            "progressive": self.progressive,
+            "checkpoint": self.checkpoint,
+        }
 
     def describe(self) -> str:
         """One line for the log."""
         where = "GPU" if self.device_name != "cpu" else "CPU"
-        return (f"{self.epochs} epochs at {self.imgsz} on {where}, batch {self.batch}, seeds "
-                f"{' '.join(map(str, self.seeds))}, {self.checkpoint}.pt scored on {self.dataset} '{self.split}'")
+        return (
+            f"{self.epochs} epochs at {self.imgsz} on {where}, batch {self.batch}, seeds "
+            f"{' '.join(map(str, self.seeds))}, {self.checkpoint}.pt scored on {self.dataset} '{self.split}'"
+        )
 
 
 def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,13 +89,21 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="training device: cpu or a CUDA index (default 0 if CUDA, else cpu)")
     p.add_argument("--batch", type=int, default=16, help="training batch size (default 16)")
     p.add_argument("--workers", type=int, default=2, help="dataloader workers (default 2)")
-    p.add_argument("--pretrained", nargs="?", const=True, default=False, metavar="WEIGHTS",
-                   help="alone: start .pt models from their weights; with WEIGHTS (a file, or efficientnet-lite0/1/2): "
-                        "start every model's EfficientNet backbone from those ImageNet weights (default: scratch)")
     p.add_argument(
-        "--checkpoint", choices=("best", "last"), default="best",
+        "--pretrained",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="WEIGHTS",
+        help="alone: start .pt models from their weights; with WEIGHTS (a file, or efficientnet-lite0/1/2): "
+        "start every model's EfficientNet backbone from those ImageNet weights (default: scratch)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        default="best",
         help="checkpoint to score: best.pt, chosen on val by Ultralytics (default), or last.pt, chosen by nothing",
-    )  # fmt: skip
+    )
     p.add_argument(
         "--progressive", action="store_true", help="train with progressive learning (progressive=True), own runs"
     )
@@ -101,8 +124,13 @@ def recipe_from_args(args: argparse.Namespace, split: str) -> Recipe:
     imgsz = args.imgsz if args.imgsz is not None else defaults["imgsz"]
     seeds = tuple(args.seeds) if args.seeds is not None else defaults["seeds"]
     latency_imgsz = args.latency_imgsz if args.latency_imgsz is not None else imgsz
-    for flag, v in (("epochs", epochs), ("imgsz", imgsz), ("latency-imgsz", latency_imgsz), ("batch", args.batch),
-                    ("repeats", args.repeats)):  # fmt: skip
+    for flag, v in (
+        ("epochs", epochs),
+        ("imgsz", imgsz),
+        ("latency-imgsz", latency_imgsz),
+        ("batch", args.batch),
+        ("repeats", args.repeats),
+    ):
         if v < 1:
             raise AccuracyError(f"--{flag} must be a positive integer, got {v}")
     if args.workers < 0:
@@ -110,10 +138,24 @@ def recipe_from_args(args: argparse.Namespace, split: str) -> Recipe:
     if len(set(seeds)) != len(seeds):
         raise AccuracyError(f"--seeds lists a seed twice: {list(seeds)}")
     reduced = dev.type != "cuda" or (imgsz, epochs, len(seeds)) < (
-        GPU_RECIPE["imgsz"], GPU_RECIPE["epochs"], len(GPU_RECIPE["seeds"]))  # fmt: skip
+        GPU_RECIPE["imgsz"],
+        GPU_RECIPE["epochs"],
+        len(GPU_RECIPE["seeds"]),
+    )
     return Recipe(
-        data=str(Path(args.data).resolve()), split=split, epochs=epochs, imgsz=imgsz, batch=args.batch, seeds=seeds,
-        device=device, device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        workers=args.workers, pretrained=args.pretrained, progressive=args.progressive, checkpoint=args.checkpoint,
-        latency_imgsz=latency_imgsz, repeats=args.repeats, reduced=reduced,
-    )  # fmt: skip
+        data=str(Path(args.data).resolve()),
+        split=split,
+        epochs=epochs,
+        imgsz=imgsz,
+        batch=args.batch,
+        seeds=seeds,
+        device=device,
+        device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        workers=args.workers,
+        pretrained=args.pretrained,
+        progressive=args.progressive,
+        checkpoint=args.checkpoint,
+        latency_imgsz=latency_imgsz,
+        repeats=args.repeats,
+        reduced=reduced,
+    )

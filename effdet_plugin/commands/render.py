@@ -41,8 +41,11 @@ def stale(root: Path, store_dir: str = "results") -> tuple[dict[Path, str], list
         new = markers.replace(text, contents, page)
         if new != text:
             changed[page] = new
-            lines += [f"{page}: table {b.name} is stale" for b in markers.blocks(text, page)
-                      if text[b.start:b.end].strip("\n") != contents[b.name].strip("\n")]  # fmt: skip
+            lines += [
+                f"{page}: table {b.name} is stale"
+                for b in markers.blocks(text, page)
+                if text[b.start : b.end].strip("\n") != contents[b.name].strip("\n")
+            ]
     old_plots = []
     for view in plot_views.values():
         if plots.stamp_of(root / view.file) != views.plot_stamp(view, store):
@@ -55,8 +58,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``render`` options to ``p``."""
     what = p.add_mutually_exclusive_group()
     what.add_argument("--check", action="store_true", help="write nothing; exit 1 listing every stale table or plot")
-    what.add_argument("--figures", action="store_true",
-                      help="exit 1 listing every figure typed by hand (outside rendered blocks) absent from the store")
+    what.add_argument(
+        "--figures",
+        action="store_true",
+        help="exit 1 listing every figure typed by hand (outside rendered blocks) absent from the store",
+    )
     p.add_argument("--root", default=".", help="the repository: README.md, docs/ and results/ (default: here)")
 
 

@@ -25,7 +25,7 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,14 @@ def machine() -> dict:
 def _commit() -> str | None:
     """The git commit of the effdet_plugin source when it runs from a clone (None when installed)."""
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True,
-                             timeout=10, check=True)  # fmt: skip
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
         return out.stdout.strip() or None
     return None
 
@@ -85,14 +91,22 @@ def versions(packages: Iterable[str] = ()) -> dict:
 def make_meta(argv: Sequence[str] | None = None, packages: Iterable[str] = ()) -> dict:
     """A record's ``meta``: the command line as run (``argv`` after the program name), machine, versions, date."""
     line = ["effdet-plugin", *argv] if argv is not None else [Path(sys.argv[0]).name, *sys.argv[1:]]
-    return {"argv": line, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-            "versions": versions(packages)}  # fmt: skip
+    return {
+        "argv": line,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "versions": versions(packages),
+    }
 
 
 def write_record(
-    path: str | Path, kind: str, rows: list[dict], argv: Sequence[str] | None = None, packages: Iterable[str] = (),
+    path: str | Path,
+    kind: str,
+    rows: list[dict],
+    argv: Sequence[str] | None = None,
+    packages: Iterable[str] = (),
     meta: dict | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     """Write ``rows`` as a ``kind`` record to ``path`` atomically (``meta`` made now unless given); return the path."""
     if kind not in KINDS:
         raise ValueError(f"record kind {kind!r}: expected one of {', '.join(KINDS)}")
@@ -186,8 +200,17 @@ class _Reader:
         named = kind if isinstance(kind, tuple) else (kind,)
         kinds = (*named, int) if float in named else named  # an integer is a number
         if isinstance(v, bool) and bool not in kinds or not isinstance(v, kinds):
-            names = " or ".join({int: "an integer", float: "a number", str: "a string", bool: "true/false",
-                                 list: "a list", dict: "an object"}[k] for k in named)  # fmt: skip
+            names = " or ".join(
+                {
+                    int: "an integer",
+                    float: "a number",
+                    str: "a string",
+                    bool: "true/false",
+                    list: "a list",
+                    dict: "an object",
+                }[k]
+                for k in named
+            )
             raise self.fail(at, f"expected {names}, found {v!r}"[:300])
         return v
 
@@ -202,8 +225,12 @@ class _Reader:
         at = f"{where}.curve"
         epoch = self.numbers(c, "epoch", at, int)
         losses = self.get(c, "losses", at, dict)
-        curve = Curve(epoch, self.numbers(c, "map50", at), self.numbers(c, "map50_95", at),
-                      {k: self.numbers(losses, k, f"{at}.losses") for k in losses})  # fmt: skip
+        curve = Curve(
+            epoch,
+            self.numbers(c, "map50", at),
+            self.numbers(c, "map50_95", at),
+            {k: self.numbers(losses, k, f"{at}.losses") for k in losses},
+        )
         for name, values in (("map50", curve.map50), ("map50_95", curve.map50_95), *curve.losses.items()):
             if len(values) != len(epoch):
                 raise self.fail(f"{at}.{name}", f"{len(values)} values for {len(epoch)} epochs")
@@ -212,14 +239,25 @@ class _Reader:
     def run(self, obj: Mapping, where: str) -> Run:
         g = self.get
         return Run(
-            g(obj, "seed", where, int), g(obj, "map50_95", where, float), g(obj, "map50", where, float),
-            g(obj, "map75", where, float), g(obj, "train_s", where, float, optional=True),
-            g(obj, "best_epoch", where, int, optional=True), g(obj, "weights", where, str), self.curve(obj, where),
-        )  # fmt: skip
+            g(obj, "seed", where, int),
+            g(obj, "map50_95", where, float),
+            g(obj, "map50", where, float),
+            g(obj, "map75", where, float),
+            g(obj, "train_s", where, float, optional=True),
+            g(obj, "best_epoch", where, int, optional=True),
+            g(obj, "weights", where, str),
+            self.curve(obj, where),
+        )
 
     def recipe(self, obj: Mapping, where: str) -> dict:
-        kinds = {"epochs": int, "imgsz": int, "batch": int, "pretrained": (bool, str), "progressive": bool,
-                 "checkpoint": str}
+        kinds = {
+            "epochs": int,
+            "imgsz": int,
+            "batch": int,
+            "pretrained": (bool, str),
+            "progressive": bool,
+            "checkpoint": str,
+        }
         return {k: self.get(obj, k, where, kinds[k]) for k in RECIPE_KEYS}
 
     def timing(self, row: Mapping, where: str) -> Timing:
@@ -229,9 +267,17 @@ class _Reader:
         figures = {r.key: g(row, r.key, where, float) for r in RUNTIMES.values() if r.key in row}
         if "latency_ms" not in figures:
             raise self.fail(f"{where}.latency_ms", "missing")
-        return Timing(g(row, "model", where, str), g(row, "imgsz", where, int), g(row, "batch", where, int),
-                      g(row, "device", where, str), g(row, "threads", where, int), g(row, "params", where, int),
-                      g(row, "gflops", where, float), figures, self.path)  # fmt: skip
+        return Timing(
+            g(row, "model", where, str),
+            g(row, "imgsz", where, int),
+            g(row, "batch", where, int),
+            g(row, "device", where, str),
+            g(row, "threads", where, int),
+            g(row, "params", where, int),
+            g(row, "gflops", where, float),
+            figures,
+            self.path,
+        )
 
     def scores(self, row: Mapping, where: str, kind: str) -> list[Score]:
         g = self.get
@@ -239,9 +285,17 @@ class _Reader:
         if kind == "accuracy":
             split, recipe = g(row, "eval_split", where, str), self.recipe(row, where)
             runs = g(row, "runs", where, list)
-            return [Score(model, dataset, split, recipe,
-                          self.run(self.check(run, f"{where}.runs[{i}]", dict), f"{where}.runs[{i}]"), self.path)
-                    for i, run in enumerate(runs)]  # fmt: skip
+            return [
+                Score(
+                    model,
+                    dataset,
+                    split,
+                    recipe,
+                    self.run(self.check(run, f"{where}.runs[{i}]", dict), f"{where}.runs[{i}]"),
+                    self.path,
+                )
+                for i, run in enumerate(runs)
+            ]
         recipe = self.recipe(g(row, "recipe", where, dict), f"{where}.recipe")
         for key in ("identity", "recipe_id", "role"):
             g(row, key, where, str)

@@ -32,8 +32,16 @@ class Finished(NamedTuple):
         """The run as records keep it, with the (mAP50-95, mAP50, mAP75) it scored: seed, mAPs, training seconds, best
         epoch, checkpoint and validation curve."""
         m, m50, m75 = maps
-        return {"seed": seed, "map50_95": m, "map50": m50, "map75": m75, "train_s": self.seconds,
-                "best_epoch": self.best_epoch, "weights": str(self.weights), "curve": read_curve(self.run)}
+        return {
+            "seed": seed,
+            "map50_95": m,
+            "map50": m50,
+            "map75": m75,
+            "train_s": self.seconds,
+            "best_epoch": self.best_epoch,
+            "weights": str(self.weights),
+            "curve": read_curve(self.run),
+        }
 
 
 @dataclass(frozen=True)
@@ -137,12 +145,21 @@ def train_once(project: Project, model: str, seed: int, recipe: Recipe) -> Finis
     run = project.run_dir(model, seed, recipe)
     yolo = YOLO(model)
     yolo.train(
-        data=recipe.data, epochs=recipe.epochs, imgsz=recipe.imgsz, batch=recipe.batch, device=recipe.device,
-        workers=recipe.workers, seed=seed, deterministic=True,
+        data=recipe.data,
+        epochs=recipe.epochs,
+        imgsz=recipe.imgsz,
+        batch=recipe.batch,
+        device=recipe.device,
+        workers=recipe.workers,
+        seed=seed,
+        deterministic=True,
         pretrained=recipe.pretrained,  # False: a .pt model is rebuilt from its YAML with fresh weights
-        project=str(run.parent), name=run.name, exist_ok=True, plots=False,
+        project=str(run.parent),
+        name=run.name,
+        exist_ok=True,
+        plots=False,
         **({"progressive": True} if recipe.progressive else {}),  # a plugin key: plain runs' args.yaml stay as before
-    )  # fmt: skip
+    )
     trainer = yolo.trainer
     _, seconds, best_epoch = run_record(Path(trainer.save_dir))
     weights = trainer.best if recipe.checkpoint == "best" and trainer.best.exists() else trainer.last

@@ -10,9 +10,8 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from pathlib import Path
-from typing import Callable
 
 import torch
 

@@ -113,7 +113,11 @@ def _rows(spec: Any, at: str, path: Path) -> tuple[Row, ...]:
         if isinstance(item, str):
             rows.append(Row(item, item))
             continue
-        if not isinstance(item, dict) or not isinstance(item.get("model"), str) or set(item) - {"model", "label", "where"}:
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("model"), str)
+            or set(item) - {"model", "label", "where"}
+        ):
             raise RenderError(f"{path}: {at}[{i}]: expected a file stem or {{model, label, where}}, found {item!r}")
         where = _select({"where": item.get("where")}, f"{at}[{i}]", path).where
         rows.append(Row(item["model"], str(item.get("label", item["model"])), where))
@@ -127,8 +131,11 @@ def _view(name: str, spec: Any, what: str, path: Path) -> View:
     at = f"{what}s.{name}"
     if not isinstance(spec, dict):
         raise RenderError(f"{path}: {at}: expected a mapping, found {spec!r}")
-    keys = {"models", "baseline", "cost", "scores", "datasets", "columns"} if what == "table" else \
-        {"kind", "file", "models", "cost", "scores", "dataset", "title"}  # fmt: skip
+    keys = (
+        {"models", "baseline", "cost", "scores", "datasets", "columns"}
+        if what == "table"
+        else {"kind", "file", "models", "cost", "scores", "dataset", "title"}
+    )
     if set(spec) - keys:
         raise RenderError(f"{path}: {at}: unknown key(s) {sorted(set(spec) - keys)}; expected some of {sorted(keys)}")
     models = _rows(spec.get("models"), f"{at}.models", path)
@@ -223,12 +230,21 @@ class Store:
             return {}
         first = found[0][0]
         self.used |= {t.source for t, _ in found}
-        ratios = [t.figures[key] / peers[baseline].figures[key] for t, peers in found
-                  if baseline in peers and key in t.figures and key in peers[baseline].figures]  # fmt: skip
+        ratios = [
+            t.figures[key] / peers[baseline].figures[key]
+            for t, peers in found
+            if baseline in peers and key in t.figures and key in peers[baseline].figures
+        ]
         values = [t.figures[key] for t, _ in found if key in t.figures]
-        return {"params": first.params, "gflops": first.gflops, "imgsz": first.imgsz, "device": first.device,
-                "value": statistics.median(values) if values else None,
-                "ratio": statistics.median(ratios) if ratios else None, "ratios": len(ratios)}  # fmt: skip
+        return {
+            "params": first.params,
+            "gflops": first.gflops,
+            "imgsz": first.imgsz,
+            "device": first.device,
+            "value": statistics.median(values) if values else None,
+            "ratio": statistics.median(ratios) if ratios else None,
+            "ratios": len(ratios),
+        }
 
 
 # ----------------------------------------------------------------------------------------------------------- tables
@@ -274,8 +290,15 @@ def _header(column: str, view: View, imgsz: int | None) -> list[str]:
         title = {"map": "mAP50-95", "map50": "mAP50", "verdict": "vs baseline"}[base]
         return [f"{title} {d}" for d in view.datasets]
     runtime = next(r.title for r in RUNTIMES.values() if r.key == (key or "latency_ms"))
-    return [{"model": "model", "params": "params (M)", "gflops": f"GFLOPs ({imgsz or '?'})",
-             "latency": f"{runtime} ÷ baseline", "latency_ms": f"{runtime} (ms)"}[base]]  # fmt: skip
+    return [
+        {
+            "model": "model",
+            "params": "params (M)",
+            "gflops": f"GFLOPs ({imgsz or '?'})",
+            "latency": f"{runtime} ÷ baseline",
+            "latency_ms": f"{runtime} (ms)",
+        }[base]
+    ]
 
 
 def table(view: View, store: Store) -> str:
@@ -312,8 +335,12 @@ def table(view: View, store: Store) -> str:
     out = [f"| {' | '.join(header)} |", f"| {' | '.join(align)} |", *(f"| {' | '.join(c)} |" for c in lines)]
     sources = ", ".join(sorted(f"results/{p.name}" for p in store.used)) or "no record yet"
     split = f" on the '{view.scores.split}' split" if view.scores.split else ""
-    note = (f"mAP: mean ± sd over seeds (count){split}, pycocotools; verdict: Welch's t-test against the baseline, "
-            "level when p > 0.05 or below 3 seeds" if any(c in PER_DATASET for c in view.columns) else "")  # fmt: skip
+    note = (
+        f"mAP: mean ± sd over seeds (count){split}, pycocotools; verdict: Welch's t-test against the baseline, "
+        "level when p > 0.05 or below 3 seeds"
+        if any(c in PER_DATASET for c in view.columns)
+        else ""
+    )
     return "\n".join(out) + f"\n\n<sub>{note + '. ' if note else ''}From {sources}.</sub>"
 
 
@@ -331,8 +358,17 @@ def plot_items(view: View, store: Store) -> tuple[list, str, tuple[str, ...]]:
                 devices.add(cost["device"])
                 maps = [r.map50_95 for r in runs]
                 letter = scale_letter(row.model + ".yaml") if row.label == row.model else ""
-                items.append(plots.Point(row.label, unified_stem(row.model) if letter else row.label, letter,
-                                         cost["value"], statistics.fmean(maps), spread(maps), len(maps)))  # fmt: skip
+                items.append(
+                    plots.Point(
+                        row.label,
+                        unified_stem(row.model) if letter else row.label,
+                        letter,
+                        cost["value"],
+                        statistics.fmean(maps),
+                        spread(maps),
+                        len(maps),
+                    )
+                )
         else:
             curves = [r.curve for r in runs if r.curve is not None and r.curve.epoch]
             if curves:

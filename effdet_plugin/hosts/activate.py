@@ -75,5 +75,8 @@ def _guarded(install) -> None:
     try:
         install()
     except Exception as e:  # noqa: BLE001  (never break the host's import for users who do not use the plugin)
-        warnings.warn(f"effdet-plugin: auto-activation failed ({type(e).__name__}: {e}); "
-                      f"call effdet_plugin.register() to see the full error", stacklevel=3)
+        warnings.warn(
+            f"effdet-plugin: auto-activation failed ({type(e).__name__}: {e}); "
+            f"call effdet_plugin.register() to see the full error",
+            stacklevel=3,
+        )

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 class HostChangedError(RuntimeError):
@@ -34,8 +35,14 @@ class Seam:
 _SEAMS: dict[tuple[int, str], Seam] = {}
 
 
-def rebind(owner: Any, name: str, make_wrapper: Callable[[Any], Any], *, params: tuple[str, ...] = (),
-           also: tuple[str, ...] = ()) -> Seam:
+def rebind(
+    owner: Any,
+    name: str,
+    make_wrapper: Callable[[Any], Any],
+    *,
+    params: tuple[str, ...] = (),
+    also: tuple[str, ...] = (),
+) -> Seam:
     """Replace ``owner.name`` by ``make_wrapper(original)``, also in the loaded modules ``also`` that hold it.
 
     The same ``make_wrapper`` again is a no-op; another one for the same name (the "plugin is off" seam, then
@@ -59,8 +66,10 @@ def rebind(owner: Any, name: str, make_wrapper: Callable[[Any], Any], *, params:
         except (TypeError, ValueError):
             have = ()
         if have != params:
-            raise HostChangedError(f"effdet-plugin cannot hook {host}: expected parameters ({', '.join(params)}), "
-                                   f"found ({', '.join(have)})")
+            raise HostChangedError(
+                f"effdet-plugin cannot hook {host}: expected parameters ({', '.join(params)}), "
+                f"found ({', '.join(have)})"
+            )
     seam = Seam(owner, name, original, make_wrapper(original), make_wrapper)
     setattr(owner, name, seam.wrapper)
     seam.holders.append(owner)

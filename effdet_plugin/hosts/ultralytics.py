@@ -37,11 +37,31 @@ from effdet_plugin.rows import (
 )
 
 SUPPORTED = ">=8.4.0,<8.5.0"
-HEADS = frozenset({"Detect", "v10Detect", "Segment", "Segment26", "Pose", "Pose26", "OBB", "OBB26", "YOLOEDetect",
-                   "YOLOESegment", "YOLOESegment26", "WorldDetect", "Classify"})
+HEADS = frozenset(
+    {
+        "Detect",
+        "v10Detect",
+        "Segment",
+        "Segment26",
+        "Pose",
+        "Pose26",
+        "OBB",
+        "OBB26",
+        "YOLOEDetect",
+        "YOLOESegment",
+        "YOLOESegment26",
+        "WorldDetect",
+        "Classify",
+    }
+)
 _ENGINE = ("ultralytics.nn", "ultralytics.engine.model", "ultralytics.engine.trainer")  # import the names by name
-TASK_MODELS = {"detect": "DetectionModel", "segment": "SegmentationModel", "pose": "PoseModel", "obb": "OBBModel",
-               "classify": "ClassificationModel"}  # task -> the ultralytics.nn.tasks class YOLO(path) builds it with
+TASK_MODELS = {
+    "detect": "DetectionModel",
+    "segment": "SegmentationModel",
+    "pose": "PoseModel",
+    "obb": "OBBModel",
+    "classify": "ClassificationModel",
+}  # task -> the ultralytics.nn.tasks class YOLO(path) builds it with
 
 
 def check_version() -> None:
@@ -74,14 +94,19 @@ def int8_export_args() -> dict:
 
 # The top-level keys Ultralytics reads from a model dict (its model classes and parse_model), beyond keys.COMMON
 KEYS: dict[str, keys.Key] = {
-    "scales": keys.Key("a mapping of scale letters to [depth, width, max_channels], each a positive number",
-                       keys.is_scales),
+    "scales": keys.Key(
+        "a mapping of scale letters to [depth, width, max_channels], each a positive number", keys.is_scales
+    ),
     "scale": keys.Key("a scale letter (n, s, m, l, x) or empty", lambda x: x is None or isinstance(x, str)),
     "channels": keys.Key("a positive integer (input channels)", keys.is_positive_int),
     "reg_max": keys.Key("a positive integer (16; 1 for YOLO26 heads)", keys.is_positive_int),
     "end2end": keys.Key("true or false", lambda x: x is None or isinstance(x, bool)),
-    "kpt_shape": keys.Key("[keypoints, 2 or 3] (e.g. [17, 3])", lambda x: isinstance(x, list) and len(x) == 2
-                          and keys.is_positive_int(x[0]) and is_index(x[1]) and x[1] in (2, 3)),
+    "kpt_shape": keys.Key(
+        "[keypoints, 2 or 3] (e.g. [17, 3])",
+        lambda x: (
+            isinstance(x, list) and len(x) == 2 and keys.is_positive_int(x[0]) and is_index(x[1]) and x[1] in (2, 3)
+        ),
+    ),
 }
 
 

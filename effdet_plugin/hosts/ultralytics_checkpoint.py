@@ -31,8 +31,9 @@ def _base_model(model) -> nn.Module:
     raise TypeError(f"expected an Ultralytics YOLO or model (DetectionModel, ...), got {type(model).__name__}")
 
 
-def save_checkpoint(model, path: str | Path, *, half: bool = False, train_args: dict | None = None,
-                    extra: dict | None = None) -> Path:
+def save_checkpoint(
+    model, path: str | Path, *, half: bool = False, train_args: dict | None = None, extra: dict | None = None
+) -> Path:
     """Write ``model`` (a ``YOLO`` or ``BaseModel``) atomically as an Ultralytics checkpoint; return the path.
 
     Args:

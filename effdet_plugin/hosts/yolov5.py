@@ -88,9 +88,11 @@ def is_yolov5(module: ModuleType) -> bool:
     return (
         callable(g.get("parse_model"))
         and _params(g["parse_model"]) == ("d", "ch")
-        and isinstance(detect, type) and issubclass(detect, nn.Module)
+        and isinstance(detect, type)
+        and issubclass(detect, nn.Module)
         and _params(detect.__init__)[:3] == ("self", "nc", "anchors")
-        and isinstance(conv, type) and issubclass(conv, nn.Module)
+        and isinstance(conv, type)
+        and issubclass(conv, nn.Module)
         and isinstance(g.get("Concat"), type)
         and callable(g.get("make_divisible"))
         and isinstance(g.get("LOGGER"), logging.Logger)
@@ -103,8 +105,11 @@ def _is_anchors(x) -> bool:
     """A list of ``[w, h, ...]`` anchors per level, or an anchor count."""
     if is_index(x):
         return x > 0
-    return isinstance(x, list) and bool(x) and all(
-        isinstance(a, list) and a and len(a) % 2 == 0 and all(map(keys.is_positive_number, a)) for a in x)
+    return (
+        isinstance(x, list)
+        and bool(x)
+        and all(isinstance(a, list) and a and len(a) % 2 == 0 and all(map(keys.is_positive_number, a)) for a in x)
+    )
 
 
 _MULTIPLE = "a positive number (YOLOv5 scales every row by it: e.g. 0.33 and 0.50 for s)"
@@ -112,11 +117,15 @@ _MULTIPLE = "a positive number (YOLOv5 scales every row by it: e.g. 0.33 and 0.5
 KEYS: dict[str, keys.Key] = {
     "depth_multiple": keys.Key(_MULTIPLE, keys.is_positive_number, missing=f"YOLOv5 needs {_MULTIPLE}"),
     "width_multiple": keys.Key(_MULTIPLE, keys.is_positive_number, missing=f"YOLOv5 needs {_MULTIPLE}"),
-    "anchors": keys.Key("a list of [w, h, ...] anchors per level or an anchor count", _is_anchors,
-                        missing="YOLOv5 needs a list of [w, h, ...] anchors per level or an anchor count"),
+    "anchors": keys.Key(
+        "a list of [w, h, ...] anchors per level or an anchor count",
+        _is_anchors,
+        missing="YOLOv5 needs a list of [w, h, ...] anchors per level or an anchor count",
+    ),
     "ch": keys.Key("a positive integer (input channels)", keys.is_positive_int),
-    "channel_multiple": keys.Key("a positive integer (the channel rounding of newer YOLOv5 clones)",
-                                 keys.is_positive_int),
+    "channel_multiple": keys.Key(
+        "a positive integer (the channel rounding of newer YOLOv5 clones)", keys.is_positive_int
+    ),
 }
 
 
@@ -139,7 +148,7 @@ class Rules(HostRules):
         def resolves(m: str) -> bool:  # what YOLOv5's eval(m) in the module's globals finds
             for prefix in ("nn.", "torch.nn."):
                 if m.startswith(prefix):
-                    return isinstance(getattr(torch.nn, m[len(prefix):], None), type)
+                    return isinstance(getattr(torch.nn, m[len(prefix) :], None), type)
             return m in known
 
         return HostNames(resolves, sorted(known), frozenset(h for h in HEADS if h in g))
@@ -218,8 +227,13 @@ def _check_reads(d: dict) -> None:
         for ref in [row[0]] if is_index(row[0]) else row[0]:
             src = j + ref if ref < 0 else ref
             if isinstance(ours.get(src), MultiInputRow):
-                raise row_error(d, j, row, f"YOLOv5's parser cannot size a row that reads {rows[src][2]} (row {src}) "
-                                           f"directly; read it through a Level row")
+                raise row_error(
+                    d,
+                    j,
+                    row,
+                    f"YOLOv5's parser cannot size a row that reads {rows[src][2]} (row {src}) "
+                    f"directly; read it through a Level row",
+                )
 
 
 # ------------------------------------------------------------------------------------------------------------ seams

@@ -31,7 +31,8 @@ def load_checkpoint(path: Path) -> tuple[nn.Module, dict]:
     if not isinstance(getattr(model, "yaml", None), dict):
         raise YOLOv5SourceError(
             f"{path}: its {type(model).__name__} was not built from a model YAML (YOLOv5 cuts classifiers from "
-            f"detection models); use the detection checkpoint it was cut from")
+            f"detection models); use the detection checkpoint it was cut from"
+        )
     return model.float(), ckpt
 
 
@@ -42,8 +43,18 @@ def save_checkpoint(model: nn.Module, path: str | Path, opt: dict | None = None,
     net = deepcopy(model).half()
     for p in net.parameters():
         p.requires_grad = False
-    ckpt = {"epoch": -1, "best_fitness": None, "model": net, "ema": None, "updates": None, "optimizer": None,
-            "opt": opt, "git": None, "date": datetime.now().isoformat(), **(extra or {})}
+    ckpt = {
+        "epoch": -1,
+        "best_fitness": None,
+        "model": net,
+        "ema": None,
+        "updates": None,
+        "optimizer": None,
+        "opt": opt,
+        "git": None,
+        "date": datetime.now().isoformat(),
+        **(extra or {}),
+    }
     with atomic_open(path, "wb") as f:
         torch.save(ckpt, f)
     return Path(path)

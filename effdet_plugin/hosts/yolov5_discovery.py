@@ -68,11 +68,13 @@ def find_module(source, pickled: str | None = None) -> ModuleType:
     if pickled == PACKAGE:
         raise YOLOv5SourceError(
             f"{source}: a checkpoint of the yolov5 package (its model is pickled from {PACKAGE}), which is not "
-            f"installed here; install it (pip install yolov5) to read this checkpoint")
+            f"installed here; install it (pip install yolov5) to read this checkpoint"
+        )
     kind = "checkpoint" if pickled else "YAML"
     raise YOLOv5SourceError(
         f"{source}: a classic YOLOv5 {kind} is built with YOLOv5 itself, and none is importable here; run in the "
-        f"folder of a clone of ultralytics/yolov5, or install the yolov5 package")
+        f"folder of a clone of ultralytics/yolov5, or install the yolov5 package"
+    )
 
 
 def task_model_class(module: ModuleType, task: str) -> type | None:

@@ -29,5 +29,14 @@ from effdet_plugin.commands.swap.files import Written, swap_to_files
 from effdet_plugin.commands.swap.graph import SwapError
 from effdet_plugin.commands.swap.transfer import Transfer
 
-__all__ = ["SwapError", "SwappedCheckpoint", "Transfer", "Written", "add_arguments", "run", "swap_backbone",
-           "swap_checkpoint", "swap_to_files"]
+__all__ = [
+    "SwapError",
+    "SwappedCheckpoint",
+    "Transfer",
+    "Written",
+    "add_arguments",
+    "run",
+    "swap_backbone",
+    "swap_checkpoint",
+    "swap_to_files",
+]

@@ -105,8 +105,7 @@ def swap_backbone(source, backbone: str = "effv2", neck: str = "keep", scale: st
     return swap_yaml(format_of(source), source, backbone, neck, scale).yaml
 
 
-def swap_checkpoint(source, backbone: str = "effv2", neck: str = "keep", scale: str | None = None) \
-        -> SwappedCheckpoint:
+def swap_checkpoint(source, backbone: str = "effv2", neck: str = "keep", scale: str | None = None) -> SwappedCheckpoint:
     """Swap the backbone of a trained checkpoint (Ultralytics of any task, or classic YOLOv5) and carry over every
     tensor of the rows kept from it whose shape still matches; ``.save(path, info)`` writes the new checkpoint."""
     path = Path(source)

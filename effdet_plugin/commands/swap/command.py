@@ -11,9 +11,12 @@ from effdet_plugin.commands.swap.parts import BACKBONE_FILES, NECKS
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``effdet-plugin swap`` arguments."""
     p = parser
-    p.add_argument("source", help="model YAML of any task (a built-in name such as yolov8s.yaml or yolo11n-seg.yaml, "
-                                  "or a file) or a trained .pt: Ultralytics, or classic YOLOv5 (run in a clone's "
-                                  "folder or with yolov5 installed)")
+    p.add_argument(
+        "source",
+        help="model YAML of any task (a built-in name such as yolov8s.yaml or yolo11n-seg.yaml, "
+        "or a file) or a trained .pt: Ultralytics, or classic YOLOv5 (run in a clone's "
+        "folder or with yolov5 installed)",
+    )
     p.add_argument("--backbone", required=True, choices=list(BACKBONE_FILES), help="EfficientNet backbone to graft in")
     p.add_argument("--neck", default="keep", choices=list(NECKS), help="keep the source neck (default) or use BiFPN")
     p.add_argument("--scale", choices=list("nsmlx"), help="scale letter for a source with scales: (default: its own)")

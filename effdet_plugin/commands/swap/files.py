@@ -33,14 +33,17 @@ def _check_outputs(source, out: Path, pt: Path | None, force: bool) -> None:
     src = Path(str(source)) if isinstance(source, (str, Path)) else None
     for target in (out, pt) if pt is not None else (out,):
         if src is not None and src.exists() and target.exists() and os.path.samefile(src, target):
-            raise SwapError(f"{target}: is the source file itself; write to another name, or pass --force "
-                            f"(force=True) to replace the source")
+            raise SwapError(
+                f"{target}: is the source file itself; write to another name, or pass --force "
+                f"(force=True) to replace the source"
+            )
         if target.exists():
             raise SwapError(f"{target}: already exists; pass --force (force=True) to overwrite it")
 
 
-def swap_to_files(source, out, backbone: str = "effv2", neck: str = "keep", scale: str | None = None,
-                  force: bool = False) -> Written:
+def swap_to_files(
+    source, out, backbone: str = "effv2", neck: str = "keep", scale: str | None = None, force: bool = False
+) -> Written:
     """Write the swapped ``out`` YAML (and ``out`` with suffix .pt for a checkpoint source); nothing on error.
 
     An existing output (either file) or the source itself is refused unless ``force``; so is an output name that the
@@ -71,8 +74,12 @@ def swap_to_files(source, out, backbone: str = "effv2", neck: str = "keep", scal
     with atomic_open(out, "w", encoding="utf-8") as f:
         f.write(text)
         if swapped is not None:
-            info = {"source": str(source), "backbone": backbone, "neck": neck,
-                    "transferred": swapped.transfer.transferred}
+            info = {
+                "source": str(source),
+                "backbone": backbone,
+                "neck": neck,
+                "transferred": swapped.transfer.transferred,
+            }
             swapped.save(pt, info)
     if swapped is None:
         return Written(out, None, None, None)

@@ -74,8 +74,9 @@ def probe_strides(d: dict, parse) -> list[int | None]:
         layers = parse(d)
     except Exception as e:  # noqa: BLE001  the source's own YAML error, reported with its file
         message = first_line(e)
-        raise SwapError(message if message.startswith(name) else f"{name}: the model does not build: {message}") \
-            from None
+        raise SwapError(
+            message if message.startswith(name) else f"{name}: the model does not build: {message}"
+        ) from None
     last = len(d["backbone"]) - 1
     try:
         return [stride_of(y, PROBE) for _, _, y in walk(layers, torch.zeros(1, 3, PROBE, PROBE), stop=last)]

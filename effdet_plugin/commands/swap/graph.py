@@ -91,8 +91,9 @@ def taps(d: dict, strides: list[int | None], rows: list[int], supported: str) ->
         s = strides[a]
         if s not in STRIDES:
             at = f"stride {s}" if s else "no single feature map"
-            raise SwapError(f"{model_source(d)}: the head reads backbone layer {a} at {at}{_LEVELS.get(s, '')}; "
-                            f"{supported}")
+            raise SwapError(
+                f"{model_source(d)}: the head reads backbone layer {a} at {at}{_LEVELS.get(s, '')}; {supported}"
+            )
         out[a] = s
     return out
 

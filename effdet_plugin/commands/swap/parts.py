@@ -73,8 +73,10 @@ def _stage_strides(file: str, d: dict) -> list[int]:
     rows = d.get("backbone") or []
     n = len(spec.table.stages) + 1 if spec else 0
     if not spec or len(rows) <= n or rows[n][2] != POOL:
-        raise SwapError(f"{model_yaml_dir() / file}: its backbone rows are not the stage table's (stem, stages, "
-                        f"{POOL}); regenerate it with python -m effdet_plugin.stages")
+        raise SwapError(
+            f"{model_yaml_dir() / file}: its backbone rows are not the stage table's (stem, stages, "
+            f"{POOL}); regenerate it with python -m effdet_plugin.stages"
+        )
     strides = [_STRIDE_OF_STEM]
     for stage in spec.table.stages:
         strides.append(strides[-1] * stage.stride)

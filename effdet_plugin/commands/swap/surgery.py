@@ -43,8 +43,16 @@ def scale_of(d: dict, scale: str | None) -> str | None:
     return scale
 
 
-def swap_rows(d: dict, strides: list[int | None], head: Head, graft: parts.Graft, neck: str, scale: str | None,
-              supported: str, scale_tables: bool = True) -> Swapped:
+def swap_rows(
+    d: dict,
+    strides: list[int | None],
+    head: Head,
+    graft: parts.Graft,
+    neck: str,
+    scale: str | None,
+    supported: str,
+    scale_tables: bool = True,
+) -> Swapped:
     """Return ``d`` with its backbone replaced by ``graft`` (and its neck by ``neck`` unless ``"keep"``).
 
     Args:
@@ -72,15 +80,20 @@ def swap_rows(d: dict, strides: list[int | None], head: Head, graft: parts.Graft
         moved.update({n_src + k: len(backbone) + k for k in range(len(head_rows))})
     else:
         if not head.multi_level:
-            raise SwapError(f"{model_source(d)}: --neck {neck} replaces a P3/P4/P5 neck, and a {head.module} head "
-                            f"reads the backbone alone; use --neck keep")
+            raise SwapError(
+                f"{model_source(d)}: --neck {neck} replaces a P3/P4/P5 neck, and a {head.module} head "
+                f"reads the backbone alone; use --neck keep"
+            )
         new = parts.neck(neck, graft.name, len(backbone), {**new_taps, 32: len(backbone) - 1})
         neck_rows, extra = (new.rows, new.keys) if scale_tables else _at_scale(d, new.rows, new.keys)
         last = d["head"][-1]
         head_rows = [*neck_rows, [new.head_from, last[1], last[2], deepcopy(last[3])]]
         moved[n_src + len(d["head"]) - 1] = len(backbone) + len(head_rows) - 1  # only the head row itself
-    out = {k: deepcopy(v) for k, v in d.items()  # the source's keys in its order; the graft's plugin keys replace its own
-           if k not in ("yaml_file", "scale", "backbone", "head", *parts.PLUGIN_KEYS)}
+    out = {
+        k: deepcopy(v)
+        for k, v in d.items()  # the source's keys in its order; the graft's plugin keys replace its own
+        if k not in ("yaml_file", "scale", "backbone", "head", *parts.PLUGIN_KEYS)
+    }
     out.update(graft.keys)
     out.update(extra)
     if scale:

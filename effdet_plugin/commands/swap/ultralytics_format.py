@@ -20,8 +20,17 @@ from effdet_plugin.hosts.ultralytics_checkpoint import save_checkpoint
 from effdet_plugin.naming import p6_stem, scale_letter, with_scale
 from effdet_plugin.quiet import quieted
 
-HEADS = {"Detect": "detect", "v10Detect": "detect", "Segment": "segment", "Segment26": "segment", "Pose": "pose",
-         "Pose26": "pose", "OBB": "obb", "OBB26": "obb", "Classify": "classify"}
+HEADS = {
+    "Detect": "detect",
+    "v10Detect": "detect",
+    "Segment": "segment",
+    "Segment26": "segment",
+    "Pose": "pose",
+    "Pose26": "pose",
+    "OBB": "obb",
+    "OBB26": "obb",
+    "Classify": "classify",
+}
 SUPPORTED = (
     "supported: models whose head ends in Detect, v10Detect, Segment(26), Pose(26) or OBB(26) on P3/P4/P5 (stride "
     "8/16/32) backbone outputs, or in Classify on the backbone, such as yolov3u, yolov5u, yolov8, yolov9, yolov10, "
@@ -72,7 +81,9 @@ class UltralyticsFormat:
     def parse(self, d: dict) -> nn.Sequential:
         probe = deepcopy(d)
         if probe.get("scales") and not probe.get("scale"):
-            probe["scale"] = next(iter(probe["scales"]))  # strides do not depend on the scale; skip Ultralytics' warning
+            probe["scale"] = next(
+                iter(probe["scales"])
+            )  # strides do not depend on the scale; skip Ultralytics' warning
         with quieted("ultralytics"):
             return _tasks().parse_model(probe, ch=3, verbose=False)[0]
 
@@ -80,8 +91,9 @@ class UltralyticsFormat:
         tasks = _tasks()
         task = HEADS[d["head"][-1][2]]
         with quieted("ultralytics"):  # a classifier prints its summary even with verbose=False
-            model = getattr(tasks, TASK_MODELS[task])(deepcopy(d), ch=3, nc=d.get("nc") if trained else None,
-                                                  verbose=False)
+            model = getattr(tasks, TASK_MODELS[task])(
+                deepcopy(d), ch=3, nc=d.get("nc") if trained else None, verbose=False
+            )
         if trained is not None:
             model.names = dict(trained.model.names)
             model.args = {**(getattr(trained.model, "args", None) or {}), "task": task}
@@ -98,13 +110,26 @@ class UltralyticsFormat:
             if instead is None:
                 continue
             scale, stem = scale_letter(out), out.stem
-            candidates = [f"{stem}-{backbone}" if backbone not in stem else "", stem.removesuffix("u"),
-                          f"{stem}-swapped"]
-            fixed = next((c + out.suffix for c in candidates if c and loaded_instead(out.with_name(c + out.suffix))
-                          is None and scale_letter(c + out.suffix) == scale), None)
+            candidates = [
+                f"{stem}-{backbone}" if backbone not in stem else "",
+                stem.removesuffix("u"),
+                f"{stem}-swapped",
+            ]
+            fixed = next(
+                (
+                    c + out.suffix
+                    for c in candidates
+                    if c
+                    and loaded_instead(out.with_name(c + out.suffix)) is None
+                    and scale_letter(c + out.suffix) == scale
+                ),
+                None,
+            )
             given = "" if name == str(out) else f" given as {name}"
-            raise SwapError(f"{out}: Ultralytics' yaml_model_load reads this name{given} as {instead}, so it would not "
-                            f"load this file; {f'name it {fixed}' if fixed else 'choose another name'}")
+            raise SwapError(
+                f"{out}: Ultralytics' yaml_model_load reads this name{given} as {instead}, so it would not "
+                f"load this file; {f'name it {fixed}' if fixed else 'choose another name'}"
+            )
 
     def for_file(self, d: dict, out: Path) -> dict:
         """Make the scale survive Ultralytics' loader, which takes it from the file name (``guess_model_scale``)."""

@@ -118,4 +118,6 @@ class YOLOv5Format:
     def usage(self, out: Path, pt: Path | None, task: str) -> str:
         script, command = _TRAIN[task]
         weights = pt.name if pt else "''"
-        return f"python {script} --cfg {out.name} --weights {weights} --data ...  (yolov5 package: yolov5 {command} ...)"
+        return (
+            f"python {script} --cfg {out.name} --weights {weights} --data ...  (yolov5 package: yolov5 {command} ...)"
+        )
