@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from effdet_plugin.commands.accuracy import check_models, score
@@ -50,12 +51,16 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+_INPLACE = re.compile(r"(, )?inplace=(True|False)")
+
+
 def identity(model) -> str:
     """The architecture identity of a built model: its modules as built (every layer's settings, activations
     included) and its state-dict shapes. Two files that build the same model, a shipped YAML and the candidate it was
-    generated to reproduce, say, have one identity; weights never count."""
+    generated to reproduce, say, have one identity; weights never count. Activations' ``inplace`` flag is not part of
+    it: Ultralytics' checkpoint loader sets it on every activation it unpickles."""
     shapes = {k: list(v.shape) for k, v in model.state_dict().items()}
-    return _digest({"modules": repr(model.model), "shapes": shapes})
+    return _digest({"modules": _INPLACE.sub("", repr(model.model)), "shapes": shapes})
 
 
 def model_identity(model: str, data: str) -> str:
