@@ -309,6 +309,18 @@ def test_rows_of_one_file_split_by_recipe_and_a_baseline_named_by_label(store, c
     assert rows["effv2 ImageNet"][1:] == ["—", "—"]  # no run has that recipe
     assert rows["yolov5nu"][2].startswith("behind (p = 0.0037")
 
+    # a row may name its own baseline: the ImageNet row against yolov5nu, the others against the view's
+    spec["tables"]["family"]["models"][1]["baseline"] = "yolov5nu"
+    defs.write_text(yaml.safe_dump(spec))
+    assert render(store) == 0, capsys.readouterr().err
+    assert table_rows(store)["effv2 ImageNet"][1:] == ["—", "—"] and table_rows(store)["yolov5nu"][2].startswith(
+        "behind"
+    )
+    spec["tables"]["family"]["models"][0]["baseline"] = "yolov5nu"
+    defs.write_text(yaml.safe_dump(spec))
+    assert render(store) == 0, capsys.readouterr().err
+    assert table_rows(store)["effv2 scratch"][2].startswith("ahead (p = 0.0037")
+
     spec["tables"]["family"]["models"][1]["label"] = "effv2 scratch"
     defs.write_text(yaml.safe_dump(spec))
     assert render(store) == 2

@@ -2,7 +2,7 @@
 
     tables:
       NAME:                               # fills <!-- render:NAME --> ... <!-- /render:NAME --> in README/docs
-        models: [yolov5nu, yolov5n_effv2]  # the rows, as file stems, or {model: STEM, label: TEXT, where: {...}}
+        models: [yolov5nu, yolov5n_effv2]  # rows: file stems, or {model: STEM, label: TEXT, where: {...}, baseline: B}
         baseline: yolov5{letter}u          # each row's reference; {letter}: the row's scale letter; or a row's label
         cost: {records: "bench_*.json", imgsz: 640, batch: 1}            # benchmark records: params, GFLOPs, latency
         scores: {records: "protocol_*.json", split: test, where: {epochs: 100}}  # accuracy/protocol records
@@ -25,7 +25,8 @@ another runtime (``onnx_ms``, ``openvino_ms``, ``openvino_int8_ms``, ``graph_ms`
 baseline, with p: level whenever p > 0.05 or either side has fewer than 3 seeds). ``records`` is a glob in
 ``results/`` (default: every record of the right kind); ``where`` keeps runs whose recipe has those values. A row
 given as a mapping keeps only runs whose recipe also has its own ``where`` values (the same file trained from scratch
-and from ImageNet weights makes two rows) and shows its ``label``; a baseline that names a row's label is that row.
+and from ImageNet weights makes two rows), shows its ``label`` and may name its own ``baseline``; a baseline that names
+a row's label is that row.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Row:
     model: str  # the file stem
     label: str
     where: tuple[tuple[str, Any], ...] = ()
+    baseline: str | None = None  # the row's own reference, instead of the view's
 
 
 @dataclass(frozen=True)
@@ -116,11 +118,14 @@ def _rows(spec: Any, at: str, path: Path) -> tuple[Row, ...]:
         if (
             not isinstance(item, dict)
             or not isinstance(item.get("model"), str)
-            or set(item) - {"model", "label", "where"}
+            or set(item) - {"model", "label", "where", "baseline"}
         ):
-            raise RenderError(f"{path}: {at}[{i}]: expected a file stem or {{model, label, where}}, found {item!r}")
+            raise RenderError(
+                f"{path}: {at}[{i}]: expected a file stem or {{model, label, where, baseline}}, found {item!r}"
+            )
         where = _select({"where": item.get("where")}, f"{at}[{i}]", path).where
-        rows.append(Row(item["model"], str(item.get("label", item["model"])), where))
+        own = item.get("baseline")
+        rows.append(Row(item["model"], str(item.get("label", item["model"])), where, None if own is None else str(own)))
     labels = [r.label for r in rows]
     if len(set(labels)) != len(labels):
         raise RenderError(f"{path}: {at}: two rows share a label; give each a label of its own")
@@ -146,7 +151,7 @@ def _view(name: str, spec: Any, what: str, path: Path) -> View:
             base, _, key = str(c).partition(":")
             if base not in COLUMNS or key and (base != "latency" or key not in {r.key for r in RUNTIMES.values()}):
                 raise RenderError(f"{path}: {at}.columns: unknown column {c!r}; expected {', '.join(COLUMNS)}")
-            if base in ("latency", "verdict") and not spec.get("baseline"):
+            if base in ("latency", "verdict") and not spec.get("baseline") and not all(r.baseline for r in models):
                 raise RenderError(f"{path}: {at}: column {c!r} compares with a baseline; give baseline:")
         datasets = spec.get("datasets") or []
         if any(c in PER_DATASET for c in columns) and not datasets:
@@ -249,14 +254,15 @@ class Store:
 
 # ----------------------------------------------------------------------------------------------------------- tables
 def baseline_of(view: View, row: Row) -> Row | None:
-    """The row's reference: the view's row of that label, else the baseline pattern filled with the row's scale
-    letter (a file's runs of any recipe the view keeps)."""
-    if view.baseline is None:
+    """The row's reference (its own ``baseline``, else the view's): the view's row of that label, else the pattern
+    filled with the row's scale letter (a file's runs of any recipe the view keeps)."""
+    wanted = row.baseline or view.baseline
+    if wanted is None:
         return None
-    named = next((r for r in view.models if r.label == view.baseline), None)
+    named = next((r for r in view.models if r.label == wanted), None)
     if named is not None:
         return named
-    model = view.baseline.format(letter=scale_letter(row.model + ".yaml"))
+    model = wanted.format(letter=scale_letter(row.model + ".yaml"))
     return Row(model, model)
 
 
