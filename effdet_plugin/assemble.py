@@ -33,6 +33,7 @@ from effdet_plugin.rows import (
     SameWidthRow,
     ScaledRow,
     check_sections,
+    key_error,
     plugin_rows,
     row_error,
     validate_model,
@@ -114,13 +115,20 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
     # model's: the host has one `activation:` for every Conv, so the plugin's backbone rows read a key of their own.
     backbone_act = host.activation(d, "backbone_activation")
     scaling = host.scaling(d)
+    backbone_scaling = scaling
+    if "backbone_scales" in d:  # a head family's scales (YOLO26: depth 0.5 at n) need not deepen the backbone
+        if not d.get("scales") or scale not in d["backbone_scales"]:
+            have = ", ".join(d["backbone_scales"])
+            raise key_error(d, "backbone_scales", f"needs 'scales:' and an entry for scale {scale!r} (it has {have})")
+        backbone_scaling = host.scaling({**d, "scales": d["backbone_scales"], "scale": scale})
 
     plan: dict[int, tuple[int | None, int, list]] = {}  # row -> (c2, repeats, args after c2)
     for i, kind in ours.items():
         f, n, _, args = rows[i]
         if isinstance(kind, ScaledRow):
             unscaled = i < n_backbone and not scale_backbone
-            c2, repeats = (args[0], n) if unscaled else (scaling.width(args[0]), scaling.depth(n))
+            rule = backbone_scaling if i < n_backbone else scaling
+            c2, repeats = (args[0], n) if unscaled else (rule.width(args[0]), rule.depth(n))
             plan[i] = (c2, repeats, list(args[1:]))
         elif isinstance(kind, MultiInputRow):
             c2, *rest = kind.resolve(resolving, i, rows[i])

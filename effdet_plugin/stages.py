@@ -180,6 +180,7 @@ class ModelYaml:
     drop_path: float = DROP_PATH
     exact: Backbone | None = None  # rows never scaled, BatchNorm eps as torchvision
     scales: Scales = field(default_factory=lambda: dict(SCALES))
+    backbone_scales: Scales | None = None  # the backbone rows' own multipliers where the family's ``scales:`` differ
     activation: str | None = None  # the YAML's ``activation:`` (Ultralytics' key), None: the host's default (SiLU)
     backbone_activation: str | None = None  # the backbone rows' own (exact pretrained backbones); None: `activation:`
     scale_tables: dict[str, Table] = field(default_factory=dict)  # letter -> its own table (``scale_rows:``)
@@ -251,6 +252,9 @@ def render_yaml(spec: ModelYaml) -> str:
     note = next((k for k, v in which.items() if v == spec.scales), "this family's own")
     keys += f"scales: # [depth, width, max_channels], {note}\n"
     keys += "".join(f"  {k}: [{d:.2f}, {w:.2f}, {m}]\n" for k, (d, w, m) in spec.scales.items())
+    if spec.backbone_scales:
+        keys += "backbone_scales: # [depth, width, max_channels] of the backbone rows: the backbone's own family's\n"
+        keys += "".join(f"  {k}: [{d:.2f}, {w:.2f}, {m}]\n" for k, (d, w, m) in spec.backbone_scales.items())
     keys += yaml_rows.scale_rows_text(spec.table, spec.scale_tables)
     if spec.neck == "bifpn":
         keys += yaml_rows.bifpn_phi_line()
@@ -335,14 +339,18 @@ VARIANTS = (
 
 def variant(base: ModelYaml, neck: str, task: str) -> ModelYaml:
     """``base``'s backbone (table, per-scale tables, keys) on family ``neck``'s rows for ``task``; the family's own
-    ``scales:`` where it has them (the backbone rows scale with them, as every row does)."""
+    ``scales:`` where it has them, for its rows, while the backbone rows keep ``base``'s (``backbone_scales:``): the
+    same backbone at every letter whichever head it feeds (YOLO26's depth 0.5 at n would otherwise deepen it by half
+    and take it past yolo26n's CPU latency)."""
     family = heads.NECKS[neck]
+    scales = dict(family.scales or base.scales)
     spec = replace(
         base,
         file=f"{family.prefix}_{base.backbone_key}{heads.TASKS[task].suffix}.yaml",
         neck=neck,
         task=task,
-        scales=dict(family.scales or base.scales),
+        scales=scales,
+        backbone_scales=None if scales == base.scales or base.exact else dict(base.scales),
     )
     if spec.exact:
         return spec

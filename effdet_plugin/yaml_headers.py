@@ -151,8 +151,9 @@ def variant(
         ]
     if neck.scales:
         lines.append(
-            f"Scales as {neck.prefix}'s: they size the backbone rows too (at n depth 0.50, where {base_file} "
-            f"has {base_depth_n:.2f})."
+            f"scales: as {neck.prefix}'s, for its rows; backbone_scales: {base_file}'s, so each letter builds the same "
+            f"backbone\nas there (at n depth {base_depth_n:.2f}: {neck.prefix}'s 0.50 would deepen it by half and "
+            f"cost more than {neck.prefix}n on CPU)."
         )
     lines.append(f"Use: {command} data=...   (the letter n/s/m/l/x picks the scale)")
     return "\n".join(lines)

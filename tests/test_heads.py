@@ -21,7 +21,15 @@ from effdet_plugin.stages import MODEL_YAMLS, VARIANTS
 CFG = Path(ultralytics.__file__).parent / "cfg" / "models"
 DATA = Path(__file__).parent / "data"
 GENERATED = {f: s for f, s in MODEL_YAMLS.items() if (s.neck, s.task) not in (("pan", "detect"), ("bifpn", "detect"))}
-PLUGIN_KEYS = {"drop_path", "activation", "scale_rows", "scale_backbone", "bn_eps"}
+PLUGIN_KEYS = {
+    "drop_path",
+    "activation",
+    "scale_rows",
+    "scale_backbone",
+    "bn_eps",
+    "backbone_scales",
+    "backbone_activation",
+}
 STRIDED = {"Conv", "stem", "FusedMBConv", "MBConv"}  # row modules whose args[2] is a stride
 
 

@@ -7,6 +7,7 @@ import copy
 import logging
 
 import pytest
+import torch
 import yaml
 from torch import nn
 from ultralytics.nn.tasks import DetectionModel
@@ -188,6 +189,12 @@ def test_bad_rows_name_file_row_and_value(tmp_path, row, message):
         (lambda d: d.update(backbone_activation=6), r"top-level 'backbone_activation': must be a torch .*got 6"),
         (lambda d: d.update(backbone_activation="nn.ReLU6(1, 2, 3)"), r"top-level 'backbone_activation': must be"),
         (lambda d: d.update(backbone_activation="nn.Nope()"), r"top-level 'backbone_activation': must be .*Nope"),
+        (lambda d: d.update(backbone_scales=[1]), r"top-level 'backbone_scales': must be a mapping of scale letters"),
+        (lambda d: d.update(backbone_scales={"s": [0.33, "x", 1]}), r"top-level 'backbone_scales': must be .*'x'"),
+        (
+            lambda d: d.update(backbone_scales={"n": [0.33, 0.25, 1024]}),
+            r"top-level 'backbone_scales': needs 'scales:' and an entry for scale 's' \(it has n\)",
+        ),
         # the host's own keys, in a file with plugin rows
         (
             lambda d: d.update(backbone={"a": 1}, head=BIFPN["head"]),
@@ -346,3 +353,23 @@ def test_activation_key_reaches_every_plugin_block(name):
     leaky = DetectionModel({**d, "scale": "n", "activation": "torch.nn.LeakyReLU(0.1)"}, verbose=False)
     slopes = {m.negative_slope for m in leaky.modules() if isinstance(m, nn.LeakyReLU)}
     assert _acts(leaky) == {nn.LeakyReLU} and slopes == {0.1}
+
+
+def test_backbone_scales_size_only_the_backbone_rows():
+    """yolo26n_effv2: the backbone rows scale by backbone_scales (yolov5_effv2's n), the head by yolo26's scales."""
+    from ultralytics.nn.tasks import yaml_model_load
+
+    from effdet_plugin.blocks import FusedMBConv, MBConv
+
+    ours, v5 = DetectionModel("yolo26n_effv2.yaml", verbose=False), DetectionModel("yolov5n_effv2.yaml", verbose=False)
+    d = yaml_model_load("yolo26n_effv2.yaml")
+    deep = DetectionModel({k: v for k, v in d.items() if k != "backbone_scales"}, verbose=False)
+
+    def blocks(m):
+        return [len(r) if isinstance(r, torch.nn.Sequential) else 1 for r in m.model[1:7]]
+
+    rows = [list(r) if isinstance(r, torch.nn.Sequential) else [r] for r in ours.model[1:7]]
+    assert all(isinstance(b, (FusedMBConv, MBConv)) for r in rows for b in r)
+    assert blocks(ours) == blocks(v5) and blocks(deep) != blocks(ours)  # the head's depth 0.5 would deepen it
+    # the head rows are yolo26n's either way
+    assert [type(m).__name__ for m in ours.model[7:]] == [type(m).__name__ for m in deep.model[7:]]
