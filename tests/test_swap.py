@@ -232,10 +232,17 @@ def _recorded(name: str, tmp_path: Path) -> tuple[str, str]:
     ],
 )
 def test_text_as_recorded(name, tmp_path):
-    """A source whose backbone ends in SPPF alone writes the same text as before the swap package: its own SPPF row,
-    kept now, is the one the shipped YAML brought then."""
+    """A source whose backbone ends in SPPF alone writes the same text as before the swap package (its own SPPF row,
+    kept now, is the one the shipped YAML brought then), but for one line added since: ``backbone_scales:``, the
+    backbone file's own multipliers, where the source's ``scales:`` differ from them (never for exact backbones)."""
     before, now = _recorded(name, tmp_path)
-    assert now == before
+    lines = now.splitlines(keepends=True)
+    added = [line for line in lines if line.startswith("backbone_scales:")]
+    assert "".join(line for line in lines if line not in added) == before
+    backbone = parts.graft(name.split("-", 1)[1].removesuffix(".yaml").removesuffix("-bifpn"))
+    source = tasks.yaml_model_load(f"{name.split('-')[0]}.yaml")
+    own = backbone.backbone_scales(source["scales"])
+    assert bool(added) == bool(own) and (not own or yaml.safe_load(added[0])["backbone_scales"] == own)
 
 
 def _with_own_last_stage(before: dict, tail: list) -> dict:
@@ -265,8 +272,13 @@ def test_text_keeps_the_sources_last_stage(name, tmp_path):
     before, now = _recorded(name, tmp_path)
     source = tasks.yaml_model_load(f"{name.split('-')[0]}.yaml")
     expected = _with_own_last_stage(yaml.safe_load(before), source["backbone"][-2:])
+    own = parts.graft(name.split("-", 1)[1].removesuffix(".yaml").removesuffix("-bifpn")).backbone_scales(
+        source["scales"]
+    )
+    if own:  # added since: the backbone's own multipliers, where yolo11/yolo26's would size it otherwise
+        expected["backbone_scales"] = own
     assert yaml.safe_load(now) == expected
-    keys = [line for line in now.splitlines() if not line.startswith("  - ")]
+    keys = [line for line in now.splitlines() if not line.startswith(("  - ", "backbone_scales:"))]
     assert keys == [line for line in before.splitlines() if not line.startswith("  - ")]
 
 
@@ -596,3 +608,17 @@ def test_recommended_backbone_brings_its_per_scale_rows():
         c = {**deepcopy(classic), "depth_multiple": multiples[0], "width_multiple": multiples[1]}
         surgery.fit_scale_rows(c)
         assert "scale_rows" not in c and [r[2] for r in c["backbone"][4:6]] == [block] * 2, multiples
+
+
+@pytest.mark.parametrize("source,backbone,shipped", [("yolo26n.yaml", "effv2", "yolo26n_effv2.yaml"),
+                                                      ("yolo11s.yaml", "effv2", "yolo11s_effv2.yaml"),
+                                                      ("yolo26n.yaml", "effl0", "yolo26n_effl0.yaml")])  # fmt: skip
+def test_swapping_todays_heads_builds_the_shipped_family(source, backbone, shipped):
+    """swap of yolo26/yolo11 builds the model the shipped file builds: the same backbone rows (backbone_scales keeps
+    the backbone's own multipliers), the source's own SPPF and C2PSA, its head."""
+    d = swap.swap_backbone(source, backbone)
+    ours, theirs = tasks.DetectionModel(d, nc=3, verbose=False), tasks.DetectionModel(shipped, nc=3, verbose=False)
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [
+        (k, v.shape) for k, v in theirs.state_dict().items()
+    ]
+    assert [type(m).__name__ for m in ours.modules()] == [type(m).__name__ for m in theirs.modules()]

@@ -23,7 +23,9 @@ BACKBONE_FILES: dict[str, str] = backbone_yamls()
 # --neck -> suffix of the shipped YAMLs whose head rows (minus the last) are the neck: any one of them serves, as its
 # rows are re-pointed by stride, but the one made for the chosen backbone is preferred
 NECKS: dict[str, str | None] = {"keep": None, "bifpn": "_bifpn"}
-PLUGIN_KEYS = ("drop_path", "bn_eps", "scale_backbone", "backbone_activation", SCALE_ROWS)  # act on the backbone rows
+PLUGIN_KEYS = (  # act on the backbone rows
+    "drop_path", "bn_eps", "scale_backbone", "backbone_activation", "backbone_scales", SCALE_ROWS,
+)  # fmt: skip
 # A backbone designed for one activation (the Lite family's ReLU6) brings it; the host has one activation for every
 # Conv, so it replaces the source's. Backbones without one keep the source's.
 ACTIVATION = "activation"
@@ -40,6 +42,16 @@ class Graft:
     pool: list  # the SPPF row the shipped YAML puts after them, for a source without a pooling row of its own
     keys: dict  # its top-level plugin keys, and its activation if it brings one
     strides: list[int]  # output stride of each row of ``stages``
+    scales: dict | None = None  # its file's ``scales:`` (the multipliers its rows were chosen for), if scaled
+
+    def backbone_scales(self, source_scales) -> dict | None:
+        """The ``backbone_scales:`` that builds this backbone at each of the source's letters as its own file does,
+        where the source's ``scales:`` would size it otherwise (YOLO26's depth 0.5 at n would deepen it by half)."""
+        if not self.scales or not isinstance(source_scales, dict) or not source_scales:
+            return None
+        own = {k: self.scales[k] for k in source_scales if k in self.scales}
+        differs = any(own.get(k) != v for k, v in source_scales.items())
+        return own if differs and len(own) == len(source_scales) else None
 
     def rows(self, pool: bool) -> list:
         """The grafted rows, with or without the SPPF row."""
@@ -97,7 +109,8 @@ def graft(name: str) -> Graft:
     if [s for s in STRIDES if s in strides] != list(STRIDES) or strides[-1] != 32:
         raise SwapError(f"{path}: backbone strides {strides} do not end in a P3/P4/P5 pyramid")
     keys = {k: d[k] for k in (*PLUGIN_KEYS, ACTIVATION) if k in d}
-    return Graft(name, rows[: len(strides)], rows[len(strides)], keys, strides)
+    scaled = d.get("scale_backbone", True) and isinstance(d.get("scales"), dict)
+    return Graft(name, rows[: len(strides)], rows[len(strides)], keys, strides, d["scales"] if scaled else None)
 
 
 def check_neck(name: str) -> None:

@@ -95,6 +95,9 @@ def swap_rows(
         if k not in ("yaml_file", "scale", "backbone", "head", *parts.PLUGIN_KEYS)
     }
     out.update(graft.keys)
+    own = graft.backbone_scales(out.get("scales"))
+    if own:
+        out["backbone_scales"] = own
     out.update(extra)
     if scale:
         out["scale"] = scale
