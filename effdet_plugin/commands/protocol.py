@@ -16,7 +16,7 @@ The protocol:
    remembers which of these already have a test score; scoring one again is refused, with one line naming the earlier
    record, unless the model changed (another identity).
 3. Every model is trained with at least 3 seeds before it is claimed ahead or behind: with fewer, or with Welch's
-   p > 0.05, ``render`` calls the comparison level.
+   ``p > 0.05``, ``render`` calls the comparison level.
 4. Every run records its per-epoch validation curve (epoch, mAP50, mAP50-95 and losses, from Ultralytics'
    ``results.csv``) and its score on the split of its role (pycocotools, through ``coco_eval``), in a results-store
    record (``--json``) rewritten after every run.
