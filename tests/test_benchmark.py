@@ -182,11 +182,13 @@ def test_bad_input_one_line(capsys, tmp_path, monkeypatch, argv, expected):
     assert list(tmp_path.iterdir()) == []  # nothing written, nothing downloaded
 
 
+@pytest.mark.slow
 def test_cpu_latency_importable():
     ms = bench.cpu_latency({"a": "yolov5n_effv2.yaml", "b": "yolov5nu.yaml"}, imgsz=64, repeats=1, warmup=0, threads=1)
     assert set(ms) == {"a", "b"} and all(v > 0 for v in ms.values())
 
 
+@pytest.mark.slow
 def test_fused_model_matches_unfused():
     import torch
 
@@ -198,6 +200,7 @@ def test_fused_model_matches_unfused():
     assert not any(hasattr(m, "bn") for m in fused.modules())  # every BatchNorm folded
 
 
+@pytest.mark.slow
 def test_channels_last_models_inputs_and_training():
     """--channels-last really lays weights and inputs out as NHWC, for inference and for the training step, and the
     fused model computes the same detections either way."""
@@ -293,6 +296,7 @@ def test_interleave_runs_every_step_once_per_round_in_rotating_order():
     assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3} and all(t >= 0 for t in times["a"])
 
 
+@pytest.mark.slow
 def test_every_model_and_runtime_is_timed_in_one_loop():
     """Two runtimes of two models at one setting: one interleaved loop over the four (model, runtime) pairs, so the
     training step and eager inference of both models share every round; each row gets every runtime's figure."""

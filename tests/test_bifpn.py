@@ -115,7 +115,7 @@ def test_layer_graph_and_output_shapes():
     assert [tuple(o.shape) for o in out] == [(2, 64, 32, 32), (2, 64, 16, 16), (2, 64, 8, 8)]
 
 
-@pytest.mark.parametrize("scale", [s if s in "nsm" else pytest.param(s, marks=pytest.mark.slow) for s in PHI])
+@pytest.mark.parametrize("scale", [s if s == "n" else pytest.param(s, marks=pytest.mark.slow) for s in PHI])
 def test_every_scale_builds_and_runs(scale):
     model = DetectionModel(f"yolov5{scale}_effv2_bifpn.yaml", verbose=False)  # bare name -> unified YAML + letter
     assert model.yaml["scale"] == scale
@@ -140,6 +140,7 @@ def test_every_scale_builds_and_runs(scale):
     assert tuple(y.shape) == (1, 4 + 80, 8 * 8 + 4 * 4 + 2 * 2)
 
 
+@pytest.mark.slow
 def test_named_phi_follows_the_hosts_scale_letter():
     """A named phi is read at the letter the host builds at: Ultralytics' first scale for a dict without one, the
     letter of a file without ``scales:``; the row itself never picks a letter."""
@@ -159,6 +160,7 @@ def test_named_phi_follows_the_hosts_scale_letter():
         BiFPN.yaml_args(["bifpn_phi"], {**d, "scales": {"s": [0.33, 0.5, 1024]}})  # the host's letter, not a guess
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, source, taps", [("yolov5_effv2-s", "yolov5_effv2-s", [3, 5, 7]), ("yolov5_effb0", "yolov5_effb0", [3, 5, 8])]
 )
@@ -224,6 +226,7 @@ def test_bad_rows_name_the_row(tmp_path, edit, message):
 
 
 # ----------------------------------------------------------------------------------------------- fuse, pickle, ONNX
+@pytest.mark.slow
 def test_fuse_and_pickle_keep_outputs():
     model = DetectionModel("yolov5n_effv2_bifpn.yaml", verbose=False)
     _randomize(model)

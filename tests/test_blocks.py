@@ -16,6 +16,7 @@ def test_stem_shape():
     assert Stem(3, 24, 3, 2)(torch.zeros(2, 3, 64, 48)).shape == (2, 24, 32, 24)
 
 
+@pytest.mark.slow
 def test_blocks_outside_a_host_use_the_core_conv():
     """Without a host's ``Conv`` (outside a parser) the blocks and the BiFPN build from ``ConvBNAct``, and building
     them imports no host."""

@@ -388,6 +388,7 @@ def test_entry_point_blocks_in_a_fresh_process_and_the_yolo_cli(tmp_path, user_p
     assert "LOADED Ghosty" in run_cli([sys.executable, "-c", load], tmp_path, env=env).stdout
 
 
+@pytest.mark.slow
 def test_spawned_process_builds_a_variable_block(tmp_path, user_package):
     """A process started by multiprocessing's spawn (as DDP and dataloader workers are) registers the block too."""
     script = tmp_path / "spawn.py"
