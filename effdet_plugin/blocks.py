@@ -167,18 +167,8 @@ class FusedMBConv(_MBBlock):
     YAML args ``[c_out, kernel, stride, expansion, se_ratio]``; ``se_ratio`` must be 0 (EfficientNetV2 has no SE here).
     """
 
-    def __init__(
-        self,
-        c1: int,
-        c2: int,
-        k: int = 3,
-        s: int = 1,
-        e: float = 1.0,
-        se: float = 0.0,
-        *,
-        conv: type[nn.Module] | None = None,
-        act: nn.Module | None = None,
-    ):
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, e: float = 1.0, se: float = 0.0, *,
+                 conv: type[nn.Module] | None = None, act: nn.Module | None = None):  # fmt: skip
         """Initialize a Fused-MBConv block from ``c1`` to ``c2`` channels."""
         super().__init__(c1, c2, k, s, e, se)
         if se:
@@ -206,19 +196,9 @@ class MBConv(_MBBlock):
     ``auto`` or ``same`` (EfficientNet-Lite): see ``effdet_plugin.same_padding``.
     """
 
-    def __init__(
-        self,
-        c1: int,
-        c2: int,
-        k: int = 3,
-        s: int = 1,
-        e: float = 4.0,
-        se: float = 0.25,
-        padding: str = "auto",
-        *,
-        conv: type[nn.Module] | None = None,
-        act: nn.Module | None = None,
-    ):
+    def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, e: float = 4.0, se: float = 0.25,
+                 padding: str = "auto", *, conv: type[nn.Module] | None = None,
+                 act: nn.Module | None = None):  # fmt: skip
         """Initialize an MBConv block from ``c1`` to ``c2`` channels."""
         super().__init__(c1, c2, k, s, e, se)
         conv = conv or ConvBNAct
