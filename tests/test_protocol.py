@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,13 @@ def test_refusals_before_any_work(demo_data, tmp_path, capsys, monkeypatch):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and re.search(message, err[0]), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["done.json", "no_test.yaml"]  # nothing trained or written
+    # --int8 without the deploy extra: one line naming it, before anything is trained
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as when it is not installed
+    assert cli.main([*base, "--role", "confirm", "--data", str(demo_data), "--int8", "--json", "y.json"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    need = 'effdet-plugin protocol: error: --int8 needs openvino, which a bare install lacks: pip install "effdet-plugin[deploy]"'
+    assert err == [need]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "y.json").exists()
 
 
 @pytest.mark.slow
@@ -168,8 +176,12 @@ def test_adopts_accuracy_runs_scores_test_once_and_records_curves(demo_data, tmp
     choice = [c if c != "confirm" else "choice" for c in confirm]
     proc = subprocess.run([*choice, "--json", str(again)], cwd=tmp_path, capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and f"dataset {name} is a confirm dataset in" in proc.stderr
-    # under another name the same data as a choice dataset: val scored, as often as asked
-    for out in ("choice_1.json", "choice_2.json"):
-        run_cli([*choice, "--dataset", "demo-choice", "--json", str(store / out)], tmp_path, env=env)
-        assert {(s.split, s.dataset) for s in load_record(store / out).scores} == {("val", "demo-choice")}
+    # under another name the same data as a choice dataset: val scored, as often as asked; --int8 scores each run's
+    # OpenVINO INT8 export too
+    for out, int8 in (("choice_1.json", ["--int8"]), ("choice_2.json", [])):
+        run_cli([*choice, "--dataset", "demo-choice", *int8, "--json", str(store / out)], tmp_path, env=env)
+        scores = load_record(store / out).scores
+        assert {(s.split, s.dataset) for s in scores} == {("val", "demo-choice")}
+        assert all((s.run.int8 is not None) == bool(int8) for s in scores)
+        assert all(0 <= s.run.int8[0] <= s.run.int8[1] <= 1 for s in scores if int8)
     shutil.rmtree(tmp_path / "runs")

@@ -121,6 +121,18 @@ def check_unscored(rows: list[tuple[Path, dict]], keys: dict[tuple[str, int], tu
                 )
 
 
+def quantized(weights: Path, recipe: Recipe) -> Path:
+    """``weights`` exported by Ultralytics' exporter to OpenVINO INT8 (NNCF, calibrated on the dataset's images) at the
+    recipe's image size, beside the checkpoint; the folder it wrote."""
+    from ultralytics import YOLO
+
+    from effdet_plugin.hosts.ultralytics import int8_export_args
+
+    return Path(
+        YOLO(str(weights)).export(format="openvino", imgsz=recipe.imgsz, data=recipe.data, **int8_export_args())
+    )
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``protocol`` options to ``p``."""
     p.add_argument("--models", nargs="+", required=True, help="model YAML names/paths or .pt files")
@@ -134,6 +146,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_recipe_arguments(p)
     p.add_argument("--project", required=True, help="folder of the training runs; finished runs there are adopted")
     p.add_argument("--no-train", action="store_true", help="adopt finished runs only; stop if any is missing")
+    p.add_argument("--int8", action="store_true",
+                   help="also score each run's OpenVINO INT8 export (NNCF, calibrated on the dataset) on the same split "
+                        "(extra: deploy)")  # fmt: skip
     p.add_argument("--json", required=True, help="the new results-store record to write (never overwritten)")
     p.add_argument("--store", default="results", help="the results store that remembers test scores (default results)")
 
@@ -148,6 +163,10 @@ def run(args: argparse.Namespace) -> int:
         raise ProtocolError(
             f"--json {out} exists: protocol records are the ledger of test scores, never overwritten; name a new file"
         )
+    if args.int8:  # before hours of training, not after
+        from effdet_plugin.commands.extras import require
+
+        require("--int8", ["openvino", "nncf"], "deploy")
     models = list(args.models)
     check_models(models, per_scale=False)
     recipe = recipe_from_args(args, split)
@@ -173,7 +192,14 @@ def run(args: argparse.Namespace) -> int:
     for seed in recipe.seeds:
         for model in models:
             done: Finished = finished.get((model, seed)) or train_once(project, model, seed, recipe)
-            m, m50, m75 = score(done.weights, ann, images, recipe, done.run / f"protocol_{split}_{recipe.checkpoint}")
+            scored = done.run / f"protocol_{split}_{recipe.checkpoint}"
+            m, m50, m75 = score(done.weights, ann, images, recipe, scored)
+            int8 = {}
+            if args.int8:  # the deployed model: the same weights quantized, scored on the same split
+                q, q50, _ = score(
+                    quantized(done.weights, recipe), ann, images, recipe, scored.with_name(scored.name + "_int8")
+                )
+                int8 = {"int8": {"map50_95": q, "map50": q50}}
             rows.append(
                 {
                     "model": model,
@@ -185,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
                     "recipe_id": rid,
                     "recipe": recipe.fields(),
                     **done.scored(seed, (m, m50, m75)),
+                    **int8,
                     "adopted": (model, seed) in finished,
                     "device": recipe.device_name,
                     "reduced": recipe.reduced,

@@ -137,6 +137,7 @@ class Run:
     best_epoch: int | None
     weights: str
     curve: Curve | None
+    int8: tuple[float, float] | None = None  # (mAP50-95, mAP50) of the run's OpenVINO INT8 export on the same split
 
 
 @dataclass(frozen=True)
@@ -247,7 +248,14 @@ class _Reader:
             g(obj, "best_epoch", where, int, optional=True),
             g(obj, "weights", where, str),
             self.curve(obj, where),
+            self.int8(obj, where),
         )
+
+    def int8(self, obj: Mapping, where: str) -> tuple[float, float] | None:
+        q = self.get(obj, "int8", where, dict, optional=True)
+        if q is None:
+            return None
+        return self.get(q, "map50_95", f"{where}.int8", float), self.get(q, "map50", f"{where}.int8", float)
 
     def recipe(self, obj: Mapping, where: str) -> dict:
         kinds = {

@@ -21,7 +21,8 @@
 Columns: ``model``; ``params`` (millions); ``gflops``; ``latency`` (the row's median latency divided by its
 baseline's, from records holding both at the same setting: one ratio per record, their median); ``latency:KEY`` for
 another runtime (``onnx_ms``, ``openvino_ms``, ``openvino_int8_ms``, ``graph_ms``); ``latency_ms``; ``map`` and
-``map50`` (mean ± sample sd over seeds, seed count in brackets); ``verdict`` (ahead / level / behind against the
+``map50`` (mean ± sample sd over seeds, seed count in brackets); ``map_int8`` (mAP50-95 of the runs' OpenVINO INT8
+exports, ``protocol --int8``); ``verdict`` (ahead / level / behind against the
 baseline, with p: level whenever p > 0.05 or either side has fewer than 3 seeds). ``records`` is a glob in
 ``results/`` (default: every record of the right kind); ``where`` keeps runs whose recipe has those values. A row
 given as a mapping keeps only runs whose recipe also has its own ``where`` values (the same file trained from scratch
@@ -48,8 +49,8 @@ from effdet_plugin.errors import first_line
 from effdet_plugin.naming import scale_letter, unified_stem
 
 DEFINITIONS = "render.yaml"
-COLUMNS = ("model", "params", "gflops", "latency", "latency_ms", "map", "map50", "verdict")
-PER_DATASET = ("map", "map50", "verdict")
+COLUMNS = ("model", "params", "gflops", "latency", "latency_ms", "map", "map50", "map_int8", "verdict")
+PER_DATASET = ("map", "map50", "map_int8", "verdict")
 KINDS = ("accuracy-latency", "map-epoch")
 DASH = "—"
 
@@ -267,9 +268,9 @@ def baseline_of(view: View, row: Row) -> Row | None:
 
 
 def _map(runs: list[Run], metric: str) -> str:
-    if not runs:
+    values = [r.int8[0] for r in runs if r.int8] if metric == "int8" else [getattr(r, metric) for r in runs]
+    if not values:
         return DASH
-    values = [getattr(r, metric) for r in runs]
     sd = spread(values)
     return f"{statistics.fmean(values):.3f}" + (f" ± {sd:.3f}" if sd is not None else "") + f" ({len(values)})"
 
@@ -293,7 +294,7 @@ def _verdict(runs: list[Run], ref: list[Run], is_baseline: bool) -> str:
 def _header(column: str, view: View, imgsz: int | None) -> list[str]:
     base, _, key = column.partition(":")
     if base in PER_DATASET:
-        title = {"map": "mAP50-95", "map50": "mAP50", "verdict": "vs baseline"}[base]
+        title = {"map": "mAP50-95", "map50": "mAP50", "map_int8": "mAP50-95 INT8", "verdict": "vs baseline"}[base]
         return [f"{title} {d}" for d in view.datasets]
     runtime = next(r.title for r in RUNTIMES.values() if r.key == (key or "latency_ms"))
     return [
@@ -334,7 +335,7 @@ def table(view: View, store: Store) -> str:
                     if base == "verdict":
                         cells.append(_verdict(runs, store.runs(view.scores, ref, d), ref == row))
                     else:
-                        cells.append(_map(runs, "map50_95" if base == "map" else "map50"))
+                        cells.append(_map(runs, {"map": "map50_95", "map50": "map50", "map_int8": "int8"}[base]))
         lines.append(cells)
     header = [h for c in view.columns for h in _header(c, view, imgsz)]
     align = ["---" if h == "model" else "---:" for h in header]
