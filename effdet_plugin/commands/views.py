@@ -293,8 +293,13 @@ def _verdict(runs: list[Run], ref: list[Run], is_baseline: bool) -> str:
 
 def _header(column: str, view: View, imgsz: int | None) -> list[str]:
     base, _, key = column.partition(":")
+    # one baseline model for every row (no pattern, no row of its own): named in the header
+    one = (
+        view.baseline if view.baseline and "{" not in view.baseline and not any(r.baseline for r in view.models) else ""
+    )
+    ref = one or "baseline"
     if base in PER_DATASET:
-        title = {"map": "mAP50-95", "map50": "mAP50", "map_int8": "mAP50-95 INT8", "verdict": "vs baseline"}[base]
+        title = {"map": "mAP50-95", "map50": "mAP50", "map_int8": "mAP50-95 INT8", "verdict": f"vs {ref}"}[base]
         return [f"{title} {d}" for d in view.datasets]
     runtime = next(r.title for r in RUNTIMES.values() if r.key == (key or "latency_ms"))
     return [
@@ -302,7 +307,7 @@ def _header(column: str, view: View, imgsz: int | None) -> list[str]:
             "model": "model",
             "params": "params (M)",
             "gflops": f"GFLOPs ({imgsz or '?'})",
-            "latency": f"{runtime} ÷ baseline",
+            "latency": f"{runtime} ÷ {ref}",
             "latency_ms": f"{runtime} (ms)",
         }[base]
     ]
