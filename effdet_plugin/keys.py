@@ -117,6 +117,8 @@ PLUGIN: dict[str, Key] = {  # the plugin's own
     "bn_eps": Key("a number in (0, 1)", lambda x: is_number(x) and 0 < x < 1),
     "backbone_activation": Key(ACTIVATION, is_activation),  # the plugin's backbone rows (an exact backbone's own)
     # the plugin's backbone rows' own [depth, width, max_channels] per letter, where the head family's differ
-    "backbone_scales": Key("a mapping of scale letters to [depth, width, max_channels], each a positive number",
-                           lambda x: x is not None and is_scales(x)),
+    "backbone_scales": Key(
+        "a mapping of scale letters to [depth, width, max_channels], each a positive number",
+        lambda x: x is not None and is_scales(x),
+    ),
 }
