@@ -3,7 +3,7 @@
 #
 #   bash tools/bare_install_check.sh [PYTHON] [WORKDIR]     # PYTHON: the interpreter to make the venv from
 #
-# torch and torchvision are pinned first, as .ci/run pins them (the `torch>=2.1` requirement alone would let pip pick
+# torch and torchvision are pinned first, as .ci/run pins them (the `torch>=2.14` requirement alone would let pip pick
 # a newer, larger build); then `pip install .` and nothing else. Each step must succeed, except the options that need
 # the deploy extra, which must fail at once with their one-line message naming it. Any other failure stops the script
 # with a non-zero status. The work folder (a temporary one unless given) is removed at the end unless KEEP=1.

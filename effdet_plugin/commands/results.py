@@ -7,7 +7,7 @@ rewritten after every finished run so that a long sweep never loses what it has 
      "meta": {"argv": ["effdet-plugin", "benchmark", ...], "date": "2026-01-31T12:00:00+00:00",
               "machine": {"cpu": "...", "cores": 2, "gpu": null, "os": "Linux-..."},
               "versions": {"python": "3.11.7", "torch": "...", "torchvision": "...", "ultralytics": "...",
-                           "effdet-plugin": "0.2.0", "onnxruntime": "...", ...}},
+                           "effdet-plugin": "0.3.0", "onnxruntime": "...", ...}},
      "rows": [...]}
 
 ``load`` reads every ``*.json`` in a folder (the repository's ``results/``) and exposes the rows as ``Timing``
