@@ -62,8 +62,8 @@ def test_render_writes_tables_and_plots_then_check_passes(store, capsys):
     assert rows["yolov5n_effv2"][1:3] == ["2.47", "6.9"]
     # mAP: mean ± sd (seeds), across a protocol record (cards) and an accuracy record (raccoon)
     assert rows["yolov5nu"][5] == "0.393 ± 0.011 (3)" and rows["yolov5nu"][6] == "0.313 ± 0.015 (3)"
-    assert rows["yolov5n_effv2"][7].startswith("ahead (p = 0.0037") and rows["yolov5n_effv2"][8] == "level (p = 1)"
-    assert rows["yolov5s_effv2"][7] == "level (p = 0.87, 2 seeds)"  # below 3 seeds: never a claim
+    assert rows["yolov5n_effv2"][7] == "ahead (+5.1, p = 0.0037)" and rows["yolov5n_effv2"][8] == "level (+0.0, p = 1)"
+    assert rows["yolov5s_effv2"][7] == "level (-0.5, p = 0.87, 2 seeds)"  # below 3 seeds: never a claim
     assert rows["yolov5su"][6] == "—" and rows["yolov5nu"][7] == "baseline"
     assert (
         "From results/accuracy_raccoon.json, results/bench_a.json, results/bench_b.json, results/protocol_cards"
@@ -307,7 +307,7 @@ def test_rows_of_one_file_split_by_recipe_and_a_baseline_named_by_label(store, c
     rows = table_rows(store)
     assert rows["effv2 scratch"][1:] == ["0.443 ± 0.008 (3)", "baseline"]
     assert rows["effv2 ImageNet"][1:] == ["—", "—"]  # no run has that recipe
-    assert rows["yolov5nu"][2].startswith("behind (p = 0.0037")
+    assert rows["yolov5nu"][2].startswith("behind (-5.1, p = 0.0037")
 
     # a row may name its own baseline: the ImageNet row against yolov5nu, the others against the view's
     spec["tables"]["family"]["models"][1]["baseline"] = "yolov5nu"
@@ -319,7 +319,7 @@ def test_rows_of_one_file_split_by_recipe_and_a_baseline_named_by_label(store, c
     spec["tables"]["family"]["models"][0]["baseline"] = "yolov5nu"
     defs.write_text(yaml.safe_dump(spec))
     assert render(store) == 0, capsys.readouterr().err
-    assert table_rows(store)["effv2 scratch"][2].startswith("ahead (p = 0.0037")
+    assert table_rows(store)["effv2 scratch"][2].startswith("ahead (+5.1, p = 0.0037")
 
     spec["tables"]["family"]["models"][1]["label"] = "effv2 scratch"
     defs.write_text(yaml.safe_dump(spec))

@@ -23,7 +23,8 @@ baseline's, from records holding both at the same setting: one ratio per record,
 another runtime (``onnx_ms``, ``openvino_ms``, ``openvino_int8_ms``, ``graph_ms``); ``latency_ms``; ``map`` and
 ``map50`` (mean ± sample sd over seeds, seed count in brackets); ``map_int8`` (mAP50-95 of the runs' OpenVINO INT8
 exports, ``protocol --int8``); ``verdict`` (ahead / level / behind against the
-baseline, with p: level whenever p > 0.05 or either side has fewer than 3 seeds). ``records`` is a glob in
+baseline, with the difference of means in points and p: level whenever p > 0.05 or either side has fewer than 3
+seeds). ``records`` is a glob in
 ``results/`` (default: every record of the right kind); ``where`` keeps runs whose recipe has those values. A row
 given as a mapping keeps only runs whose recipe also has its own ``where`` values (the same file trained from scratch
 and from ImageNet weights makes two rows), shows its ``label`` and may name its own ``baseline``; a baseline that names
@@ -285,7 +286,7 @@ def _verdict(runs: list[Run], ref: list[Run], is_baseline: bool) -> str:
     if not runs or not ref:
         return DASH
     v = verdict([r.map50_95 for r in runs], [r.map50_95 for r in ref])
-    why = [_p(v.p)] if v.p is not None else []
+    why = [f"{100 * v.difference:+.1f}"] + ([_p(v.p)] if v.p is not None else [])
     if v.seeds < 3:
         why.append(f"{v.seeds} seed{'s' if v.seeds != 1 else ''}")
     return v.word + (f" ({', '.join(why)})" if why else "")
@@ -348,8 +349,8 @@ def table(view: View, store: Store) -> str:
     sources = ", ".join(sorted(f"results/{p.name}" for p in store.used)) or "no record yet"
     split = f" on the '{view.scores.split}' split" if view.scores.split else ""
     note = (
-        f"mAP: mean ± sd over seeds (count){split}, pycocotools; verdict: Welch's t-test against the baseline, "
-        "level when p > 0.05 or below 3 seeds"
+        f"mAP: mean ± sd over seeds (count){split}, pycocotools; verdict: the difference of means in mAP50-95 points "
+        "and Welch's t-test against the baseline, level when p > 0.05 or below 3 seeds"
         if any(c in PER_DATASET for c in view.columns)
         else ""
     )
