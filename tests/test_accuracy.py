@@ -19,6 +19,7 @@ from effdet_plugin.commands.heldout import AccuracyError, coco_ground_truth, eva
 from effdet_plugin.commands.plots import stamp_of
 from effdet_plugin.commands.recipe import Recipe
 from effdet_plugin.commands.results import load_record
+from effdet_plugin.commands.runs import Project, finished_run
 
 
 def recipe(**changes) -> Recipe:
@@ -304,3 +305,24 @@ def test_reuse_checks_every_run_before_training_any(demo_data, tmp_path, capsys,
     expect = rf"^effdet-plugin accuracy: error: {flag}: .*yolov5nu_seed0 was trained with epochs=3, this recipe has 1;"
     assert re.search(expect, err) and len(err.splitlines()) == 1, err
     assert sorted(p.name for p in other.parent.iterdir()) == ["yolov5nu_seed0"]  # nothing trained, no ground truth
+
+
+def test_a_resumed_run_is_adopted_by_its_folder(tmp_path):
+    # `yolo train resume=True` rewrites args.yaml with the run's own last.pt as the model
+    project = Project(tmp_path / "runs", "--no-train")
+    r = recipe(epochs=2, seeds=(0,))
+    run = project.run_dir("yolov5n_effv2.yaml", 0, r)
+    (run / "weights").mkdir(parents=True)
+    for name in ("best.pt", "last.pt"):
+        (run / "weights" / name).write_bytes(b"")
+    (run / "results.csv").write_text("epoch,time,metrics/mAP50(B),metrics/mAP50-95(B)\n1,5,0.2,0.1\n2,9,0.3,0.2\n")
+    args = {"data": r.data, "epochs": 2, "imgsz": 64, "batch": 8, "seed": 0, "pretrained": False}
+    last = str(run / "weights" / "last.pt")
+    (run / "args.yaml").write_text(yaml.safe_dump({**args, "model": last, "resume": last}))
+    done = finished_run(project, "yolov5n_effv2.yaml", 0, r)
+    assert done is not None and done.weights == run / "weights" / "best.pt" and done.best_epoch == 2
+    # another run's last.pt names another model: refused with the one line
+    other = str(tmp_path / "elsewhere" / "yolov5nu_seed0" / "weights" / "last.pt")
+    (run / "args.yaml").write_text(yaml.safe_dump({**args, "model": other, "resume": other}))
+    with pytest.raises(AccuracyError, match=r"was trained with model='last', this recipe has 'yolov5n_effv2'"):
+        finished_run(project, "yolov5n_effv2.yaml", 0, r)

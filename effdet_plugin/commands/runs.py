@@ -96,7 +96,12 @@ def finished_run(project: Project, model: str, seed: int, recipe: Recipe) -> Fin
         return None
     trained = yaml.safe_load(saved.read_text()) or {}
     # the model by its file's stem, as the folder is named: the same YAML may have been passed by another path
-    trained["model"] = Path(str(trained.get("model", ""))).stem
+    source = Path(str(trained.get("model", "")))
+    trained["model"] = source.stem
+    # a resumed run (`yolo train resume=True`) records its own last.pt as the model: its folder names the model instead
+    # (`protocol` also checks the checkpoint's architecture against the model's)
+    if trained.get("resume") and source.name == "last.pt" and source.parent.parent.name == run.name:
+        trained["model"] = Path(model).stem
     want = recipe.trained_with(model, seed)
     if recipe.progressive or "progressive" in trained:  # runs from before the key existed are plain runs
         want["progressive"] = recipe.progressive
