@@ -52,6 +52,7 @@ from effdet_plugin.naming import scale_letter, unified_stem
 DEFINITIONS = "render.yaml"
 COLUMNS = ("model", "params", "gflops", "latency", "latency_ms", "map", "map50", "map_int8", "verdict")
 PER_DATASET = ("map", "map50", "map_int8", "verdict")
+COST_COLUMNS = ("params", "gflops", "latency", "latency_ms")
 KINDS = ("accuracy-latency", "map-epoch")
 DASH = "—"
 
@@ -323,8 +324,10 @@ def table(view: View, store: Store) -> str:
         cells = []
         for column in view.columns:
             base, _, key = column.partition(":")
-            cost = store.cost(view.cost, row.model, ref.model if ref else None, key or "latency_ms")
-            imgsz = imgsz or cost.get("imgsz")
+            cost = {}
+            if base in COST_COLUMNS:  # only these read benchmark records (and name them as sources)
+                cost = store.cost(view.cost, row.model, ref.model if ref else None, key or "latency_ms")
+                imgsz = imgsz or cost.get("imgsz")
             if base == "model":
                 cells.append(row.label)
             elif base in ("params", "gflops"):
@@ -349,11 +352,13 @@ def table(view: View, store: Store) -> str:
     sources = ", ".join(sorted(f"results/{p.name}" for p in store.used)) or "no record yet"
     split = f" on the '{view.scores.split}' split" if view.scores.split else ""
     note = (
-        f"mAP: mean ± sd over seeds (count){split}, pycocotools; verdict: the difference of means in mAP50-95 points "
-        "and Welch's t-test against the baseline, level when p > 0.05 or below 3 seeds"
-        if any(c in PER_DATASET for c in view.columns)
-        else ""
+        f"mAP: mean ± sd over seeds (count){split}, pycocotools" if any(c in PER_DATASET for c in view.columns) else ""
     )
+    if "verdict" in view.columns:
+        note += (
+            "; verdict: the difference of means in mAP50-95 points and Welch's t-test against the baseline, level when "
+            "p > 0.05 or below 3 seeds"
+        )
     return "\n".join(out) + f"\n\n<sub>{note + '. ' if note else ''}From {sources}.</sub>"
 
 
