@@ -116,7 +116,7 @@ grep -q "vs baseline data" README.md
 # Welch's p on seeds that differ, with the standard library: the test suite's fixture store, rendered here
 cp -r "$REPO/tests/fixtures/store" fixture
 step "$E" render --root fixture
-grep -q "ahead (p = 0.0037" fixture/README.md
+grep -q "ahead (+5.1, p = 0.0037)" fixture/README.md
 step "$E" render --check --root "$REPO"
 
 echo "bare install check passed in $(($(date +%s) - start)) s"
