@@ -315,12 +315,14 @@ def test_a_resumed_run_is_adopted_by_its_folder(tmp_path):
     (run / "weights").mkdir(parents=True)
     for name in ("best.pt", "last.pt"):
         (run / "weights" / name).write_bytes(b"")
-    (run / "results.csv").write_text("epoch,time,metrics/mAP50(B),metrics/mAP50-95(B)\n1,5,0.2,0.1\n2,9,0.3,0.2\n")
+    # resumed after epoch 1: Ultralytics' clock starts again from zero
+    (run / "results.csv").write_text("epoch,time,metrics/mAP50(B),metrics/mAP50-95(B)\n1,5,0.2,0.1\n2,4,0.3,0.2\n")
     args = {"data": r.data, "epochs": 2, "imgsz": 64, "batch": 8, "seed": 0, "pretrained": False}
     last = str(run / "weights" / "last.pt")
     (run / "args.yaml").write_text(yaml.safe_dump({**args, "model": last, "resume": last}))
     done = finished_run(project, "yolov5n_effv2.yaml", 0, r)
     assert done is not None and done.weights == run / "weights" / "best.pt" and done.best_epoch == 2
+    assert done.seconds == 9
     # another run's last.pt names another model: refused with the one line
     other = str(tmp_path / "elsewhere" / "yolov5nu_seed0" / "weights" / "last.pt")
     (run / "args.yaml").write_text(yaml.safe_dump({**args, "model": other, "resume": other}))

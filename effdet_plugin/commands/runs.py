@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import NamedTuple
 
@@ -76,16 +77,19 @@ def read_curve(run: Path) -> dict:
 def run_record(run: Path) -> tuple[int, float, int]:
     """Return (epochs logged, training seconds, 1-based best epoch) from a run's ``results.csv``.
 
-    Seconds are Ultralytics' own training clock (the last ``time`` entry) and the best epoch is the last one with the
-    highest val mAP50-95 (the trainer's fitness for detection; on ties the later epoch overwrites ``best.pt``), so a
-    fresh run and a reused one are reported the same way.
+    Seconds are Ultralytics' own training clock (the last ``time`` entry; summed over the stretches of a resumed run)
+    and the best epoch is the last one with the highest val mAP50-95 (the trainer's fitness for detection; on ties the
+    later epoch overwrites ``best.pt``), so a fresh run and a reused one are reported the same way.
     """
     rows = _rows(run)
     if not rows:
         return 0, 0.0, 0
     fitness = [float(r[MAP50_95]) for r in rows]
     best = len(fitness) - fitness[::-1].index(max(fitness))  # last epoch at the maximum, 1-based
-    return len(rows), float(rows[-1]["time"]), best
+    # the clock restarts at zero when a run is resumed: add up each stretch's last reading
+    clock = [float(r["time"]) for r in rows]
+    seconds = sum(t for t, after in pairwise(clock) if after < t) + clock[-1]
+    return len(rows), seconds, best
 
 
 def finished_run(project: Project, model: str, seed: int, recipe: Recipe) -> Finished | None:
