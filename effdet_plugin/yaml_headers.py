@@ -35,9 +35,9 @@ Use: yolo train model=yolov5s_effv2-plain.yaml data=...   (the letter n/s/m/l/x 
 WIDE = """\
 a widened EfficientNetV2-S stage table at yolov5u's multipliers
 The stage table of yolov5_effv2.yaml (stride-16/32 stages 1.5x wider, no stochastic depth; MBConv at stride 16 at
-every scale) with yolov5u's depth and width multipliers at every scale: the recommended n and s models until
-2026-12-02, deeper and 1.1x slower than yolov5u at m/l/x (docs/benchmarks.md). Kept for runs trained with it; new
-work: yolov5_effv2.yaml.
+every scale) with yolov5u's depth and width multipliers at every scale: the recommended n and s models during
+version 0.2, deeper and slower than yolov5u at m/l/x (docs/rejected.md). Kept for runs trained with it; new work:
+yolov5_effv2.yaml.
 Use: yolo train model=yolov5s_effv2-wide.yaml data=...   (the letter n/s/m/l/x picks the scale)"""
 LITE = """\
 an EfficientNet-Lite-style stage table, for edge deployment

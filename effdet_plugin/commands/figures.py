@@ -42,7 +42,7 @@ def is_version(line: str, start: int, end: int) -> bool:
         return True
     left = line[start - 1] if start else " "
     if left.isalnum() or left in "_." or left in "-/" and start >= 2 and (line[start - 2].isalnum()):
-        return True  # glued to a name: v8.4, AGPL-3.0, yolov5s, 2026-12-05
+        return True  # glued to a name: v8.4, AGPL-3.0, yolov5s, the month and day of an ISO date
     right = line[end] if end < len(line) else " "
     if right.isalpha() and right not in "x×" or right in "_":
         return True  # 3.0-only, 50s-style names: a number that is the start of a word

@@ -4,7 +4,7 @@
 rewritten after every finished run so that a long sweep never loses what it has measured::
 
     {"schema": 1, "kind": "benchmark" | "accuracy" | "protocol",
-     "meta": {"argv": ["effdet-plugin", "benchmark", ...], "date": "2026-01-31T12:00:00+00:00",
+     "meta": {"argv": ["effdet-plugin", "benchmark", ...], "date": "<ISO 8601, UTC>",
               "machine": {"cpu": "...", "cores": 2, "gpu": null, "os": "Linux-..."},
               "versions": {"python": "3.11.7", "torch": "...", "torchvision": "...", "ultralytics": "...",
                            "effdet-plugin": "0.3.0", "onnxruntime": "...", ...}},
