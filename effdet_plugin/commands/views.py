@@ -22,9 +22,8 @@ Columns: ``model``; ``params`` (millions); ``gflops``; ``latency`` (the row's me
 baseline's, from records holding both at the same setting: one ratio per record, their median); ``latency:KEY`` for
 another runtime (``onnx_ms``, ``openvino_ms``, ``openvino_int8_ms``, ``graph_ms``); ``latency_ms``; ``map`` and
 ``map50`` (mean ± sample sd over seeds, seed count in brackets); ``map_int8`` (mAP50-95 of the runs' OpenVINO INT8
-exports, ``protocol --int8``); ``verdict`` (ahead / level / behind against the
-baseline, with the difference of means in points and p: level whenever p > 0.05 or either side has fewer than 3
-seeds). ``records`` is a glob in
+exports, ``protocol --int8``); ``verdict`` (ahead / level / behind against the baseline, with the difference of
+means in points and p: level whenever p > 0.05 or either side has fewer than 3 seeds). ``records`` is a glob in
 ``results/`` (default: every record of the right kind); ``where`` keeps runs whose recipe has those values. A row
 given as a mapping keeps only runs whose recipe also has its own ``where`` values (the same file trained from scratch
 and from ImageNet weights makes two rows), shows its ``label`` and may name its own ``baseline``; a baseline that names
