@@ -105,7 +105,9 @@ def test_installed_benchmark_outside_a_clone(tmp_path):
     """The installed command, in a fresh process, from a folder outside any clone: shipped YAMLs resolve by name."""
     args = [installed_command(), "benchmark", "--models", "yolov5n_effv2.yaml", "yolov5nu.yaml", "--imgsz", "64"]
     proc = run_cli([*args, "--json", "out.json"], cwd=tmp_path, timeout=300, env={"OMP_NUM_THREADS": "1"})
-    rows = json.loads((tmp_path / "out.json").read_text())
+    record = json.loads((tmp_path / "out.json").read_text())
+    assert record["kind"] == "benchmark" and record["meta"]["argv"][1] == "benchmark"
+    rows = record["rows"]
     assert [r["model"] for r in rows] == ["yolov5n_effv2", "yolov5nu"] and all(r["latency_ms"] > 0 for r in rows)
     assert "yolov5n_effv2" in proc.stdout and f"wrote {Path('out.json')}" in proc.stdout
 
