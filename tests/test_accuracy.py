@@ -323,8 +323,16 @@ def test_a_resumed_run_is_adopted_by_its_folder(tmp_path):
     done = finished_run(project, "yolov5n_effv2.yaml", 0, r)
     assert done is not None and done.weights == run / "weights" / "best.pt" and done.best_epoch == 2
     assert done.seconds == 9
-    # another run's last.pt names another model: refused with the one line
-    other = str(tmp_path / "elsewhere" / "yolov5nu_seed0" / "weights" / "last.pt")
-    (run / "args.yaml").write_text(yaml.safe_dump({**args, "model": other, "resume": other}))
-    with pytest.raises(AccuracyError, match=r"was trained with model='last', this recipe has 'yolov5n_effv2'"):
+    # resumed from another run's last.pt: refused with the one line naming that checkpoint
+    other = tmp_path / "elsewhere" / "yolov5nu_seed0" / "weights" / "last.pt"
+    (run / "args.yaml").write_text(yaml.safe_dump({**args, "model": str(other), "resume": str(other)}))
+    with pytest.raises(AccuracyError) as e:
+        finished_run(project, "yolov5n_effv2.yaml", 0, r)
+    assert str(e.value) == (
+        f"--no-train: {run} was resumed from {other}, another run's checkpoint; use another --project or move the run "
+        "away"
+    )
+    # a plain (not resumed) run of another model is still refused by its model key
+    (run / "args.yaml").write_text(yaml.safe_dump({**args, "model": "yolov5nu.yaml"}))
+    with pytest.raises(AccuracyError, match=r"was trained with model='yolov5nu', this recipe has 'yolov5n_effv2'"):
         finished_run(project, "yolov5n_effv2.yaml", 0, r)

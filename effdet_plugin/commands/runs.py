@@ -104,7 +104,12 @@ def finished_run(project: Project, model: str, seed: int, recipe: Recipe) -> Fin
     trained["model"] = source.stem
     # a resumed run (`yolo train resume=True`) records its own last.pt as the model: its folder names the model instead
     # (`protocol` also checks the checkpoint's architecture against the model's)
-    if trained.get("resume") and source.name == "last.pt" and source.parent.parent.name == run.name:
+    if trained.get("resume") and source.name == "last.pt":
+        if source.parent.parent.name != run.name:
+            raise AccuracyError(
+                f"{project.reuse or '--reuse'}: {run} was resumed from {source}, another run's checkpoint; use another "
+                "--project or move the run away"
+            )
         trained["model"] = Path(model).stem
     want = recipe.trained_with(model, seed)
     if recipe.progressive or "progressive" in trained:  # runs from before the key existed are plain runs
