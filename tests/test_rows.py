@@ -308,6 +308,15 @@ def test_keys_the_model_class_reads_before_parsing_are_checked_on_load(tmp_path,
         DetectionModel(str(path), nc=3, verbose=False)
 
 
+def test_a_classic_yolov5_file_in_ultralytics_is_one_line():
+    """The classic-YOLOv5 twin of a shipped model, passed to Ultralytics by path, names its anchor-based head row."""
+    path = model_yaml_dir() / "yolov5" / "yolov5n_effv2.yaml"
+    with pytest.raises(ModelRowError) as e:
+        DetectionModel(str(path), verbose=False)
+    assert str(e.value).startswith(f"{path}: row 22 [[15, 18, 21], 1, Detect, [nc, anchors]]: 'anchors' is classic")
+    assert str(e.value).endswith("the shipped models load by bare name, e.g. yolov5n_effv2.yaml)")
+
+
 def test_host_keys_of_a_file_without_plugin_rows_reach_the_host(tmp_path):
     """The same bad key in a host-only file is the host's business: its own error (or none), never the plugin's."""
     from ultralytics.nn.tasks import yaml_model_load

@@ -33,6 +33,7 @@ from effdet_plugin.rows import (
     is_index,
     key_error,
     kinds,
+    row_error,
     uses_plugin,
 )
 
@@ -178,6 +179,20 @@ class Rules(HostRules):
 
     def row_line(self, i: int, f, n: int, params: int, module: str, args: list) -> str:
         return f"{i:>3}{f!s:>20}{n:>3}{params:10.0f}  {module:<45}{args!s:<30}"
+
+    def check(self, d: dict) -> None:
+        # a classic YOLOv5 file (models_yaml/yolov5/) passed by path: Ultralytics' heads are anchor-free, and would
+        # fail on the extra argument with a bare TypeError
+        rows = list(d["backbone"]) + list(d["head"])
+        for i, row in enumerate(rows):
+            if row[2] in HEADS and "anchors" in row[3]:
+                raise row_error(
+                    d,
+                    i,
+                    row,
+                    "'anchors' is classic YOLOv5's anchor-based head; Ultralytics' heads are anchor-free: drop it "
+                    "(in Ultralytics, the shipped models load by bare name, e.g. yolov5n_effv2.yaml)",
+                )
 
 
 _RULES: Rules | None = None
