@@ -34,6 +34,7 @@ from effdet_plugin.rows import (
     ScaledRow,
     check_sections,
     key_error,
+    model_rows,
     plugin_rows,
     row_error,
     validate_model,
@@ -106,7 +107,7 @@ def build(d: dict, ch: int, parse: Callable[[dict], tuple[nn.Sequential, list]],
     ours = plugin_rows(d)
     validate_model(resolving, host.names())
     host.check(d)
-    rows = list(d["backbone"]) + list(d["head"])
+    rows = model_rows(d)
     n_backbone = len(d["backbone"])
     scale_backbone = d.get("scale_backbone", True)
     drop_path = d.get("drop_path", blocks.DEFAULT_DROP_PATH)

@@ -277,7 +277,7 @@ def registered_modules() -> dict[str, type[nn.Module]]:
 def plugin_rows(d: dict) -> dict[int, RowKind]:
     """Row index -> kind for every row of ``d`` whose module is a registered plugin name."""
     reg = kinds()
-    rows = _rows(d)
+    rows = model_rows(d)
     return {
         i: reg[r[2]]
         for i, r in enumerate(rows)
@@ -285,7 +285,8 @@ def plugin_rows(d: dict) -> dict[int, RowKind]:
     }
 
 
-def _rows(d: dict) -> list:
+def model_rows(d: dict) -> list:
+    """The backbone rows then the head rows of ``d`` (a section that is not a list counts as empty)."""
     backbone, head = d.get("backbone"), d.get("head")
     return (list(backbone) if isinstance(backbone, list) else []) + (list(head) if isinstance(head, list) else [])
 
@@ -312,7 +313,7 @@ def check_sections(d: dict) -> None:
             raise key_error(
                 d, key, f"must be a non-empty list of [from, repeats, module, args] rows, got {d.get(key)!r}"
             )
-    for i, row in enumerate(_rows(d)):
+    for i, row in enumerate(model_rows(d)):
         if not isinstance(row, (list, tuple)) or len(row) != 4:
             raise row_error(d, i, row, f"a row has 4 fields [from, repeats, module, args], got {row!r}")
 
@@ -326,7 +327,7 @@ def validate_model(d: dict, host: HostNames) -> None:
     """
     check_sections(d)
     reg = kinds()
-    rows = _rows(d)
+    rows = model_rows(d)
     multi: dict[int, MultiInputRow] = {}
     picked: dict[tuple[int, int], int] = {}
     for i, row in enumerate(rows):

@@ -33,6 +33,7 @@ from effdet_plugin.rows import (
     is_index,
     key_error,
     kinds,
+    model_rows,
     row_error,
     uses_plugin,
 )
@@ -183,8 +184,7 @@ class Rules(HostRules):
     def check(self, d: dict) -> None:
         # a classic YOLOv5 file (models_yaml/yolov5/) passed by path: Ultralytics' heads are anchor-free, and would
         # fail on the extra argument with a bare TypeError
-        rows = list(d["backbone"]) + list(d["head"])
-        for i, row in enumerate(rows):
+        for i, row in enumerate(model_rows(d)):
             if row[2] in HEADS and "anchors" in row[3]:
                 raise row_error(
                     d,

@@ -40,6 +40,7 @@ from effdet_plugin.rows import (
     RowKind,
     SameWidthRow,
     is_index,
+    model_rows,
     plugin_rows,
     row_error,
     uses_plugin,
@@ -220,7 +221,7 @@ class Rules(HostRules):
 def _check_reads(d: dict) -> None:
     """Refuse a host row that reads a multi-input row directly: YOLOv5 would give it the ``Concat`` stand-in's width."""
     ours = plugin_rows(d)
-    rows = list(d["backbone"]) + list(d["head"])
+    rows = model_rows(d)
     for j, row in enumerate(rows):
         if j in ours:
             continue
