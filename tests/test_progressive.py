@@ -226,19 +226,14 @@ def test_resume_mid_run_restores_the_stage(demo_data, tmp_path):
     assert stage_lines[1].startswith("progressive: stage 4/4 epochs 4-4 imgsz=96")
 
 
-# Run in a fresh interpreter: forking worker processes from the long-lived pytest process, after other tests have
-# started OpenVINO and ONNX Runtime thread pools, can crash it.
+# Run in a fresh interpreter: forking worker processes from the long-lived pytest process crashed it in CI (most
+# likely the thread pools earlier tests leave running).
 WORKERS = """
 import json, sys
 from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils.torch_utils import unwrap_model
 
-data, project = sys.argv[1:3]
-trainer = DetectionTrainer(overrides=dict(
-    model="yolov5n_effv2.yaml", data=data, epochs=2, imgsz=96, batch=8, workers=0, plots=False, device="cpu",
-    val=False, exist_ok=True, project=project, name="w", progressive=True, progressive_stages=2,
-    progressive_min_imgsz=32,
-))
+trainer = DetectionTrainer(overrides=json.loads(sys.argv[1]))
 trainer.args.workers = 2  # Ultralytics sets 0 on CPU in __init__; the loader is built later from this value
 sizes = {}
 
@@ -259,7 +254,18 @@ print("RESULT" + json.dumps({"workers": trainer.train_loader.num_workers,
 @pytest.mark.slow
 def test_stage_reaches_dataloader_worker_processes(demo_data, tmp_path, cli):
     """Worker processes hold copies of the dataset; the stage change must reach them, not only the main process."""
-    out = cli([sys.executable, "-c", WORKERS, str(demo_data), str(tmp_path)], cwd=tmp_path).stdout
+    overrides = {
+        **TRAIN,
+        "epochs": 2,
+        "model": "yolov5n_effv2.yaml",
+        "data": str(demo_data),
+        "project": str(tmp_path),
+        "name": "w",
+        "progressive": True,
+        "progressive_stages": 2,
+        "progressive_min_imgsz": 32,
+    }
+    out = cli([sys.executable, "-c", WORKERS, json.dumps(overrides)], cwd=tmp_path).stdout
     result = json.loads(next(ln for ln in out.splitlines() if ln.startswith("RESULT"))[len("RESULT") :])
     assert result["workers"] == 2
     assert result["sizes"] == {"0": [[32, 32]], "1": [[96, 96]]}
