@@ -106,8 +106,8 @@ def test_clip_difficult_and_split_minimum(tmp_path):
     xml = xml.replace("<difficult>0</difficult><bndbox><xmin>1<", "<difficult>1</difficult><bndbox><xmin>1<")
     (src / "a.xml").write_text(xml)
     (src / "b.xml").write_text(_voc_xml("b.jpg", 100, 50, []))
-    assert len(read_voc(src / "a.xml", src)["names"]) == 1  # difficult object skipped, as Ultralytics' VOC.yaml does
-    assert len(read_voc(src / "a.xml", src, keep_difficult=True)["names"]) == 2
+    assert len(read_voc(src / "a.xml", src).names) == 1  # difficult object skipped, as Ultralytics' VOC.yaml does
+    assert len(read_voc(src / "a.xml", src, keep_difficult=True).names) == 2
     with pytest.raises(ValueError, match=r"leaves 0 train / 2 val; need >= 1 each"):
         voc_to_yolo(src, tmp_path / "bad", split=(0.0, 1.0, 0.0))
     data_yaml = voc_to_yolo(src, tmp_path / "out", split=(0.5, 0.5, 0.0)).data_yaml
@@ -167,8 +167,8 @@ def test_boxes_outside_the_image(tmp_path, capsys, monkeypatch):
     (src / "c.xml").write_text(_voc_xml("c.jpg", w, h, [("dog", (10, 10, 30, 30))]))
 
     record = read_voc(src / "a.xml", src)
-    assert record["dropped"] == 3 and record["names"] == ["cat"]
-    np.testing.assert_array_equal(record["xyxy"], [partly[0]])  # kept as written, clipped when written out
+    assert record.dropped == 3 and record.names == ["cat"]
+    np.testing.assert_array_equal(record.xyxy, [partly[0]])  # kept as written, clipped when written out
 
     done = voc_to_yolo(src, tmp_path / "out", split=(1 / 3, 1 / 3, 1 / 3))
     assert done.dropped == 5 and [x.name for x in done.dropped_in] == ["a.xml", "b.xml"]

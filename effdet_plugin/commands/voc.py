@@ -9,22 +9,16 @@ outside its image (nothing left after clipping) is dropped and counted, never wr
 from __future__ import annotations
 
 import argparse
-import math
-import os
-import shutil
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
 from PIL import Image
 from ultralytics.data.utils import IMG_FORMATS
-from ultralytics.utils.ops import xyxy2xywhn
 
-from effdet_plugin.atomic import atomic_open
+from effdet_plugin.commands.yolo_dataset import Conversion, Record, check_empty, write_yolo_dataset
 
-SPLITS = ("train", "val", "test")
 IMAGE_DIRS = ("images", "JPEGImages")
 
 
@@ -57,9 +51,8 @@ def _find_image(src: Path, xml: Path, filename: str | None) -> Path:
     raise FileNotFoundError(f"{xml}: image {filename or xml.stem + '.*'} not found in {', '.join(map(str, folders))}")
 
 
-def read_voc(xml: str | Path, src: str | Path | None = None, keep_difficult: bool = False) -> dict:
-    """Parse one VOC annotation; return ``{"image": Path, "width", "height", "names": [...], "xyxy": (n, 4) array,
-    "dropped": int}``.
+def read_voc(xml: str | Path, src: str | Path | None = None, keep_difficult: bool = False) -> Record:
+    """Parse one VOC annotation into a ``Record``.
 
     Objects marked ``<difficult>1</difficult>`` are skipped unless ``keep_difficult`` (as Ultralytics' VOC.yaml does).
     Boxes are returned as written; those wholly outside the image are left out and counted in ``dropped`` (a partly
@@ -98,35 +91,7 @@ def read_voc(xml: str | Path, src: str | Path | None = None, keep_difficult: boo
         names.append(name)
         boxes.append(box)
     xyxy = np.array(boxes, np.float64).reshape(-1, 4)
-    return {"image": image, "width": w, "height": h, "names": names, "xyxy": xyxy, "dropped": dropped}
-
-
-def split_counts(n: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:
-    """Images per train/val/test for ``n`` images: val and test rounded, train takes the rest."""
-    if len(fractions) != 3 or min(fractions) < 0 or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
-        raise ValueError(f"split {list(fractions)} must be three non-negative fractions summing to 1")
-    n_val, n_test = round(fractions[1] * n), round(fractions[2] * n)
-    n_train = n - n_val - n_test
-    if n_train < 1 or n_val < 1:
-        raise ValueError(f"split {list(fractions)} of {n} images leaves {n_train} train / {n_val} val; need >= 1 each")
-    return n_train, n_val, n_test
-
-
-def _place(image: Path, target: Path) -> None:
-    try:
-        os.link(image, target)  # hard link: no copy of the data when on one file system
-    except OSError:
-        shutil.copy2(image, target)
-
-
-@dataclass
-class Conversion:
-    """What ``voc_to_yolo`` wrote: the data YAML, images per split, and the boxes it dropped (wholly outside)."""
-
-    data_yaml: Path
-    images: dict[str, int]  # split -> image count
-    dropped: int = 0  # boxes lying wholly outside their image
-    dropped_in: list[Path] = field(default_factory=list)  # the xml files those boxes came from
+    return Record(image, w, h, names, xyxy, dropped, source=xml)
 
 
 def voc_to_yolo(
@@ -139,10 +104,9 @@ def voc_to_yolo(
 ) -> Conversion:
     """Convert every VOC xml under ``src`` into a YOLO dataset at ``dst``; return what was written.
 
-    Writes ``dst/images/{train,val[,test]}`` (hard links, else copies), matching ``labels/`` (an empty file for an image
-    without objects) and ``data.yaml``. The split is a seeded permutation of the xml files sorted by path, so one seed
-    gives one split. Class ids follow ``names`` when given, else the sorted class names found. Boxes partly outside
-    their image are clipped; boxes wholly outside are dropped and counted in ``Conversion.dropped``.
+    The layout is ``write_yolo_dataset``'s; the split is a seeded permutation of the xml files sorted by path. Class
+    ids follow ``names`` when given, else the sorted class names found. Boxes partly outside their image are clipped;
+    boxes wholly outside are dropped and counted in ``Conversion.dropped``.
     """
     src, dst = Path(src).resolve(), Path(dst).resolve()
     if not src.is_dir():
@@ -150,43 +114,10 @@ def voc_to_yolo(
     xmls = sorted(src.rglob("*.xml"))
     if not xmls:
         raise FileNotFoundError(f"no Pascal VOC .xml files under {src}")
-    if dst.exists() and any(dst.iterdir()):
-        raise ValueError(f"output folder {dst} is not empty")
+    check_empty(dst)
     records = [read_voc(x, src, keep_difficult) for x in xmls]
-    seen: dict[str, Path] = {}
-    for xml, r in zip(xmls, records):
-        if r["image"].name in seen:
-            raise ValueError(f"{xml} and {seen[r['image'].name]} both use image {r['image'].name}")
-        seen[r["image"].name] = xml
-    found = sorted({n for r in records for n in r["names"]})
-    names = list(names) if names else found
-    if len(set(names)) != len(names):
-        raise ValueError(f"class names {names} repeat a name")
-    if unknown := [(x, n) for x, r in zip(xmls, records) for n in r["names"] if n not in names]:
-        raise ValueError(f"{unknown[0][0]}: class {unknown[0][1]!r} is not in names {names}")
-
-    counts = split_counts(len(records), split)
-    order = np.random.default_rng(seed).permutation(len(records))
-    bounds = np.cumsum((0, *counts))
-    splits = {s: order[bounds[i] : bounds[i + 1]] for i, s in enumerate(SPLITS) if counts[i]}
-    for s, idx in splits.items():
-        (dst / "images" / s).mkdir(parents=True, exist_ok=True)
-        (dst / "labels" / s).mkdir(parents=True, exist_ok=True)
-        for i in sorted(idx):
-            r = records[i]
-            _place(r["image"], dst / "images" / s / r["image"].name)
-            xywhn = xyxy2xywhn(r["xyxy"].copy(), w=r["width"], h=r["height"], clip=True)
-            rows = "".join(
-                f"{names.index(n)} " + " ".join(f"{v:.10f}" for v in b) + "\n" for n, b in zip(r["names"], xywhn)
-            )
-            (dst / "labels" / s / f"{r['image'].stem}.txt").write_text(rows)
-    data = {"path": str(dst), **{s: f"images/{s}" for s in splits}, "names": dict(enumerate(names))}
-    path = dst / "data.yaml"
-    with atomic_open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(data, f, sort_keys=False)
-    dropped_in = [x for x, r in zip(xmls, records) if r["dropped"]]
-    dropped = sum(r["dropped"] for r in records)
-    return Conversion(path, {s: len(idx) for s, idx in splits.items()}, dropped, dropped_in)
+    found = sorted({n for r in records for n in r.names})
+    return write_yolo_dataset(records, dst, list(names) if names else found, split, seed)
 
 
 # ------------------------------------------------------------------------------- effdet-plugin voc2yolo SRC DST

@@ -1,0 +1,119 @@
+"""Write boxes read from any source as an Ultralytics YOLO dataset, with a deterministic train/val/test split.
+
+``voc2yolo`` and ``prepare-data`` read their sources into ``Record``s and leave the layout to ``write_yolo_dataset``:
+``DST/images/{train,val[,test]}`` (hard links, else copies), matching ``labels/`` (an empty file for an image without
+objects) and ``data.yaml``. The split is a seeded permutation of the records in the order given, so one source, one
+seed and one fraction give one split.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+from ultralytics.utils.ops import xyxy2xywhn
+
+from effdet_plugin.atomic import atomic_open
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Record:
+    """One image and its boxes: pixel corners as written (clipped when written), class names per box."""
+
+    image: Path
+    width: float
+    height: float
+    names: list[str]
+    xyxy: np.ndarray  # (n, 4) x1, y1, x2, y2 in pixels
+    dropped: int = 0  # boxes lying wholly outside the image, left out by the reader
+    source: Path | None = None  # the annotation file, for messages
+
+
+@dataclass
+class Conversion:
+    """What ``write_yolo_dataset`` wrote: the data YAML, images per split, and the boxes readers dropped."""
+
+    data_yaml: Path
+    images: dict[str, int]  # split -> image count
+    dropped: int = 0  # boxes lying wholly outside their image
+    dropped_in: list[Path] = field(default_factory=list)  # the annotation files those boxes came from
+
+
+def split_counts(n: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:
+    """Images per train/val/test for ``n`` images: val and test rounded, train takes the rest."""
+    if len(fractions) != 3 or min(fractions) < 0 or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
+        raise ValueError(f"split {list(fractions)} must be three non-negative fractions summing to 1")
+    n_val, n_test = round(fractions[1] * n), round(fractions[2] * n)
+    n_train = n - n_val - n_test
+    if n_train < 1 or n_val < 1:
+        raise ValueError(f"split {list(fractions)} of {n} images leaves {n_train} train / {n_val} val; need >= 1 each")
+    return n_train, n_val, n_test
+
+
+def _place(image: Path, target: Path) -> None:
+    try:
+        os.link(image, target)  # hard link: no copy of the data when on one file system
+    except OSError:
+        shutil.copy2(image, target)
+
+
+def check_empty(dst: Path) -> None:
+    """Refuse to write into a folder that holds anything: a conversion never mixes with, or overwrites, other files."""
+    if dst.exists() and any(dst.iterdir()):
+        raise ValueError(f"output folder {dst} is not empty")
+
+
+def write_yolo_dataset(
+    records: list[Record],
+    dst: str | Path,
+    names: list[str],
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+) -> Conversion:
+    """Write ``records`` (in a fixed order) as a YOLO dataset at ``dst`` split by ``seed``; return what was written.
+
+    Class ids follow ``names``. Image file names must be unique (labels are matched to images by stem), and every
+    box's class must be in ``names``.
+    """
+    dst = Path(dst).resolve()
+    check_empty(dst)
+    if len(set(names)) != len(names):
+        raise ValueError(f"class names {names} repeat a name")
+    seen: dict[str, Record] = {}
+    for r in records:
+        if r.image.stem in seen:
+            raise ValueError(f"{r.source or r.image} and {seen[r.image.stem].source or seen[r.image.stem].image} "
+                             f"both use an image named {r.image.stem}.*; labels are matched to images by stem")  # fmt: skip
+        seen[r.image.stem] = r
+    if unknown := [(r, n) for r in records for n in r.names if n not in names]:
+        r, n = unknown[0]
+        raise ValueError(f"{r.source or r.image}: class {n!r} is not in names {names}")
+
+    counts = split_counts(len(records), split)
+    order = np.random.default_rng(seed).permutation(len(records))
+    bounds = np.cumsum((0, *counts))
+    splits = {s: order[bounds[i] : bounds[i + 1]] for i, s in enumerate(SPLITS) if counts[i]}
+    for s, idx in splits.items():
+        (dst / "images" / s).mkdir(parents=True, exist_ok=True)
+        (dst / "labels" / s).mkdir(parents=True, exist_ok=True)
+        for i in sorted(idx):
+            r = records[i]
+            _place(r.image, dst / "images" / s / r.image.name)
+            xywhn = xyxy2xywhn(np.asarray(r.xyxy, np.float64).reshape(-1, 4).copy(), w=r.width, h=r.height, clip=True)
+            rows = "".join(
+                f"{names.index(n)} " + " ".join(f"{v:.10f}" for v in b) + "\n" for n, b in zip(r.names, xywhn)
+            )
+            (dst / "labels" / s / f"{r.image.stem}.txt").write_text(rows)
+    data = {"path": str(dst), **{s: f"images/{s}" for s in splits}, "names": dict(enumerate(names))}
+    path = dst / "data.yaml"
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+    dropped_in = [r.source or r.image for r in records if r.dropped]
+    return Conversion(path, {s: len(idx) for s, idx in splits.items()}, sum(r.dropped for r in records), dropped_in)
