@@ -14,6 +14,7 @@ import yaml
 from conftest import PYTHON, run_cli
 
 from effdet_plugin.commands import cli, protocol
+from effdet_plugin.commands.heldout import data_fingerprint
 from effdet_plugin.commands.results import load_record
 
 FIXTURE = Path(__file__).parent / "fixtures" / "store" / "results"
@@ -166,6 +167,7 @@ def test_adopts_accuracy_runs_scores_test_once_and_records_curves(demo_data, tmp
     for row, s in zip(record.rows, record.scores):
         assert row["adopted"] is True and row["role"] == "confirm" and s.run.curve.epoch == (1,)
         assert row["identity"] == protocol.model_identity("yolov5nu.yaml", data)
+        assert row["data_fingerprint"] == data_fingerprint(data)
         assert 0 <= s.run.map50_95 <= s.run.map50 <= 1 and Path(s.run.weights).is_file()
     # the same frozen models again: refused before anything is scored, naming the record that holds their test score
     again = store / "protocol_demo_again.json"

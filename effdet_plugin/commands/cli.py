@@ -24,6 +24,10 @@ COMMANDS = {
         "effdet_plugin.commands.voc",
         "convert Pascal VOC xml + images to a YOLO dataset with a train/val/test split",
     ),
+    "prepare-data": (
+        "effdet_plugin.commands.prepare_data",
+        "write a confirm dataset of the protocol (plates, drones) from a clone of its source, split as recorded",
+    ),
     "benchmark": (
         "effdet_plugin.commands.benchmark",
         "time detectors side by side: params, GFLOPs, latency, memory, training and ONNX speed",

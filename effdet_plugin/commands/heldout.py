@@ -6,6 +6,8 @@ lists its images exactly as Ultralytics' loaders do and writes its labels as a C
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +16,7 @@ import yaml
 
 from effdet_plugin.atomic import write_json
 from effdet_plugin.errors import first_line
+from effdet_plugin.quiet import quieted
 
 
 class AccuracyError(ValueError):
@@ -116,3 +119,34 @@ def coco_ground_truth(data_yaml: str | Path, split: str, out: str | Path) -> tup
             )
     categories = [{"id": i + 1, "name": n} for i, n in names.items()]
     return write_json({"images": images, "annotations": annotations, "categories": categories}, out, indent=2), root
+
+
+def _rounded(value: str) -> float | str:
+    try:
+        return round(float(value), 6)
+    except ValueError:  # a malformed row still counts, as written (Ultralytics reports it when it loads the split)
+        return value
+
+
+def data_fingerprint(data_yaml: str | Path) -> str:
+    """A hash of what a model trains and is scored on: the class names and, per split, each image's bytes and its
+    label rows (numbers rounded to 6 decimals, so a relabelled box or an image moved to another split changes it,
+    another float formatting or another folder does not). Protocol records carry it, so scores of two different
+    splits of one source never pool under one dataset name."""
+    from ultralytics.data.utils import img2label_paths
+
+    data = dataset(data_yaml)
+    parts: dict = {"names": [data["names"][i] for i in sorted(data["names"])]}
+    for split in ("train", "val", "test"):
+        if not data.get(split):
+            continue
+        with quieted("ultralytics"):  # the listing logs a disk-speed line per split
+            files = split_images(data_yaml, split)
+        root = Path(os.path.commonpath([f.parent for f in files]))
+        entries = []
+        for img, lbl in zip(files, img2label_paths([str(f) for f in files])):
+            rows = Path(lbl).read_text().split("\n") if Path(lbl).is_file() else []
+            labels = sorted(([_rounded(v) for v in row] for row in (r.split() for r in rows) if row), key=json.dumps)
+            entries.append([img.relative_to(root).as_posix(), hashlib.sha256(img.read_bytes()).hexdigest(), labels])
+        parts[split] = entries
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

@@ -20,7 +20,11 @@ The protocol:
 4. Every run records its per-epoch validation curve (epoch, mAP50, mAP50-95 and losses, from Ultralytics'
    ``results.csv``) and its score on the split of its role (pycocotools, through ``coco_eval``), in a results-store
    record (``--json``) rewritten after every run.
-5. Runs trained earlier with the same recipe in ``--project`` (``<model stem>_seed<N>``, as ``accuracy`` trains
+5. A dataset name stands for one set of files: every row carries the data's fingerprint (``data_fingerprint``: the
+   images and labels of each split), and the command refuses a name whose earlier rows hold other data, or data made
+   before rows carried one, so scores of two splits never pool. ``effdet-plugin prepare-data`` rebuilds the confirm
+   datasets with the fingerprints their records carry.
+6. Runs trained earlier with the same recipe in ``--project`` (``<model stem>_seed<N>``, as ``accuracy`` trains
    them) are adopted, after their ``args.yaml`` is checked against the recipe and their checkpoint's architecture
    against the model's; missing runs are trained (``--no-train``: refused instead).
 """
@@ -34,7 +38,14 @@ import re
 from pathlib import Path
 
 from effdet_plugin.commands.accuracy import check_models, score
-from effdet_plugin.commands.heldout import AccuracyError, coco_ground_truth, dataset, dataset_name, eval_split
+from effdet_plugin.commands.heldout import (
+    AccuracyError,
+    coco_ground_truth,
+    data_fingerprint,
+    dataset,
+    dataset_name,
+    eval_split,
+)
 from effdet_plugin.commands.recipe import Recipe, add_recipe_arguments, recipe_from_args
 from effdet_plugin.commands.results import load, make_meta, write_record
 from effdet_plugin.commands.runs import Finished, Project, plan_runs, train_once
@@ -105,6 +116,19 @@ def check_role(rows: list[tuple[Path, dict]], name: str, role: str) -> None:
             )
 
 
+def check_same_data(rows: list[tuple[Path, dict]], name: str, fingerprint: str) -> None:
+    """Refuse dataset name ``name`` for data other than the data its earlier rows were scored on."""
+    for path, row in rows:
+        if row["dataset"] != name or row.get("data_fingerprint") == fingerprint:
+            continue
+        held = row.get("data_fingerprint")
+        what = f"other data (fingerprint {held})" if held else "data recorded before rows carried a fingerprint"
+        raise ProtocolError(
+            f"dataset {name} in {path} holds {what}; this data's fingerprint is {fingerprint}: scores of different "
+            "data never pool under one name, so give this data another --dataset"
+        )
+
+
 def check_unscored(rows: list[tuple[Path, dict]], keys: dict[tuple[str, int], tuple[str, str, str]]) -> None:
     """Refuse any (model, seed) whose (identity, recipe, dataset, seed) already has a test score in the store."""
     for (model, seed), (ident, rid, name) in keys.items():
@@ -172,6 +196,8 @@ def run(args: argparse.Namespace) -> int:
     recipe = recipe_from_args(args, split)
     rows_before = _protocol_rows(Path(args.store), out)
     check_role(rows_before, name, args.role)
+    fingerprint = data_fingerprint(recipe.data)
+    check_same_data(rows_before, name, fingerprint)
     rid = recipe_id(recipe)
     idents = {m: model_identity(m, recipe.data) for m in models}
     if split == "test":
@@ -205,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
                     "model": model,
                     "dataset": name,
                     "data": recipe.data,
+                    "data_fingerprint": fingerprint,
                     "role": args.role,
                     "split": split,
                     "identity": idents[model],
