@@ -181,7 +181,8 @@ def test_adopts_accuracy_runs_scores_test_once_and_records_curves(demo_data, tmp
     # under another name the same data as a choice dataset: val scored, as often as asked; --int8 scores each run's
     # OpenVINO INT8 export too
     for out, int8 in (("choice_1.json", ["--int8"]), ("choice_2.json", [])):
-        run_cli([*choice, "--dataset", "demo-choice", *int8, "--json", str(store / out)], tmp_path, env=env)
+        proc = run_cli([*choice, "--dataset", "demo-choice", *int8, "--json", str(store / out)], tmp_path, env=env)
+        assert "best.pt scored on demo-choice 'val'" in proc.stdout  # the name records give it, not its folder's
         scores = load_record(store / out).scores
         assert {(s.split, s.dataset) for s in scores} == {("val", "demo-choice")}
         assert all((s.run.int8 is not None) == bool(int8) for s in scores)

@@ -212,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
             )
     if len(recipe.seeds) < MIN_SEEDS:
         print(f"protocol: {len(recipe.seeds)} seed(s): below {MIN_SEEDS}, every comparison renders as level")
-    print(f"protocol: {name} is a {args.role} dataset; {recipe.describe()}")
+    print(f"protocol: {name} is a {args.role} dataset; {recipe.describe(name)}")
     ann, images = coco_ground_truth(recipe.data, split, project.folder.resolve() / f"{split}_ground_truth.json")
     meta, rows = make_meta(getattr(args, "argv", None)), []
     for seed in recipe.seeds:

@@ -67,12 +67,12 @@ class Recipe:
             "checkpoint": self.checkpoint,
         }
 
-    def describe(self) -> str:
-        """One line for the log."""
+    def describe(self, name: str | None = None) -> str:
+        """One line for the log; ``name``: the dataset's name in records when it is not its folder's (``--dataset``)."""
         where = "GPU" if self.device_name != "cpu" else "CPU"
         return (
             f"{self.epochs} epochs at {self.imgsz} on {where}, batch {self.batch}, seeds "
-            f"{' '.join(map(str, self.seeds))}, {self.checkpoint}.pt scored on {self.dataset} '{self.split}'"
+            f"{' '.join(map(str, self.seeds))}, {self.checkpoint}.pt scored on {name or self.dataset} '{self.split}'"
         )
 
 
