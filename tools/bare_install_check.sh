@@ -74,6 +74,17 @@ for img in sorted((src / "images" / "train").glob("*.jpg"))[:10]:
                                          f"<height>{h}</height><depth>3</depth></size>{objs}</annotation>")
 EOF
 step "$E" voc2yolo voc voc_yolo
+# a tiny clone in the drones source's layout (N.jpg, N.bboxes.tsv, N.bboxes.labels.tsv), from the same demo images
+"$V/python" - <<'EOF'
+from pathlib import Path
+src, dst = Path("voc"), Path("drone-detection/DataSets/Drones/positive")
+dst.mkdir(parents=True)
+for k, img in enumerate(sorted(src.glob("*.jpg")), 1):
+    (dst / f"{k}.jpg").write_bytes(img.read_bytes())
+    (dst / f"{k}.bboxes.tsv").write_text("2\t3\t20\t30\n")
+    (dst / f"{k}.bboxes.labels.tsv").write_text("drone\n")
+EOF
+step "$E" prepare-data drones drone-detection drones_yolo
 
 # convert-weights from a torchvision-named state dict made here (no download), bifpn-weights on a BiFPN YAML
 "$V/python" -c "import torch, torchvision; torch.save(torchvision.models.efficientnet_b0().state_dict(), 'b0.pth')"
