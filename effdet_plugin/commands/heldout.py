@@ -86,6 +86,19 @@ def split_images(data_yaml: str | Path, split: str) -> list[Path]:
     return sorted(map(Path, files))
 
 
+def split_labels(data_yaml: str | Path, split: str) -> tuple[Path, list[tuple[Path, list[list[str]]]]]:
+    """Return the images' common folder and each image of ``split`` with its label rows (split on whitespace, blank
+    rows left out; none for an image without a label file), images listed and labels found as Ultralytics does."""
+    from ultralytics.data.utils import img2label_paths
+
+    files = split_images(data_yaml, split)
+    labelled = []
+    for img, lbl in zip(files, img2label_paths([str(f) for f in files])):
+        rows = Path(lbl).read_text().split("\n") if Path(lbl).is_file() else []
+        labelled.append((img, [row for row in (r.split() for r in rows) if row]))
+    return Path(os.path.commonpath([f.parent for f in files])), labelled
+
+
 def coco_ground_truth(data_yaml: str | Path, split: str, out: str | Path) -> tuple[Path, Path]:
     """Write the YOLO labels of ``split`` as a COCO annotation JSON; return (JSON path, folder its file_names are in).
 
@@ -93,18 +106,16 @@ def coco_ground_truth(data_yaml: str | Path, split: str, out: str | Path) -> tup
     categories carry the dataset's class names (``coco_eval`` matches model classes to them by name).
     """
     from PIL import Image
-    from ultralytics.data.utils import exif_size, img2label_paths
+    from ultralytics.data.utils import exif_size
 
     names = dataset(data_yaml)["names"]
-    files = split_images(data_yaml, split)
-    root = Path(os.path.commonpath([f.parent for f in files]))
+    root, labelled = split_labels(data_yaml, split)
     images, annotations = [], []
-    for img_id, (img, lbl) in enumerate(zip(files, img2label_paths([str(f) for f in files])), 1):
+    for img_id, (img, rows) in enumerate(labelled, 1):
         with Image.open(img) as im:
             w, h = exif_size(im)  # EXIF-rotated size, as Ultralytics' loader sees the image
         images.append({"id": img_id, "file_name": img.relative_to(root).as_posix(), "width": w, "height": h})
-        rows = Path(lbl).read_text().split("\n") if Path(lbl).is_file() else []
-        for row in filter(None, (r.split() for r in rows)):
+        for row in rows:
             c, xc, yc, bw, bh = int(row[0]), *(float(v) for v in row[1:5])  # detection labels: first 5 columns
             box = [(xc - bw / 2) * w, (yc - bh / 2) * h, bw * w, bh * h]
             annotations.append(
@@ -133,20 +144,19 @@ def data_fingerprint(data_yaml: str | Path) -> str:
     label rows (numbers rounded to 6 decimals, so a relabelled box or an image moved to another split changes it,
     another float formatting or another folder does not). Protocol records carry it, so scores of two different
     splits of one source never pool under one dataset name."""
-    from ultralytics.data.utils import img2label_paths
-
     data = dataset(data_yaml)
     parts: dict = {"names": [data["names"][i] for i in sorted(data["names"])]}
     for split in ("train", "val", "test"):
         if not data.get(split):
             continue
         with quieted("ultralytics"):  # the listing logs a disk-speed line per split
-            files = split_images(data_yaml, split)
-        root = Path(os.path.commonpath([f.parent for f in files]))
-        entries = []
-        for img, lbl in zip(files, img2label_paths([str(f) for f in files])):
-            rows = Path(lbl).read_text().split("\n") if Path(lbl).is_file() else []
-            labels = sorted(([_rounded(v) for v in row] for row in (r.split() for r in rows) if row), key=json.dumps)
-            entries.append([img.relative_to(root).as_posix(), hashlib.sha256(img.read_bytes()).hexdigest(), labels])
-        parts[split] = entries
+            root, labelled = split_labels(data_yaml, split)
+        parts[split] = [
+            [
+                img.relative_to(root).as_posix(),
+                hashlib.sha256(img.read_bytes()).hexdigest(),
+                sorted(([_rounded(v) for v in row] for row in rows), key=json.dumps),
+            ]
+            for img, rows in labelled
+        ]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]

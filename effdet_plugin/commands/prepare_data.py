@@ -42,12 +42,17 @@ def _numbers(values: list[str], source: Path, line: int, want: int) -> list[floa
     return numbers
 
 
+def _rows(path: Path) -> list[tuple[int, list[str]]]:
+    """The non-blank rows of a tab-separated file, each with its line number (for messages)."""
+    return [(i, line.split("\t")) for i, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+
+
 def read_plates(folder: Path) -> list[Record]:
     """openalpr/benchmarks ``endtoend/<country>/*.txt``: one row per plate, ``image x y w h text`` (tab-separated,
     pixels, top-left corner). The image is the one a row names; a photo shipped in two encodings is taken once."""
     records = []
     for txt in sorted(folder.glob("*/*.txt")):
-        rows = [(i, line.split("\t")) for i, line in enumerate(txt.read_text().splitlines(), 1) if line.strip()]
+        rows = _rows(txt)
         if not rows:
             raise ValueError(f"{txt}: no plate rows (expected 'image<TAB>x<TAB>y<TAB>w<TAB>h<TAB>plate')")
         images = {r[0].strip() for _, r in rows}
@@ -72,7 +77,7 @@ def read_drones(folder: Path) -> list[Record]:
         labels = tsv.with_name(f"{stem}.bboxes.labels.tsv")
         if not labels.is_file():
             raise FileNotFoundError(f"{tsv}: its class list {labels.name} not found beside it")
-        rows = [(i, line.split("\t")) for i, line in enumerate(tsv.read_text().splitlines(), 1) if line.strip()]
+        rows = _rows(tsv)
         names = [line.strip() for line in labels.read_text().splitlines() if line.strip()]
         if len(names) != len(rows):
             raise ValueError(f"{labels}: {len(names)} classes for the {len(rows)} boxes of {tsv.name}")

@@ -106,7 +106,7 @@ def write_yolo_dataset(
         for i in sorted(idx):
             r = records[i]
             _place(r.image, dst / "images" / s / r.image.name)
-            xywhn = xyxy2xywhn(np.asarray(r.xyxy, np.float64).reshape(-1, 4).copy(), w=r.width, h=r.height, clip=True)
+            xywhn = xyxy2xywhn(r.xyxy.copy(), w=r.width, h=r.height, clip=True)
             rows = "".join(
                 f"{names.index(n)} " + " ".join(f"{v:.10f}" for v in b) + "\n" for n, b in zip(r.names, xywhn)
             )
