@@ -478,6 +478,30 @@ def test_disabled_plugin_names_the_variable(tmp_path):
     assert "EFFDET_PLUGIN_DISABLE=1" in out["off"] and out["after_register"] > 0
 
 
+@needs_package
+def test_train_ending_on_a_bad_row_prints_one_line(tmp_path):
+    """``yolov5 train`` (the package's command, through its ``train.py``'s ``main``) stopping on a bad row: exit 1 with
+    the row's one line last and no traceback; ``EFFDET_PLUGIN_TRACEBACK=1`` brings the traceback back."""
+    from effdet_plugin.commands.demo import make_demo_dataset
+
+    data = make_demo_dataset(tmp_path / "data", n_train=4, n_val=2, imgsz=64, seed=0)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((CLASSIC / "yolov5n_effv2.yaml").read_text().replace("[48, 3, 2, 4, 0]", "[48, 3, 3, 4, 0]"))
+    argv = [Path(PY).parent / "yolov5", "train", "--cfg", bad, "--weights", "", "--data", data, "--imgsz", "64"]
+    argv += ["--epochs", "1", "--device", "cpu", "--workers", "0", "--noplots", "--project", tmp_path / "runs"]
+    runs = {}
+    for shown in ("", "1"):
+        env = _env(tmp_path, EFFDET_PLUGIN_TRACEBACK=shown)
+        runs[shown] = subprocess.run(
+            [str(a) for a in argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+    line = f"ModelRowError: {bad}: row 2 [-1, 4, FusedMBConv, [48, 3, 3, 4, 0]]: stride must be 1 or 2, got 3"
+    one, traced = runs[""], runs["1"]
+    assert one.returncode == 1 and one.stderr.strip().splitlines()[-1] == line, one.stderr[-3000:]
+    assert "Traceback" not in one.stderr, one.stderr[-3000:]
+    assert traced.returncode == 1 and "Traceback" in traced.stderr and "in main" in traced.stderr, traced.stderr[-3000:]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """``yolov5 train`` (the package's command) for one epoch on generated data; returns best.pt."""

@@ -51,11 +51,11 @@ def activate_ultralytics_data() -> None:
 
 def activate_ultralytics_config() -> None:
     """Start-up hook: ``ultralytics.cfg`` has executed (``yolo`` checks its k=v arguments there, before tasks)."""
-    if disabled():
-        return
     from effdet_plugin.hosts import ultralytics
 
-    _guarded(ultralytics.install_config_keys)
+    _guarded(ultralytics.install_command_errors)  # disabled too: its error names the variable in one line
+    if not disabled():
+        _guarded(ultralytics.install_config_keys)
 
 
 def activate_yolov5(module: ModuleType, auto: bool = True) -> None:
@@ -66,6 +66,7 @@ def activate_yolov5(module: ModuleType, auto: bool = True) -> None:
 
         if not yolov5.is_yolov5(module):
             return  # a YOLOv7/YOLOv9 fork or anything else called models.yolo: not ours to touch
+        yolov5.install_command_errors(module)
         (yolov5.install_disabled if auto and disabled() else yolov5.install)(module)
 
     _guarded(install) if auto else install()

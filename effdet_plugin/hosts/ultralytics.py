@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from effdet_plugin import assemble, keys, progressive, user_modules
+from effdet_plugin import assemble, errors, keys, progressive, user_modules
 from effdet_plugin.assemble import HostRules, Scaling
 from effdet_plugin.hosts import ultralytics_training
 from effdet_plugin.hosts.rebind import rebind
@@ -313,6 +313,11 @@ def _model_load_wrapper(load):
 
     load_with_plugin.__wrapped__ = load
     return load_with_plugin
+
+
+def install_command_errors() -> None:
+    """``yolo ...`` ending on a plugin error prints its one line, not the engine's traceback above it."""
+    errors.one_line_in_command("ultralytics/cfg/__init__.py", "entrypoint")
 
 
 def install_config_keys() -> None:

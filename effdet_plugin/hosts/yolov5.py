@@ -24,13 +24,14 @@ import inspect
 import logging
 import math
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import torch
 import yaml
 from torch import nn
 
-from effdet_plugin import assemble, keys, user_modules
+from effdet_plugin import assemble, errors, keys, user_modules
 from effdet_plugin.assemble import HostRules, Scaling
 from effdet_plugin.hosts.rebind import original, rebind
 from effdet_plugin.hosts.unavailable import disabled_error
@@ -312,6 +313,22 @@ def _init_wrapper(init):
 def _disabled_init_wrapper(init):
     """The model class's ``__init__`` with the plugin off: only notes ``cfg`` for the message."""
     return _noting_cfg(init, check=False)
+
+
+# YOLOv5's command-line scripts (relative to the folder that holds models/), each of which calls its main(opt)
+COMMANDS = tuple(
+    f"{task}{script}.py"
+    for task, scripts in (("", ("train", "val", "detect", "export")), ("segment/", ("train", "val", "predict")),
+                          ("classify/", ("train", "val", "predict")))
+    for script in scripts
+)  # fmt: skip
+
+
+def install_command_errors(module: ModuleType) -> None:
+    """``train.py`` (and YOLOv5's other scripts) ending on a plugin error print its one line, not the traceback."""
+    root = Path(module.__file__).parents[1].as_posix() if getattr(module, "__file__", None) else None
+    for script in COMMANDS if root else ():
+        errors.one_line_in_command(f"{root}/{script}", "main")
 
 
 def install(module: ModuleType) -> None:
