@@ -78,6 +78,7 @@ def test_host_errors_and_errors_in_a_script_keep_their_traceback(bad_yaml, monke
     assert out.startswith("Traceback") and "bad.yaml: row 1" in out.splitlines()[-1]
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and Ultralytics; the tests above run the same entry point
 def test_the_yolo_command_prints_one_line(bad_yaml):
     """The installed ``yolo`` command in a fresh process: exit 1, one line on stderr, nothing on stdout about it."""
     yolo = Path(sys.executable).parent / "yolo"
