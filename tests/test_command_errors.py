@@ -50,7 +50,7 @@ def test_the_hook_is_on_after_ultralytics_loads():
     assert getattr(sys.excepthook, "effdet_plugin", False)
 
 
-def test_yolo_ending_on_a_plugin_error_prints_one_line(bad_yaml, monkeypatch, capsys):
+def test_yolo_ending_on_a_plugin_error_prints_one_line(bad_yaml, capsys):
     e = via_yolo("train", f"model={bad_yaml.name}", "data=coco8.yaml", "epochs=1")
     assert isinstance(e, ModelRowError)
     out = hook_output(e, capsys)
@@ -66,7 +66,7 @@ def test_the_variable_brings_the_traceback_back(bad_yaml, monkeypatch, capsys):
     )
 
 
-def test_host_errors_and_errors_in_a_script_keep_their_traceback(bad_yaml, monkeypatch, capsys):
+def test_host_errors_and_errors_in_a_script_keep_their_traceback(bad_yaml, capsys):
     """Ultralytics' own error in ``yolo``; the plugin's error raised in a user's script (not through ``yolo``)."""
     missing = via_yolo("train", "model=missing.yaml", "data=coco8.yaml", "epochs=1")
     assert not errors.is_plugin_error(missing)

@@ -315,19 +315,20 @@ def _disabled_init_wrapper(init):
     return _noting_cfg(init, check=False)
 
 
-# YOLOv5's command-line scripts (relative to the folder that holds models/), each of which calls its main(opt)
-COMMANDS = tuple(
-    f"{task}{script}.py"
-    for task, scripts in (("", ("train", "val", "detect", "export")), ("segment/", ("train", "val", "predict")),
-                          ("classify/", ("train", "val", "predict")))
-    for script in scripts
+# YOLOv5's command-line scripts, relative to the folder that holds models/; each calls its main(opt)
+COMMANDS = (
+    "train.py", "val.py", "detect.py", "export.py",
+    "segment/train.py", "segment/val.py", "segment/predict.py",
+    "classify/train.py", "classify/val.py", "classify/predict.py",
 )  # fmt: skip
 
 
 def install_command_errors(module: ModuleType) -> None:
     """``train.py`` (and YOLOv5's other scripts) ending on a plugin error print its one line, not the traceback."""
-    root = Path(module.__file__).parents[1].as_posix() if getattr(module, "__file__", None) else None
-    for script in COMMANDS if root else ():
+    if not getattr(module, "__file__", None):
+        return
+    root = Path(module.__file__).parents[1].as_posix()
+    for script in COMMANDS:
         errors.one_line_in_command(f"{root}/{script}", "main")
 
 
