@@ -4,8 +4,9 @@
 #   bash tools/setup_yolov5_env.sh VENV_DIR        # prints the venv's python as the last line
 #   EFFDET_YOLOV5_PYTHON=$(bash tools/setup_yolov5_env.sh /tmp/venv-yolov5 | tail -n 1) pytest tests/test_yolov5.py
 #
-# The venv sees the system site-packages (torch, torchvision, ultralytics, effdet-plugin's other dependencies) and adds
-# what yolov5 7.0.14 needs to run on current releases, without touching the system environment:
+# The venv sees the calling interpreter's site-packages (torch, torchvision, ultralytics, effdet-plugin's other
+# dependencies), whether that interpreter is a system one or another venv's, and adds what yolov5 7.0.14 needs to run
+# on current releases, without touching the system environment:
 #   numpy<2.4       yolov5 7.0.14 uses np.trapz (removed in numpy 2.4)
 #   setuptools<81   yolov5 imports pkg_resources (removed in setuptools 81)
 #   onnxscript      yolov5's export.py calls torch.onnx.export without dynamo=False; torch >= 2.9 then needs it
@@ -29,6 +30,13 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PY" -m venv --system-site-packages "$VENV"
 fi
 VPY=$VENV/bin/python
+SITE=$("$VPY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+# From inside another virtual environment, --system-site-packages reaches the base interpreter's packages, not that
+# environment's: a .pth file adds its site-packages after the new venv's own (whose numpy and setuptools come first).
+OUTER=$("$PY" -c "import sys, sysconfig; print(sys.prefix != sys.base_prefix and sysconfig.get_paths()['purelib'])")
+if [ "$OUTER" != False ]; then
+    echo "$OUTER" > "$SITE/zz_effdet_outer_env.pth"
+fi
 # torch/torchvision pinned to the versions already installed, so pip never swaps in another (e.g. CUDA) build.
 TORCH=$("$VPY" -c "import torch; print(torch.__version__.split('+')[0])")
 TV=$("$VPY" -c "import torchvision; print(torchvision.__version__.split('+')[0])")
@@ -36,7 +44,6 @@ TV=$("$VPY" -c "import torchvision; print(torchvision.__version__.split('+')[0])
 "$VPY" -m pip install -q --no-deps -e "$REPO"
 
 # The start-up hook module: a wheel install puts it at the site-packages root; an editable install does not.
-SITE=$("$VPY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 cp "$REPO/effdet_plugin/hosts/_autoload.py" "$SITE/_effdet_plugin_autoload.py"
 # compiled now, as pip compiles it in a wheel install: with PYTHONDONTWRITEBYTECODE every start would recompile it
 "$VPY" -m compileall -q "$SITE/_effdet_plugin_autoload.py"
