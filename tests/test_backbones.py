@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-import yaml
+from conftest import load_yaml  # (tests/ is on sys.path under pytest)
 from ultralytics.nn.modules import SPPF
 from ultralytics.nn.tasks import DetectionModel
 
@@ -88,7 +88,7 @@ def test_check_reports_stale_yaml(tmp_path, capsys):
 
 def test_yaml_rows_follow_stage_tables():
     """Compound scaling (B3: width 1.2 -> stem 40, depth 1.4 with ceil) and V2-M/L's seventh stage are in the YAMLs."""
-    d = yaml.safe_load((model_yaml_dir() / "yolov5_effb3.yaml").read_text())
+    d = load_yaml((model_yaml_dir() / "yolov5_effb3.yaml").read_text())
     assert d["backbone"][0] == [-1, 1, "stem", [40, 3, 2]]
     assert [r[1] for r in d["backbone"][1:8]] == [2, 3, 3, 5, 5, 6, 2]
     assert d["bn_eps"] == 1e-5 and d["scale_backbone"] is False
@@ -96,7 +96,7 @@ def test_yaml_rows_follow_stage_tables():
         ("effv2-m", [-1, 5, "MBConv", [512, 3, 1, 6, 0.25]]),
         ("effv2-l", [-1, 7, "MBConv", [640, 3, 1, 6, 0.25]]),
     ):
-        d = yaml.safe_load((model_yaml_dir() / f"yolov5_{name}.yaml").read_text())
+        d = load_yaml((model_yaml_dir() / f"yolov5_{name}.yaml").read_text())
         assert d["backbone"][7] == last and d["backbone"][8][2] == "SPPF" and d["bn_eps"] == 1e-3
 
 

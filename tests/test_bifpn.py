@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import PYTHON, run_cli
+from conftest import PYTHON, load_yaml, run_cli
 from ultralytics.nn.tasks import DetectionModel
 
 from effdet_plugin.bifpn import EPS, NODES, BiFPN, Fusion, bifpn_size, fusion_weights
@@ -144,7 +144,7 @@ def test_every_scale_builds_and_runs(scale):
 def test_named_phi_follows_the_hosts_scale_letter():
     """A named phi is read at the letter the host builds at: Ultralytics' first scale for a dict without one, the
     letter of a file without ``scales:``; the row itself never picks a letter."""
-    d = yaml.safe_load((model_yaml_dir() / "yolov5_effv2_bifpn.yaml").read_text())
+    d = load_yaml((model_yaml_dir() / "yolov5_effv2_bifpn.yaml").read_text())
     d["scales"] = {"m": d["scales"]["m"], "n": d["scales"]["n"]}
     assert _bifpn(DetectionModel(d, verbose=False)).phi == PHI["m"]  # no letter: Ultralytics builds its first scale
     d.pop("scales")
@@ -166,8 +166,8 @@ def test_named_phi_follows_the_hosts_scale_letter():
 )
 def test_exact_backbone_variants(name, source, taps):
     folder = model_yaml_dir()
-    ours = yaml.safe_load((folder / f"{name}_bifpn.yaml").read_text())
-    theirs = yaml.safe_load((folder / f"{source}.yaml").read_text())
+    ours = load_yaml((folder / f"{name}_bifpn.yaml").read_text())
+    theirs = load_yaml((folder / f"{source}.yaml").read_text())
     assert ours["backbone"] == theirs["backbone"]  # copied verbatim: pretrained weights map the same way
     assert {k: ours[k] for k in ("scale_backbone", "bn_eps", "scales")} == {
         k: theirs[k] for k in ("scale_backbone", "bn_eps", "scales")
@@ -184,7 +184,7 @@ def test_exact_backbone_variants(name, source, taps):
 
 # ------------------------------------------------------------------------------------------------------- bad input
 def _variant(tmp_path: Path, name: str, edit) -> Path:
-    d = yaml.safe_load((model_yaml_dir() / "yolov5_effv2_bifpn.yaml").read_text())
+    d = load_yaml((model_yaml_dir() / "yolov5_effv2_bifpn.yaml").read_text())
     edit(d)
     path = tmp_path / name
     path.write_text(yaml.safe_dump(d, sort_keys=False))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
+from conftest import load_yaml  # (tests/ is on sys.path under pytest)
 
 from effdet_plugin.bifpn import Fusion
 from effdet_plugin.naming import scaled_stem
@@ -177,7 +177,7 @@ def test_every_family_loads_at_n_by_its_lettered_name():
     assert FAST in FAMILIES and len(FAMILIES) == len(DETECTION)
     for name, file in zip(FAMILIES, DETECTION):
         d = yaml_model_load(name)
-        shipped = yaml.safe_load((model_yaml_dir() / file).read_text(encoding="utf-8"))
+        shipped = load_yaml((model_yaml_dir() / file).read_text(encoding="utf-8"))
         assert (d["scale"], d["backbone"], d["head"]) == ("n", shipped["backbone"], shipped["head"]), name
 
 

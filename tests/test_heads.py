@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import ultralytics
-import yaml
+from conftest import load_yaml  # (tests/ is on sys.path under pytest)
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel, guess_model_scale, guess_model_task, yaml_model_load
 
@@ -34,7 +34,7 @@ STRIDED = {"Conv", "stem", "FusedMBConv", "MBConv"}  # row modules whose args[2]
 
 
 def _load(path: Path) -> dict:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    return load_yaml(path.read_text(encoding="utf-8"))
 
 
 def _taps(backbone: list) -> tuple[int, int, int]:

@@ -98,7 +98,8 @@ def snapshot(model) -> dict[str, torch.Tensor]:
 
 
 def assert_untouched(model, before: dict[str, torch.Tensor]) -> None:
-    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items()), "a failed load changed the model"
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items()), "a failed load changed the model"
 
 
 def lite0() -> DetectionModel:
@@ -390,7 +391,8 @@ def test_train_from_the_packaged_weights(cfg, demo_data, tmp_path):
     theirs = {k: sd[t].float() for k, t in backbone_key_map(trained).items() if "weight" in k}
 
     def dist(m) -> float:
-        return float(sum((m.state_dict()[k].float() - t).norm() ** 2 for k, t in theirs.items()) ** 0.5)
+        own = m.state_dict()
+        return float(sum((own[k].float() - t).norm() ** 2 for k, t in theirs.items()) ** 0.5)
 
     assert 0 < dist(trained) < 0.1 * dist(fresh), (dist(trained), dist(fresh))
 

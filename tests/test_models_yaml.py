@@ -4,7 +4,7 @@ n < ... < x."""
 from __future__ import annotations
 
 import pytest
-import yaml
+from conftest import load_yaml  # (tests/ is on sys.path under pytest)
 from torch import nn
 from torchvision.models._utils import _make_divisible
 from ultralytics.nn.tasks import (
@@ -29,7 +29,7 @@ MODELS = {
 
 
 def _load(name: str) -> dict:
-    return yaml.safe_load((model_yaml_dir() / name).read_text())
+    return load_yaml((model_yaml_dir() / name).read_text())
 
 
 def test_wide_widens_only_the_stride_16_and_32_stages():
@@ -130,7 +130,7 @@ def test_wide_builds_with_detection_at_strides_8_16_32():
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_every_shipped_yaml_grows_with_the_scale_letter(path):
-    d = yaml.safe_load(path.read_text())
+    d = load_yaml(path.read_text())
     task = guess_model_task(path)  # from the name, as Ultralytics reads it
     params = []
     for scale in ("n", "s", "m", "l", "x"):

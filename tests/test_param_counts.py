@@ -21,7 +21,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import load_yaml  # (tests/ is on sys.path under pytest)
 
 from effdet_plugin import classic
 from effdet_plugin.atomic import atomic_open
@@ -44,7 +44,7 @@ def scaled_names() -> list[str]:
     (``yolov5_effb0.yaml`` at n: ``yolov5n_effb0.yaml``, ``yolo26_effv2-seg.yaml`` at s: ``yolo26s_effv2-seg.yaml``)."""
     out = []
     for file in unified_files():
-        for letter in yaml.safe_load((model_yaml_dir() / file).read_text(encoding="utf-8"))["scales"]:
+        for letter in load_yaml((model_yaml_dir() / file).read_text(encoding="utf-8"))["scales"]:
             name = scaled_stem(file[: -len(".yaml")], letter) + ".yaml"
             assert unified_name(name) == file, f"{file}: not named yolo[v]N_*.yaml, so no scale letter fits its name"
             out.append(name)

@@ -9,6 +9,7 @@ import logging
 import pytest
 import torch
 import yaml
+from conftest import load_yaml  # (tests/ is on sys.path under pytest)
 from torch import nn
 from ultralytics.nn.tasks import DetectionModel
 
@@ -16,8 +17,8 @@ import effdet_plugin
 from effdet_plugin.paths import model_yaml_dir
 from effdet_plugin.rows import ModelRowError
 
-EFFV2 = yaml.safe_load((model_yaml_dir() / "yolov5_effv2-plain.yaml").read_text())
-BIFPN = yaml.safe_load((model_yaml_dir() / "yolov5_effv2_bifpn.yaml").read_text())
+EFFV2 = load_yaml((model_yaml_dir() / "yolov5_effv2-plain.yaml").read_text())
+BIFPN = load_yaml((model_yaml_dir() / "yolov5_effv2_bifpn.yaml").read_text())
 TINY_HEAD = [[-1, 1, "Conv", [64, 1, 1]], [[-1, -1, -1], 1, "Detect", ["nc"]]]
 
 
@@ -339,7 +340,7 @@ def test_host_keys_of_a_file_without_plugin_rows_reach_the_host(tmp_path):
 
 def test_builtin_yaml_never_reaches_validation():
     # a built-in YAML with an odd but legal value keeps Ultralytics' own behaviour
-    d = yaml.safe_load((model_yaml_dir() / "yolov5_effv2.yaml").read_text())
+    d = load_yaml((model_yaml_dir() / "yolov5_effv2.yaml").read_text())
     d["backbone"] = [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Conv", [32, 3, 2]], [-1, 1, "Conv", [64, 3, 2]]]
     d["head"] = [[[0, 1, 2], 1, "Detect", ["nc"]]]
     d.pop("drop_path")
@@ -354,7 +355,7 @@ def _acts(model) -> set[type]:
 
 @pytest.mark.parametrize("name", ["yolov5n_effv2.yaml", "yolov5n_effv2_bifpn.yaml"])
 def test_activation_key_reaches_every_plugin_block(name):
-    d = yaml.safe_load((model_yaml_dir() / name.replace("yolov5n_", "yolov5_")).read_text())
+    d = load_yaml((model_yaml_dir() / name.replace("yolov5n_", "yolov5_")).read_text())
     default = DetectionModel({**d, "scale": "n"}, verbose=False)
     assert nn.SiLU in _acts(default)
     relu = DetectionModel({**d, "scale": "n", "activation": "nn.ReLU()"}, verbose=False)

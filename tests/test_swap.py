@@ -14,6 +14,7 @@ import pytest
 import torch
 import ultralytics
 import yaml
+from conftest import load_yaml  # (tests/ is on sys.path under pytest)
 from ultralytics.nn import tasks
 from ultralytics.nn.tasks import DetectionModel
 
@@ -148,7 +149,7 @@ def test_exact_backbone_keys_carried(tmp_path):
     """An exact torchvision backbone keeps its rows and top-level scale_backbone / bn_eps, so ImageNet weights load."""
     path = model_yaml_dir() / parts.BACKBONE_FILES["effb0"]
     assert path.is_file(), f"{path} is not shipped"
-    shipped = yaml.safe_load(path.read_text())
+    shipped = load_yaml(path.read_text())
     d = swap.swap_backbone("yolov8s.yaml", "effb0")
     sppf = next(i for i, r in enumerate(shipped["backbone"]) if r[2] == "SPPF")
     assert d["backbone"] == shipped["backbone"][: sppf + 1]
@@ -242,7 +243,7 @@ def test_text_as_recorded(name, tmp_path):
     backbone = parts.graft(name.split("-", 1)[1].removesuffix(".yaml").removesuffix("-bifpn"))
     source = tasks.yaml_model_load(f"{name.split('-')[0]}.yaml")
     own = backbone.backbone_scales(source["scales"])
-    assert bool(added) == bool(own) and (not own or yaml.safe_load(added[0])["backbone_scales"] == own)
+    assert bool(added) == bool(own) and (not own or load_yaml(added[0])["backbone_scales"] == own)
 
 
 def _with_own_last_stage(before: dict, tail: list) -> dict:
@@ -271,20 +272,20 @@ def test_text_keeps_the_sources_last_stage(name, tmp_path):
     replaced both); everything else is written as before: the keys, the grafted rows, the head re-pointed."""
     before, now = _recorded(name, tmp_path)
     source = tasks.yaml_model_load(f"{name.split('-')[0]}.yaml")
-    expected = _with_own_last_stage(yaml.safe_load(before), source["backbone"][-2:])
+    expected = _with_own_last_stage(load_yaml(before), source["backbone"][-2:])
     own = parts.graft(name.split("-", 1)[1].removesuffix(".yaml").removesuffix("-bifpn")).backbone_scales(
         source["scales"]
     )
     if own:  # added since: the backbone's own multipliers, where yolo11/yolo26's would size it otherwise
         expected["backbone_scales"] = own
-    assert yaml.safe_load(now) == expected
+    assert load_yaml(now) == expected
     keys = [line for line in now.splitlines() if not line.startswith(("  - ", "backbone_scales:"))]
     assert keys == [line for line in before.splitlines() if not line.startswith("  - ")]
 
 
 def test_head_reading_p2_is_refused(tmp_path):
     """A user's YAML whose three-level Detect reads a stride-4 backbone layer is refused by its measured stride."""
-    d = yaml.safe_load((model_yaml_dir() / "yolov5_effv2.yaml").read_text())
+    d = load_yaml((model_yaml_dir() / "yolov5_effv2.yaml").read_text())
     d["head"][2][0] = [-1, 2]  # the P4 concat now reads row 2, at stride 4
     f = tmp_path / "mine.yaml"
     f.write_text(yaml.safe_dump(d))
@@ -334,7 +335,7 @@ def test_existing_output_needs_force(tmp_path, capsys):
 
     assert main([*argv, "--force"]) == 0
     assert capsys.readouterr().out.strip() == f"wrote {out}"
-    d = yaml.safe_load(out.read_text())
+    d = load_yaml(out.read_text())
     assert d["backbone"][0][2] == "stem" and sorted(tmp_path.iterdir()) == [out]
 
 
@@ -354,7 +355,7 @@ def test_existing_pt_output_needs_force(checkpoint, tmp_path):
     assert sorted(tmp_path.iterdir()) == [pt, out]
     model = YOLO(pt).model
     assert model.stride.tolist() == [8, 16, 32]
-    assert model.yaml["backbone"] == yaml.safe_load(out.read_text())["backbone"]
+    assert model.yaml["backbone"] == load_yaml(out.read_text())["backbone"]
 
 
 def test_source_is_output(checkpoint, tmp_path):
@@ -417,7 +418,7 @@ def test_renamed_output_name_is_refused(name, instead, suggested, tmp_path, monk
 
     monkeypatch.chdir(tmp_path)
     shutil.copy(ULTRALYTICS_YOLOV8, name)
-    written = yaml.safe_load(Path(name).read_text())
+    written = load_yaml(Path(name).read_text())
     try:
         loaded = tasks.yaml_model_load(name)
     except FileNotFoundError:
@@ -445,7 +446,7 @@ def test_written_file_loads_by_its_own_name(tmp_path, monkeypatch):
     out = tmp_path / "yolov5su-effv2.yaml"
     res = swap.swap_to_files("yolov5su.yaml", out, "effv2")  # the source's scale s, as the name says
     assert res.yaml == out and ultralytics_format.loaded_instead(out) is None
-    d = yaml.safe_load(out.read_text())
+    d = load_yaml(out.read_text())
     assert d["scale"] == "s"
     n_params = sum(p.numel() for p in _model(d).parameters())
     for name in (str(out), out.name):
@@ -562,7 +563,7 @@ def test_cli_yaml_trains(tmp_path, demo_data, cli):
     """The swapped YAML of a built-in trains with `yolo train model=OUT.yaml` in a fresh process."""
     out = tmp_path / "yolo11n-effv2.yaml"
     cli(["effdet-plugin", "swap", "yolo11s.yaml", "--backbone", "effv2", "--scale", "n", "-o", str(out)], cwd=tmp_path)
-    assert yaml.safe_load(out.read_text())["scale"] == "n"
+    assert load_yaml(out.read_text())["scale"] == "n"
     proc = cli(
         [
             "yolo",
@@ -596,7 +597,7 @@ def test_recommended_backbone_brings_its_per_scale_rows():
         "\n  n:\n    3: [-1, 6, FusedMBConv, [192, 3, 2, 2, 0]]\n    4: [-1, 6, FusedMBConv, [192, 3, 2, 4, 0]]\n"
         in text
     )
-    assert yaml.safe_load(text)["scale_rows"] == shipped["scale_rows"]
+    assert load_yaml(text)["scale_rows"] == shipped["scale_rows"]
     ours = _model(d)
     ref = DetectionModel("yolov5n_effv2.yaml", nc=ours.yaml["nc"], verbose=False)
     n = len(shipped["backbone"])

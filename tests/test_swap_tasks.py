@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from conftest import load_yaml  # (tests/ is on sys.path under pytest)
 from task_data import make_task_dataset
 from ultralytics.nn import tasks
 
@@ -195,7 +195,7 @@ def test_trained_checkpoint_keeps_its_head(task, source, trained, tmp_path, caps
 
     a, b = YOLO(src_pt), YOLO(out.with_suffix(".pt"))
     assert b.task == task and b.names == a.names and type(b.model.model[-1]) is type(a.model.model[-1])
-    assert b.model.yaml == {**yaml.safe_load(out.read_text()), "channels": 3}
+    assert b.model.yaml == {**load_yaml(out.read_text()), "channels": 3}
     head_a, head_b = a.model.model[-1].state_dict(), b.model.model[-1].state_dict()
     assert head_a.keys() == head_b.keys() and all(torch.equal(head_a[k], head_b[k]) for k in head_a)
     last = len(b.model.model) - 1
