@@ -43,6 +43,12 @@ def b0_model() -> DetectionModel:
     return DetectionModel("yolov5n_effb0.yaml", nc=3, verbose=False)
 
 
+@pytest.fixture(scope="module")
+def untouched() -> DetectionModel:
+    """A B0 model that only failed loads see (each test checks it was left as it was)."""
+    return b0_model()
+
+
 def snapshot(model) -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -104,12 +110,12 @@ def test_another_architecture_says_expected_and_found(b0):
         load_pretrained_backbone(b0_model(), b1)
 
 
-def test_missing_unexpected_and_misshaped_keys_are_listed(b0):
+def test_missing_unexpected_and_misshaped_keys_are_listed(b0, untouched):
     sd = dict(b0[0])
     del sd["features.4.2.block.1.1.running_var"], sd["features.6.0.block.2.fc2.bias"]
     sd["features.3.1.block.0.2.weight"] = torch.zeros(3)
     sd["features.5.0.block.2.fc1.weight"] = torch.zeros(7, 480, 1, 1)  # SE squeeze width 20 in B0
-    model = b0_model()
+    model = untouched
     before = snapshot(model)
     with pytest.raises(PretrainedWeightsError) as e:
         load_pretrained_backbone(model, sd)
@@ -142,12 +148,12 @@ UNREADABLE = {  # file content -> what the message says it is
 
 
 @pytest.mark.parametrize("kind", UNREADABLE)
-def test_unreadable_file(b0, tmp_path, kind):
+def test_unreadable_file(b0, tmp_path, kind, untouched):
     """Whatever torch.load raises (UnpicklingError, EOFError, IndexError, KeyError...), one message says what it is."""
     content, says = UNREADABLE[kind]
     path = tmp_path / "broken.pth"
     path.write_bytes(b0[1].read_bytes()[: b0[1].stat().st_size // 2] if content is None else content)
-    model = b0_model()
+    model = untouched
     before = snapshot(model)
     with pytest.raises(PretrainedWeightsError) as e:
         load_pretrained_backbone(model, path)
@@ -157,9 +163,9 @@ def test_unreadable_file(b0, tmp_path, kind):
         read_state_dict(path)
 
 
-def test_ultralytics_checkpoint_is_named(ultralytics_checkpoint, b0, tmp_path):
+def test_ultralytics_checkpoint_is_named(ultralytics_checkpoint, b0, tmp_path, untouched):
     """A detection checkpoint given as ImageNet weights: said to be one, and what pretrained= expects instead."""
-    model = b0_model()
+    model = untouched
     before = snapshot(model)
     with pytest.raises(PretrainedWeightsError) as e:
         load_pretrained_backbone(model, ultralytics_checkpoint)
@@ -179,11 +185,11 @@ def test_ultralytics_checkpoint_is_named(ultralytics_checkpoint, b0, tmp_path):
     assert_untouched(model, before)
 
 
-def test_pickled_model_is_not_a_state_dict(b0, tmp_path):
+def test_pickled_model_is_not_a_state_dict(b0, tmp_path, untouched):
     """torch.save(model) instead of torch.save(model.state_dict()): named, with the classes it holds."""
     path = tmp_path / "whole_model.pth"
     torch.save(torchvision.models.efficientnet_b0(weights=None), path)
-    model = b0_model()
+    model = untouched
     before = snapshot(model)
     with pytest.raises(
         PretrainedWeightsError,
@@ -195,7 +201,7 @@ def test_pickled_model_is_not_a_state_dict(b0, tmp_path):
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")], ids=["nan", "inf", "-inf"])
-def test_non_finite_weights_are_refused(b0, tmp_path, bad):
+def test_non_finite_weights_are_refused(b0, tmp_path, bad, untouched):
     """A NaN/inf anywhere (even in a BatchNorm buffer) is refused, naming the file and the first such key."""
     sd = {k: v.clone() for k, v in b0[0].items()}
     first, later = "features.3.1.block.1.1.running_var", "features.6.0.block.0.0.weight"
@@ -203,7 +209,7 @@ def test_non_finite_weights_are_refused(b0, tmp_path, bad):
     sd[later].view(-1)[0] = float("nan")
     path = tmp_path / "diverged.pth"
     torch.save(sd, path)
-    model = b0_model()
+    model = untouched
     before = snapshot(model)
     what = "NaN" if math.isnan(bad) else "inf"
     with pytest.raises(PretrainedWeightsError) as e:
@@ -224,13 +230,13 @@ def test_convert_writes_nothing_on_bad_weights(ultralytics_checkpoint, tmp_path)
     assert not list(tmp_path.iterdir())
 
 
-def test_missing_path_and_wrong_inputs(tmp_path, b0):
+def test_missing_path_and_wrong_inputs(tmp_path, b0, untouched):
     with pytest.raises(FileNotFoundError, match="pretrained weights not found: .*nope.pth"):
-        load_pretrained_backbone(b0_model(), tmp_path / "nope.pth")
+        load_pretrained_backbone(untouched, tmp_path / "nope.pth")
     with pytest.raises(PretrainedWeightsError, match=re.escape(f"{tmp_path}: is a folder")):
-        load_pretrained_backbone(b0_model(), tmp_path)
+        load_pretrained_backbone(untouched, tmp_path)
     with pytest.raises(PretrainedWeightsError, match=r"not an EfficientNet state dict in torchvision naming .*conv1"):
-        load_pretrained_backbone(b0_model(), torchvision.models.resnet18(weights=None).state_dict())
+        load_pretrained_backbone(untouched, torchvision.models.resnet18(weights=None).state_dict())
     with pytest.raises(TypeError, match="expected an Ultralytics YOLO or DetectionModel"):
         load_pretrained_backbone(torchvision.models.efficientnet_b0(weights=None), b0[0])
     with pytest.raises(PretrainedWeightsError, match="row 0 must be a plugin 'stem' row"):
@@ -239,8 +245,8 @@ def test_missing_path_and_wrong_inputs(tmp_path, b0):
 
 def test_trainer_rejects_weights_of_another_architecture(b0, demo_data, tmp_path):
     """`pretrained=<.pth>` of the wrong architecture fails at model setup with the same message."""
-    model = YOLO("yolov5n_effv2-s.yaml")
-    with pytest.raises(PretrainedWeightsError, match="expected torchvision efficientnet_v2_s .* found efficientnet_b0"):
+    model = YOLO("yolov5n_effb1.yaml")
+    with pytest.raises(PretrainedWeightsError, match="expected torchvision efficientnet_b1 .* found efficientnet_b0"):
         model.train(
             data=str(demo_data),
             pretrained=str(b0[1]),
