@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 os.environ["YOLO_OFFLINE"] = "1"  # never download (set before ultralytics is imported by any test)
@@ -32,6 +33,16 @@ def load_yaml(text: str):
     """``yaml.safe_load`` through libyaml where PyYAML has it: the same documents, several times faster on the shipped
     model files the tests read by the hundred."""
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    """A copy of ``model``'s state dict, for ``assert_untouched`` after a load that must fail."""
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def assert_untouched(model, before: dict[str, torch.Tensor]) -> None:
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items()), "a failed load changed the model"
 
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:

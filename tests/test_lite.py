@@ -16,6 +16,7 @@ import pytest
 import torch
 import torchvision
 import yaml
+from conftest import assert_untouched, snapshot  # (tests/ is on sys.path under pytest)
 from ultralytics import YOLO
 from ultralytics.nn.modules import C2PSA, SPPF
 from ultralytics.nn.tasks import DetectionModel, load_checkpoint, yaml_model_load
@@ -91,15 +92,6 @@ def assert_backbone_is(model, sd: dict[str, torch.Tensor], atol: float = 0.0) ->
         torch.testing.assert_close(
             ours[k].float(), sd[theirs].float(), atol=atol, rtol=atol, msg=lambda m, k=k: f"{k}: {m}"
         )
-
-
-def snapshot(model) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
-def assert_untouched(model, before: dict[str, torch.Tensor]) -> None:
-    after = model.state_dict()
-    assert all(torch.equal(after[k], v) for k, v in before.items()), "a failed load changed the model"
 
 
 def lite0() -> DetectionModel:

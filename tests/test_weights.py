@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from conftest import logged, run_cli  # (tests/ is on sys.path under pytest)
+from conftest import assert_untouched, logged, run_cli, snapshot  # (tests/ is on sys.path under pytest)
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel, load_checkpoint
 
@@ -47,15 +47,6 @@ def b0_model() -> DetectionModel:
 def untouched() -> DetectionModel:
     """A B0 model that only failed loads see (each test checks it was left as it was)."""
     return b0_model()
-
-
-def snapshot(model) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in model.state_dict().items()}
-
-
-def assert_untouched(model, before: dict[str, torch.Tensor]) -> None:
-    after = model.state_dict()
-    assert all(torch.equal(after[k], v) for k, v in before.items()), "a failed load changed the model"
 
 
 def assert_backbone_equals(model, sd: dict, atol: float = 0.0) -> None:
