@@ -33,8 +33,9 @@ VPY=$VENV/bin/python
 SITE=$("$VPY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 # From inside another virtual environment, --system-site-packages reaches the base interpreter's packages, not that
 # environment's: a .pth file adds its site-packages after the new venv's own (whose numpy and setuptools come first).
-OUTER=$("$PY" -c "import sys, sysconfig; print(sys.prefix != sys.base_prefix and sysconfig.get_paths()['purelib'])")
-if [ "$OUTER" != False ]; then
+OUTER=$("$PY" -c "import sys, sysconfig
+print(sysconfig.get_paths()['purelib'] if sys.prefix != sys.base_prefix else '')")
+if [ -n "$OUTER" ]; then
     echo "$OUTER" > "$SITE/zz_effdet_outer_env.pth"
 fi
 # torch/torchvision pinned to the versions already installed, so pip never swaps in another (e.g. CUDA) build.
