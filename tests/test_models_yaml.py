@@ -69,13 +69,14 @@ def test_recommended_is_the_wide_table_one_depth_step_shallower_from_m_fused_thr
             assert row[:2] == base[:2] and row[2] == "FusedMBConv" and base[2] == "MBConv", (k, i, row)
             assert row[3][:3] == base[3][:3] and row[3][3:] == [4, 0], (k, i, row)
 
-    def blocks(name: str, rows: range) -> list[str]:
-        m = DetectionModel(name, nc=3, verbose=False)
+    def blocks(m, rows: range) -> list[str]:
+        if isinstance(m, str):
+            m = DetectionModel(m, nc=3, verbose=False)
         return [type(m.model[i][0] if isinstance(m.model[i], nn.Sequential) else m.model[i]).__name__ for i in rows]
 
-    assert blocks("yolov5n_effv2.yaml", range(1, 7)) == ["FusedMBConv"] * 5 + ["MBConv"]
-    assert blocks("yolov5s_effv2.yaml", range(1, 7)) == ["FusedMBConv"] * 5 + ["MBConv"]
     n = DetectionModel("yolov5n_effv2.yaml", nc=3, verbose=False)
+    assert blocks(n, range(1, 7)) == ["FusedMBConv"] * 5 + ["MBConv"]
+    assert blocks("yolov5s_effv2.yaml", range(1, 7)) == ["FusedMBConv"] * 5 + ["MBConv"]
     assert len(n.model[3]) == 2 and len(n.model[6]) == 7 and {b.dw.conv.kernel_size for b in n.model[6]} == {(5, 5)}
     assert blocks("yolov5n_effv2-wide.yaml", range(1, 7)) == ["FusedMBConv"] * 3 + ["MBConv"] * 3
     # m/l/x build the wide table's rows: the same model as -wide at the shallower depth

@@ -612,7 +612,8 @@ def test_recommended_backbone_brings_its_per_scale_rows():
 
 
 @pytest.mark.parametrize("source,backbone,shipped", [("yolo26n.yaml", "effv2", "yolo26n_effv2.yaml"),
-                                                      ("yolo11s.yaml", "effv2", "yolo11s_effv2.yaml"),
+                                                      pytest.param("yolo11s.yaml", "effv2", "yolo11s_effv2.yaml",
+                                                                   marks=pytest.mark.slow),  # another head and scale
                                                       ("yolo26n.yaml", "effl0", "yolo26n_effl0.yaml")])  # fmt: skip
 def test_swapping_todays_heads_builds_the_shipped_family(source, backbone, shipped):
     """swap of yolo26/yolo11 builds the model the shipped file builds: the same backbone rows (backbone_scales keeps

@@ -43,7 +43,7 @@ TASK_SOURCES = {  # source -> (task, head module, rows of SPPF/C2PSA its backbon
     "yolov8n-pose.yaml": ("pose", "Pose", 1),
     "yolov8n-obb.yaml": ("obb", "OBB", 1),
 }
-FAST = ("yolo11n-seg.yaml", "yolo26n-pose.yaml", "yolo11n-obb.yaml", "yolo26n-cls.yaml", "yolov8n-seg.yaml")
+FAST = ("yolo11n-seg.yaml", "yolo26n-pose.yaml", "yolo11n-obb.yaml", "yolo26n-cls.yaml")  # one source per task
 
 
 def _build(d: dict, task: str):
