@@ -1,10 +1,12 @@
 """Classic-format YOLOv5 model YAMLs (``models_yaml/yolov5/``): which files, and their header and top-level keys.
 
 Classic YOLOv5 (a clone of ultralytics/yolov5, or the pip package ``yolov5``) reads one file per scale: top-level
-``depth_multiple``/``width_multiple`` instead of ``scales:``, ``anchors``, and a ``Detect`` row with ``[nc, anchors]``.
-The files are the recommended widened EfficientNetV2-S table with YOLOv5's v6.0 head (rows and multiples as
-``yolov5_effv2.yaml``), and the plain table with a BiFPN neck whose phi follows the scale (``PHI_BY_SCALE``), as
-``yolov5_effv2_bifpn.yaml``, each at n/s/m/l/x.
+``depth_multiple``/``width_multiple`` instead of ``scales:``, ``anchors``, and a ``Detect`` row with ``[nc, anchors]``
+(``Segment`` with ``[nc, anchors, masks, prototypes]`` for ``segment/train.py``). The files are the recommended widened
+EfficientNetV2-S table with YOLOv5's v6.0 head (rows and multiples as ``yolov5_effv2.yaml``), the same with a
+``Segment`` head (as ``yolov5_effv2-seg.yaml``), and the plain table with a BiFPN neck whose phi follows the scale
+(``PHI_BY_SCALE``), as ``yolov5_effv2_bifpn.yaml``, each at n/s/m/l/x. Classic YOLOv5 builds its classifiers by
+cutting a detection model (``classify/train.py --model``), so no classifier file is needed.
 
 The rows come from the stage tables, as every shipped YAML's: ``effdet_plugin.stages.render_classic`` renders the
 Ultralytics-format source file's backbone and head rows (with ``DETECT_ARGS`` and the scale's phi) and hands them to
@@ -20,7 +22,10 @@ from dataclasses import dataclass
 from effdet_plugin.bifpn import PHI_BY_SCALE, bifpn_size
 
 FOLDER = "yolov5"  # subfolder of the shipped YAML folder
-DETECT_ARGS = ["nc", "anchors"]  # YOLOv5's anchor-based Detect row
+# The output row of each task YOLOv5 builds from a model YAML: anchor-based Detect, and Segment with YOLOv5's own
+# mask coefficients and prototype channels (yolov5s-seg.yaml's)
+OUTPUTS = {"detect": ("Detect", ["nc", "anchors"]), "segment": ("Segment", ["nc", "anchors", 32, 256])}
+TRAIN = {"detect": "train.py", "segment": "segment/train.py"}  # the clone's script for each task
 # yolov5{n,s,m,l,x}.yaml's (depth_multiple, width_multiple), as ultralytics/yolov5 ships them
 SCALES = {"n": (0.33, 0.25), "s": (0.33, 0.50), "m": (0.67, 0.75), "l": (1.0, 1.0), "x": (1.33, 1.25)}
 # YOLOv5's default anchors (models/yolov5s.yaml), P3/8, P4/16, P5/32
@@ -29,22 +34,38 @@ ANCHORS = ((10, 13, 16, 30, 33, 23), (30, 61, 62, 45, 59, 119), (116, 90, 156, 1
 
 @dataclass(frozen=True)
 class ClassicYaml:
-    """One classic YOLOv5 YAML: the Ultralytics-format file whose rows it has, the neck, and a scale letter."""
+    """One classic YOLOv5 YAML: the Ultralytics-format file whose rows it has, the neck, a scale letter and the task."""
 
-    name: str  # e.g. "effv2": file yolov5{scale}_{name}[_bifpn].yaml, rows of yolov5_{name}[_bifpn].yaml
+    name: str  # e.g. "effv2": file yolov5{scale}_{name}[_bifpn][-seg].yaml, rows of yolov5_{name}[_bifpn][-seg].yaml
     neck: str  # "pan" or "bifpn"
     scale: str
     what: str  # what the backbone is, for the header
+    task: str = "detect"  # a key of OUTPUTS
+
+    def __post_init__(self):
+        if self.task not in OUTPUTS:
+            raise ValueError(
+                f"classic YOLOv5 builds no {self.task!r} model from a YAML (it builds {', '.join(OUTPUTS)})"
+            )
+
+    @property
+    def _stem(self) -> str:
+        return f"{self.name}{'_bifpn' if self.neck == 'bifpn' else ''}{'-seg' if self.task == 'segment' else ''}"
 
     @property
     def file(self) -> str:
-        """File name, e.g. ``yolov5s_effv2_bifpn.yaml``."""
-        return f"yolov5{self.scale}_{self.name}{'_bifpn' if self.neck == 'bifpn' else ''}.yaml"
+        """File name, e.g. ``yolov5s_effv2_bifpn.yaml``, ``yolov5s_effv2-seg.yaml``."""
+        return f"yolov5{self.scale}_{self._stem}.yaml"
 
     @property
     def ultralytics_file(self) -> str:
         """The Ultralytics-format YAML with the same rows (one file for every scale)."""
-        return f"yolov5_{self.name}{'_bifpn' if self.neck == 'bifpn' else ''}.yaml"
+        return f"yolov5_{self._stem}.yaml"
+
+    @property
+    def output(self) -> tuple[str, list]:
+        """The output row's module and args."""
+        return OUTPUTS[self.task]
 
     @property
     def phi(self) -> int:
@@ -55,10 +76,11 @@ class ClassicYaml:
 CLASSIC_YAMLS: dict[str, ClassicYaml] = {
     s.file: s
     for s in (
-        ClassicYaml("effv2", neck, scale, what)
-        for neck, what in (
-            ("pan", "a widened EfficientNetV2-S stage table"),
-            ("bifpn", "the plain EfficientNetV2-S stage table"),
+        ClassicYaml("effv2", neck, scale, what, task)
+        for neck, what, task in (
+            ("pan", "a widened EfficientNetV2-S stage table", "detect"),
+            ("pan", "a widened EfficientNetV2-S stage table", "segment"),
+            ("bifpn", "the plain EfficientNetV2-S stage table", "detect"),
         )
         for scale in SCALES
     )
@@ -85,9 +107,13 @@ def render(
     else:
         w, layers = bifpn_size(spec.phi)
         neck = f"BiFPN neck (EfficientDet-D{spec.phi}'s: width {w}, {layers} layers)"
+    module, args = spec.output
+    head = (
+        "anchor-based Detect" if module == "Detect" else f"anchor-based Segment ({args[2]} masks, {args[3]} prototypes)"
+    )
     header = [
         f"effdet-plugin, classic YOLOv5 format (an ultralytics/yolov5 clone or pip yolov5), scale {spec.scale}:",
-        f"{neck} and anchor-based Detect on {spec.what}.",
+        f"{neck} and {head} on {spec.what}.",
         (
             f"Depth/width multiples of YOLOv5's yolov5{spec.scale}.yaml, applied to every row by YOLOv5's own rule."
             if (depth, width) == SCALES[spec.scale]
@@ -100,7 +126,7 @@ def render(
         ),
         *([scale_note] if scale_note else []),
         f"  effdet-plugin yaml {spec.file} --format yolov5 -o {spec.file}",
-        f"  python train.py --cfg {spec.file} --weights '' --data ...   (docs/yolov5.md)",
+        f"  python {TRAIN[spec.task]} --cfg {spec.file} --weights '' --data ...   (docs/yolov5.md)",
     ]
     anchors = "".join(f"  - [{', '.join(map(str, a))}] # P{k}/{2**k}\n" for k, a in enumerate(ANCHORS, start=3))
     return (

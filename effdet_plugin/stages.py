@@ -268,10 +268,12 @@ def render_yaml(spec: ModelYaml) -> str:
 
 def render_classic(spec: classic.ClassicYaml) -> str:
     """The classic YOLOv5 YAML ``spec``: ``effdet_plugin.classic``'s header and keys, then the rows of its
-    Ultralytics-format source file with ``Detect [nc, anchors]`` and the scale's BiFPN phi."""
+    Ultralytics-format source file with YOLOv5's anchor-based output row and the scale's BiFPN phi."""
     src = MODEL_YAMLS[spec.ultralytics_file]
+    if src.task != spec.task:
+        raise ValueError(f"classic {spec.file} is a {spec.task} model, its source {src.file} a {src.task} one")
     table = src.table_at(spec.scale)
-    rows = yaml_rows.rows_text(table, src.neck, names={"bifpn_phi": spec.phi}, output_args=classic.DETECT_ARGS)
+    rows = yaml_rows.rows_text(table, src.neck, src.task, {"bifpn_phi": spec.phi}, spec.output[1])
     depth, width, _ = src.scales[spec.scale]
     changed = yaml_rows.changed_rows(src.table, table)
     note = (

@@ -52,13 +52,16 @@ CLASSIC = model_yaml_dir() / classic.FOLDER
 
 # ------------------------------------------------------------------------------------------- here: YAMLs, command
 def test_classic_yamls_follow_the_tables():
-    """Ten files: rows and depth/width multiples as the Ultralytics file's scale (the recommended family's differ
-    from yolov5's own at m/l/x, BiFPN's are yolov5's), YOLOv5's anchors, Detect [nc, anchors], BiFPN's phi per scale."""
+    """Fifteen files: rows and depth/width multiples as the Ultralytics file's scale (the recommended family's differ
+    from yolov5's own at m/l/x, BiFPN's are yolov5's), YOLOv5's anchors, Detect [nc, anchors] or Segment [nc, anchors,
+    32, 256] as yolov5s-seg.yaml's, BiFPN's phi per scale."""
     unified = {
-        n: yaml.safe_load((model_yaml_dir() / n).read_text()) for n in ("yolov5_effv2.yaml", "yolov5_effv2_bifpn.yaml")
+        n: yaml.safe_load((model_yaml_dir() / n).read_text())
+        for n in ("yolov5_effv2.yaml", "yolov5_effv2-seg.yaml", "yolov5_effv2_bifpn.yaml")
     }
     assert sorted(p.name for p in CLASSIC.glob("*.yaml")) == sorted(classic.CLASSIC_YAMLS)
-    assert len(classic.CLASSIC_YAMLS) == 10
+    assert len(classic.CLASSIC_YAMLS) == 15
+    assert sum(spec.task == "segment" for spec in classic.CLASSIC_YAMLS.values()) == 5
     for name, spec in classic.CLASSIC_YAMLS.items():
         d = yaml.safe_load((CLASSIC / name).read_text(encoding="ascii", errors="ignore"))  # as YOLOv5 reads it
         source = unified[spec.ultralytics_file]["scales"][spec.scale][:2]
@@ -68,12 +71,18 @@ def test_classic_yamls_follow_the_tables():
         assert d["anchors"] == [list(a) for a in classic.ANCHORS] and "scales" not in d
         src = scale_rows.apply({**unified[spec.ultralytics_file], "scale": spec.scale}, spec.scale)
         assert d["backbone"] == src["backbone"], name  # the scale's own rows where `scale_rows:` gives some
-        assert d["head"][-1][2:] == ["Detect", ["nc", "anchors"]]
+        output = ["Segment", ["nc", "anchors", 32, 256]] if spec.task == "segment" else ["Detect", ["nc", "anchors"]]
+        assert d["head"][-1][2:] == output, name
         if spec.neck == "bifpn":
             assert d["head"][0][2:] == ["BiFPN", [PHI_BY_SCALE[spec.scale], "fastattn"]]
             assert f"width {bifpn_size(PHI_BY_SCALE[spec.scale])[0]}" in (CLASSIC / name).read_text()
         else:
-            assert [r[2] for r in d["head"]] == [r[2] for r in unified["yolov5_effv2.yaml"]["head"]]
+            assert [r[:3] for r in d["head"]] == [r[:3] for r in unified[spec.ultralytics_file]["head"]], name
+
+
+def test_a_task_yolov5_builds_no_model_of_is_refused():
+    with pytest.raises(ValueError, match="classic YOLOv5 builds no 'pose' model from a YAML"):
+        classic.ClassicYaml("effv2", "pan", "n", "a table", task="pose")
 
 
 def test_one_command_regenerates_and_checks_the_classic_files(tmp_path, capsys):
@@ -100,6 +109,9 @@ def test_yaml_command_writes_refuses_and_suggests(tmp_path, capsys):
     assert out.read_text() == "mine\n"
     assert export_yaml.run(_args("yolov5s_effv2", out, "yolov5", force=True)) == 0  # .yaml optional
     assert out.read_text() == (CLASSIC / "yolov5s_effv2.yaml").read_text()
+    seg = tmp_path / "models" / "segment" / "yolov5n_effv2-seg.yaml"  # where a clone keeps yolov5n-seg.yaml
+    assert export_yaml.run(_args("yolov5n_effv2-seg.yaml", seg, "yolov5")) == 0
+    assert seg.read_text() == (CLASSIC / "yolov5n_effv2-seg.yaml").read_text()
     with pytest.raises(
         ValueError,
         match=r"unknown --format yolov5 model 'yolov5s_efv2'; did you mean "
@@ -303,8 +315,9 @@ for gw in (0.25, 0.5, 0.75, 1.0, 1.25):
 out["conv_arg_mismatches"] = bad
 models = {}
 for mod, name in [(a, "yolov5n_effv2"), (a, "yolov5s_effv2"), (a, "yolov5n_effv2_bifpn"), (a, "yolov5s_effv2_bifpn"),
-                  (b, "yolov5n_effv2")]:
-    m = mod.DetectionModel(f"{FOLDER}/{name}.yaml", nc=3).eval()
+                  (b, "yolov5n_effv2"), (a, "yolov5n_effv2-seg")]:
+    model = mod.SegmentationModel if name.endswith("-seg") else mod.DetectionModel  # as segment/train.py builds it
+    m = model(f"{FOLDER}/{name}.yaml", nc=3).eval()
     gd, gw = m.yaml["depth_multiple"], m.yaml["width_multiple"]
     no = 3 * (m.yaml["nc"] + 5)  # YOLOv5 leaves a row of this width unscaled: 24 with 3 classes, as the stem's
     x = torch.rand(1, 3, 128, 128)
@@ -349,7 +362,8 @@ print(json.dumps(out))
 @needs_package
 def test_package_builds_classic_yamls(tmp_path):
     """Both copies of YOLOv5's model module (yolov5.models.yolo and models.yolo) are fingerprinted and rebound with
-    their own seams; the classic YAMLs build with YOLOv5's widths, repeats, Conv and strides; fuse() folds every BN."""
+    their own seams; the classic YAMLs build with YOLOv5's widths, repeats, Conv and strides (the -seg file's backbone
+    as the detection file's); fuse() folds every BN."""
     out = _script(f"FOLDER = {str(CLASSIC)!r}\n" + BUILD, tmp_path)
     assert out["fingerprint"] == [True, True] and out["rebound"] == [True, True] and out["own_seams"]
     assert out["conv_arg_mismatches"] == []
@@ -360,6 +374,9 @@ def test_package_builds_classic_yamls(tmp_path):
         assert m["bn_after_fuse"] == 0 and m["fused_diff"] < 1e-4, name
     models = out["models"]
     assert models["models.yolo:yolov5n_effv2"]["params"] == models["yolov5.models.yolo:yolov5n_effv2"]["params"]
+    assert (
+        models["yolov5.models.yolo:yolov5n_effv2-seg"]["widths"] == models["yolov5.models.yolo:yolov5n_effv2"]["widths"]
+    )
     assert out["models"]["yolov5.models.yolo:yolov5n_effv2"]["widths"][0][0] == 24  # c_out == no (3 classes): unscaled
     assert out["activation"] == [["ReLU6"], True, ["SiLU"]]
 
@@ -613,6 +630,49 @@ def test_export_onnx_and_torchscript(trained, tmp_path):
         tmp_path,
     )
     assert out["onnx"] < 1e-3 and out["torchscript"] < 1e-3
+
+
+SEGMENT = """
+import json, sys, numpy as np, onnxruntime as ort, torch
+from yolov5.models.experimental import attempt_load
+ckpt = torch.load(sys.argv[1], map_location="cpu")  # a fresh process: the checkpoint unpickles the plugin's blocks
+m = ckpt["model"].float().eval()
+fused = attempt_load(sys.argv[1], device="cpu", fuse=True)
+x = torch.rand(1, 3, 64, 64)
+want = [t.detach().numpy() for t in fused(x)[:2]]  # boxes with mask coefficients, prototypes
+sess = ort.InferenceSession(sys.argv[2], providers=["CPUExecutionProvider"])
+got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+print(json.dumps({"class": type(m).__name__, "types": sorted({type(k).__name__ for k in m.modules()}),
+                  "stride": m.stride.tolist(), "shapes": [list(g.shape) for g in got],
+                  "diff": [float(np.abs(g - w).max() / np.abs(w).max()) for g, w in zip(got, want)]}))
+"""
+
+
+@pytest.mark.slow
+@needs_package
+def test_segment_train_reload_and_export(tmp_path):
+    """The package's segment/train.py on a shipped classic -seg file and generated masks, then, in fresh processes,
+    ``yolov5.export`` to ONNX and a reload: a SegmentationModel with the plugin's blocks, whose two ONNX outputs (boxes
+    with mask coefficients, prototypes) are the fused model's. ``python -m yolov5.segment.train``, since 7.0.14's
+    ``yolov5 segment train`` parses its options and returns without training."""
+    from task_data import make_task_dataset
+
+    data = make_task_dataset(tmp_path / "data", "segment", n_train=8, n_val=4, size=64)
+    runs = tmp_path / "runs"
+    train = ["--cfg", CLASSIC / "yolov5n_effv2-seg.yaml", "--weights", "", "--data", data, "--imgsz", "64"]
+    train += ["--epochs", "1", "--batch-size", "4", "--device", "cpu", "--workers", "0", "--noplots"]
+    _run([PY, "-m", "yolov5.segment.train", *train, "--project", runs, "--name", "exp", "--exist-ok"], tmp_path)
+    best = runs / "exp" / "weights" / "best.pt"
+    _run([PY, "-m", "yolov5.export", "--weights", best, "--include", "onnx", "--img", "64"], tmp_path, timeout=600)
+    out = _script(
+        SEGMENT.replace("sys.argv[1]", repr(str(best))).replace("sys.argv[2]", repr(str(best.with_suffix(".onnx")))),
+        tmp_path,
+    )
+    assert out["class"] == "SegmentationModel" and {"Stem", "FusedMBConv", "MBConv", "Segment"} <= set(out["types"])
+    assert out["stride"] == [8.0, 16.0, 32.0]
+    anchors = 3 * sum((64 // s) ** 2 for s in (8, 16, 32))
+    assert out["shapes"] == [[1, anchors, 5 + 2 + 32], [1, 32, 16, 16]]  # 2 classes; prototypes at stride 4
+    assert max(out["diff"]) < 1e-3, out["diff"]
 
 
 # -------------------------------------------------------------------------------------- a clone of the repository

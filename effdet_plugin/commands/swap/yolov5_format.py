@@ -29,7 +29,8 @@ SUPPORTED = (
     "P3/P4/P5 (stride 8/16/32) backbone outputs, such as yolov5s.yaml and yolov5s-seg.yaml; YOLOv5 builds "
     "classifiers from a detection checkpoint (classify/train.py --model DETECTION.pt), not from a YAML"
 )
-_TRAIN = {"detect": ("train.py", "train"), "segment": ("segment/train.py", "segment train")}  # clone, package
+# (a clone's script, the yolov5 package's command): 7.0.14's `yolov5 segment train` returns without training
+_TRAIN = {"detect": ("train.py", "yolov5 train"), "segment": ("segment/train.py", "python -m yolov5.segment.train")}
 
 
 def read_classic(source) -> dict | None:
@@ -119,5 +120,5 @@ class YOLOv5Format:
         script, command = _TRAIN[task]
         weights = pt.name if pt else "''"
         return (
-            f"python {script} --cfg {out.name} --weights {weights} --data ...  (yolov5 package: yolov5 {command} ...)"
+            f"python {script} --cfg {out.name} --weights {weights} --data ...  (yolov5 package: {command} ...)"
         )
