@@ -6,7 +6,8 @@ Classic YOLOv5 (a clone of ultralytics/yolov5, or the pip package ``yolov5``) re
 EfficientNetV2-S table with YOLOv5's v6.0 head (rows and multiples as ``yolov5_effv2.yaml``), the same with a
 ``Segment`` head (as ``yolov5_effv2-seg.yaml``), and the plain table with a BiFPN neck whose phi follows the scale
 (``PHI_BY_SCALE``), as ``yolov5_effv2_bifpn.yaml``, each at n/s/m/l/x. Classic YOLOv5 builds its classifiers by
-cutting a detection model (``classify/train.py --model``), so no classifier file is needed.
+cutting a trained detection model (``classify/train.py --model best.pt --cutoff N``), so no classifier file is needed;
+each detection file's header names its ``N``, the number of its backbone rows.
 
 The rows come from the stage tables, as every shipped YAML's: ``effdet_plugin.stages.render_classic`` renders the
 Ultralytics-format source file's backbone and head rows (with ``DETECT_ARGS`` and the scale's phi) and hands them to
@@ -127,6 +128,15 @@ def render(
         *([scale_note] if scale_note else []),
         f"  effdet-plugin yaml {spec.file} --format yolov5 -o {spec.file}",
         f"  python {TRAIN[spec.task]} --cfg {spec.file} --weights '' --data ...   (docs/yolov5.md)",
+        # classify/train.py cuts a detection checkpoint at YOLOv5's own backbone length (10) unless told otherwise,
+        # which here lands inside the head and fails there
+        *(
+            [
+                f"  python classify/train.py --model best.pt --cutoff {p5 + 2} --data ...   (a classifier: the backbone's rows)"
+            ]
+            if spec.task == "detect"
+            else []
+        ),
     ]
     anchors = "".join(f"  - [{', '.join(map(str, a))}] # P{k}/{2**k}\n" for k, a in enumerate(ANCHORS, start=3))
     return (

@@ -632,6 +632,36 @@ def test_export_onnx_and_torchscript(trained, tmp_path):
     assert out["onnx"] < 1e-3 and out["torchscript"] < 1e-3
 
 
+CLASSIFIER = """
+import json, sys, torch
+m = torch.load(sys.argv[1], map_location="cpu")["model"].float().eval()  # a fresh process
+print(json.dumps({"class": type(m).__name__, "last": [type(k).__name__ for k in m.model][-2:],
+                  "blocks": sorted({type(k).__name__ for k in m.modules()} & {"Stem", "FusedMBConv", "MBConv"}),
+                  "out": list(m(torch.rand(1, 3, 64, 64)).shape)}))
+"""
+
+
+@pytest.mark.slow
+@needs_package
+def test_classifier_cut_from_the_trained_detector(trained, tmp_path):
+    """The package's classify/train.py on the trained detection checkpoint, cut where the file's header says: the
+    classifier keeps every backbone row, the last (SPPF) replaced by YOLOv5's Classify, and trains."""
+    from task_data import make_task_dataset
+
+    header = (CLASSIC / "yolov5n_effv2.yaml").read_text().split("\n\n")[0]
+    cutoff = int(header.split("classify/train.py --model best.pt --cutoff ")[1].split()[0])
+    rows = yaml.safe_load((CLASSIC / "yolov5n_effv2.yaml").read_text())["backbone"]
+    assert cutoff == len(rows) and rows[-1][2] == "SPPF"
+    data = make_task_dataset(tmp_path / "data", "classify", n_train=8, n_val=4, size=64)
+    args = ["--model", trained, "--cutoff", cutoff, "--data", data, "--epochs", "1", "--img", "64", "--batch-size", "4"]
+    runs = tmp_path / "runs"
+    args += ["--device", "cpu", "--workers", "0", "--project", runs, "--name", "exp", "--exist-ok"]
+    _run([PY, "-m", "yolov5.classify.train", *args], tmp_path, timeout=600)
+    out = _script(CLASSIFIER.replace("sys.argv[1]", repr(str(runs / "exp" / "weights" / "best.pt"))), tmp_path)
+    assert out["class"] == "ClassificationModel" and out["last"] == ["Sequential", "Classify"]
+    assert out["blocks"] == ["FusedMBConv", "MBConv", "Stem"] and out["out"] == [1, 2]
+
+
 SEGMENT = """
 import json, sys, numpy as np, onnxruntime as ort, torch
 from yolov5.models.experimental import attempt_load

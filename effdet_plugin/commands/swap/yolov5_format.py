@@ -27,7 +27,8 @@ HEADS = {"Detect": "detect", "Segment": "segment"}
 SUPPORTED = (
     "supported in classic YOLOv5: models whose head ends in Detect [nc, anchors] or Segment [nc, anchors, ...] on "
     "P3/P4/P5 (stride 8/16/32) backbone outputs, such as yolov5s.yaml and yolov5s-seg.yaml; YOLOv5 builds "
-    "classifiers from a detection checkpoint (classify/train.py --model DETECTION.pt), not from a YAML"
+    "classifiers from a detection checkpoint (classify/train.py --model DETECTION.pt --cutoff N, N the number of "
+    "its backbone rows), not from a YAML"
 )
 # (a clone's script, the yolov5 package's command): 7.0.14's `yolov5 segment train` returns without training
 _TRAIN = {"detect": ("train.py", "yolov5 train"), "segment": ("segment/train.py", "python -m yolov5.segment.train")}
@@ -119,6 +120,4 @@ class YOLOv5Format:
     def usage(self, out: Path, pt: Path | None, task: str) -> str:
         script, command = _TRAIN[task]
         weights = pt.name if pt else "''"
-        return (
-            f"python {script} --cfg {out.name} --weights {weights} --data ...  (yolov5 package: {command} ...)"
-        )
+        return f"python {script} --cfg {out.name} --weights {weights} --data ...  (yolov5 package: {command} ...)"
