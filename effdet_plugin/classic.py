@@ -10,7 +10,7 @@ cutting a trained detection model (``classify/train.py --model best.pt --cutoff 
 each detection file's header names its ``N``, the number of its backbone rows.
 
 The rows come from the stage tables, as every shipped YAML's: ``effdet_plugin.stages.render_classic`` renders the
-Ultralytics-format source file's backbone and head rows (with ``DETECT_ARGS`` and the scale's phi) and hands them to
+Ultralytics-format source file's backbone and head rows (with the task's ``OUTPUTS`` row and the scale's phi) and hands them to
 ``render`` here, so this module imports nothing of ``stages`` (which imports it). ``python -m effdet_plugin.stages``
 writes and checks these files with the others; ``effdet-plugin yaml NAME --format yolov5 -o PATH`` copies one out
 (YOLOv5's ``check_file`` finds model files only under its own root).

@@ -17,6 +17,7 @@ from types import ModuleType
 import yaml
 from torch import nn
 
+from effdet_plugin.classic import TRAIN
 from effdet_plugin.commands.swap.formats import Trained
 from effdet_plugin.commands.swap.graph import SwapError
 from effdet_plugin.hosts.yolov5_checkpoint import load_checkpoint, save_checkpoint
@@ -30,8 +31,9 @@ SUPPORTED = (
     "classifiers from a detection checkpoint (classify/train.py --model DETECTION.pt --cutoff N, N the number of "
     "its backbone rows), not from a YAML"
 )
-# (a clone's script, the yolov5 package's command): 7.0.14's `yolov5 segment train` returns without training
-_TRAIN = {"detect": ("train.py", "yolov5 train"), "segment": ("segment/train.py", "python -m yolov5.segment.train")}
+# the yolov5 package's command per task (a clone's script is classic.TRAIN's): 7.0.14's `yolov5 segment train` returns
+# without training
+_PACKAGE_TRAIN = {"detect": "yolov5 train", "segment": "python -m yolov5.segment.train"}
 
 
 def read_classic(source) -> dict | None:
@@ -118,6 +120,6 @@ class YOLOv5Format:
         return d
 
     def usage(self, out: Path, pt: Path | None, task: str) -> str:
-        script, command = _TRAIN[task]
+        script, command = TRAIN[task], _PACKAGE_TRAIN[task]
         weights = pt.name if pt else "''"
         return f"python {script} --cfg {out.name} --weights {weights} --data ...  (yolov5 package: {command} ...)"
