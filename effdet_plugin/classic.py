@@ -10,8 +10,8 @@ cutting a trained detection model (``classify/train.py --model best.pt --cutoff 
 each detection file's header names its ``N``, the number of its backbone rows.
 
 The rows come from the stage tables, as every shipped YAML's: ``effdet_plugin.stages.render_classic`` renders the
-Ultralytics-format source file's backbone and head rows (with the task's ``OUTPUTS`` row and the scale's phi) and hands them to
-``render`` here, so this module imports nothing of ``stages`` (which imports it). ``python -m effdet_plugin.stages``
+Ultralytics-format source file's backbone and head rows (with the ``output`` row and the scale's phi) and hands them
+to ``render`` here, so this module imports nothing of ``stages`` (which imports it). ``python -m effdet_plugin.stages``
 writes and checks these files with the others; ``effdet-plugin yaml NAME --format yolov5 -o PATH`` copies one out
 (YOLOv5's ``check_file`` finds model files only under its own root).
 """
@@ -20,13 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from effdet_plugin import heads
 from effdet_plugin.bifpn import PHI_BY_SCALE, bifpn_size
 
 FOLDER = "yolov5"  # subfolder of the shipped YAML folder
-# The output row of each task YOLOv5 builds from a model YAML: anchor-based Detect, and Segment with YOLOv5's own
-# mask coefficients and prototype channels (yolov5s-seg.yaml's)
-OUTPUTS = {"detect": ("Detect", ["nc", "anchors"]), "segment": ("Segment", ["nc", "anchors", 32, 256])}
-TRAIN = {"detect": "train.py", "segment": "segment/train.py"}  # the clone's script for each task
+# The tasks YOLOv5 builds from a model YAML, and the clone's script that trains each
+TRAIN = {"detect": "train.py", "segment": "segment/train.py"}
 # yolov5{n,s,m,l,x}.yaml's (depth_multiple, width_multiple), as ultralytics/yolov5 ships them
 SCALES = {"n": (0.33, 0.25), "s": (0.33, 0.50), "m": (0.67, 0.75), "l": (1.0, 1.0), "x": (1.33, 1.25)}
 # YOLOv5's default anchors (models/yolov5s.yaml), P3/8, P4/16, P5/32
@@ -41,13 +40,11 @@ class ClassicYaml:
     neck: str  # "pan" or "bifpn"
     scale: str
     what: str  # what the backbone is, for the header
-    task: str = "detect"  # a key of OUTPUTS
+    task: str = "detect"  # a key of TRAIN
 
     def __post_init__(self):
-        if self.task not in OUTPUTS:
-            raise ValueError(
-                f"classic YOLOv5 builds no {self.task!r} model from a YAML (it builds {', '.join(OUTPUTS)})"
-            )
+        if self.task not in TRAIN:
+            raise ValueError(f"classic YOLOv5 builds no {self.task!r} model from a YAML (it builds {', '.join(TRAIN)})")
 
     @property
     def _stem(self) -> str:
@@ -65,8 +62,10 @@ class ClassicYaml:
 
     @property
     def output(self) -> tuple[str, list]:
-        """The output row's module and args."""
-        return OUTPUTS[self.task]
+        """The output row's module and args: the neck's Ultralytics head for the task (Detect, Segment) with YOLOv5's
+        ``anchors`` after ``nc``, as YOLOv5's own heads take them (``Segment [nc, anchors, 32, 256]``)."""
+        module, (nc, *rest) = heads.NECKS[self.neck].heads[self.task]
+        return module, [nc, "anchors", *rest]
 
     @property
     def phi(self) -> int:
