@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -142,6 +143,36 @@ def test_builtin_yamls_build_identically(tmp_path):
     assert {"v3", "v5", "v6", "v8", "v9", "v10", "11", "12", "26"} <= families, families
     assert any("p2" in k for k in with_plugin) and any("p6" in k for k in with_plugin)
     assert with_plugin == without
+
+
+SCALED_NAMES = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import effdet_plugin
+from ultralytics.nn.tasks import yaml_model_load
+effdet_plugin.register()
+out = {}
+for name in sys.argv[2:]:
+    d = yaml_model_load(name)
+    out[name] = [d["scale"], d["yaml_file"], effdet_plugin.__file__]
+print(json.dumps(out))
+"""
+
+
+def test_bare_names_resolve_under_a_folder_named_like_a_scale(tmp_path):
+    """Installed under a folder such as ``tmp.4ntr`` (digits, then a scale letter): Ultralytics unifies the whole path
+    string, so the plugin hands it the existing file and reads the scale from the name the user typed."""
+    site = tmp_path / "tmp.4ntr" / "site5s"
+    site.mkdir(parents=True)
+    package = shutil.copytree(
+        Path(effdet_plugin.__file__).parent, site / "effdet_plugin", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(model_yaml_dir(), package / "models_yaml", dirs_exist_ok=True)  # where a wheel puts them
+    names = ["yolov5s_effb0.yaml", "yolo26m_effv2-seg.yaml", "yolov5_effv2.yaml"]
+    proc = run_cli([sys.executable, "-c", SCALED_NAMES, str(site), *names], tmp_path)
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert all(Path(v[2]).parent.parent == site for v in got.values()), got  # the copy under the odd folder ran
+    assert {k: v[:2] for k, v in got.items()} == {n: [tasks.guess_model_scale(n), n] for n in names}
 
 
 # ------------------------------------------------------------------------------------------------------ start-up

@@ -220,19 +220,26 @@ def _parse_model_wrapper(parse_model):
 
 
 def resolve_shipped(path) -> Path | None:
-    """The shipped YAML a bare name such as ``yolov5s_effv2.yaml`` refers to (scale letter as Ultralytics reads it)."""
+    """The shipped file a bare name such as ``yolov5s_effv2.yaml`` refers to: that file, or the family's file without
+    the scale letter (``yolov5_effv2.yaml``), as Ultralytics unifies names."""
     p = Path(path)
     if p.exists() or p.parent != Path("."):
         return None
     shipped = model_yaml_dir()
-    return shipped / p.name if (shipped / p.name).is_file() or (shipped / unified_name(p)).is_file() else None
+    for candidate in (shipped / p.name, shipped / unified_name(p)):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _yaml_model_load_wrapper(yaml_model_load):
     def yaml_model_load_with_plugin(path):
         shipped = resolve_shipped(path)
         if shipped is not None:
-            d = yaml_model_load(shipped)  # the original falls back to the unified file and reads the scale letter
+            # The existing file itself, not the scaled name: the original unifies the whole path string, so a folder
+            # such as ``/tmp/tmp.4ntr`` (digits, then a scale letter) above the package would be rewritten too.
+            d = yaml_model_load(shipped)
+            d["scale"] = rules().tasks.guess_model_scale(path)
             d["yaml_file"] = str(path)
         else:
             d = yaml_model_load(path)
