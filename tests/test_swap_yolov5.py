@@ -1,7 +1,7 @@
 """``effdet-plugin swap`` on classic YOLOv5 sources: a YOLOv5 YAML (``anchors``, ``Detect [nc, anchors]``) or a
 checkpoint trained by YOLOv5's train.py. The result is classic too; it is built, loaded and validated by YOLOv5 itself.
 
-The refusals run here (no YOLOv5 importable in this python). The rest run in the yolov5 venv of tests/test_yolov5.py
+The refusals run here (no YOLOv5 importable in this python). The rest run in the yolov5 venv of tests/yolov5_venv.py
 (``EFFDET_YOLOV5_PYTHON``, skipped without it), and in a clone of ultralytics/yolov5 with ``EFFDET_YOLOV5_REPO``.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_yolov5 import PY, REPO, _env, _run, _script, needs_clone, needs_package
 from torch import nn
+from yolov5_venv import PY, REPO, needs_clone, needs_package, venv_env, venv_run, venv_script
 
 from effdet_plugin.classic import FOLDER
 from effdet_plugin.commands import swap
@@ -172,9 +172,9 @@ print(json.dumps(out))
 def test_swap_package_yaml(tmp_path):
     """The package's yolov5s.yaml on EfficientNetV2: the classic result builds in YOLOv5 at strides 8/16/32 with
     FusedMBConv/MBConv and an anchor Detect; its head is the source's, re-pointed by stride."""
-    root = Path(_script(ROOT, tmp_path))
+    root = Path(venv_script(ROOT, tmp_path))
     src_file, out = root / "models" / "yolov5s.yaml", tmp_path / "yolov5s-effv2.yaml"
-    proc = _run([*_swap_cmd(), src_file, "--backbone", "effv2", "-o", out], tmp_path)
+    proc = venv_run([*_swap_cmd(), src_file, "--backbone", "effv2", "-o", out], tmp_path)
     assert proc.stdout.strip().splitlines()[-1] == f"wrote {out}"
     src, new = (yaml.safe_load(p.read_text(encoding="utf-8")) for p in (src_file, out))
     for k in ("nc", "depth_multiple", "width_multiple", "anchors"):
@@ -191,7 +191,7 @@ def test_swap_package_yaml(tmp_path):
         f"SRC, OUT = {str(src_file)!r}, {str(out)!r}\nNANO = {str(root / 'models' / 'yolov5n.yaml')!r}\n"
         f"BIFPN = {str(tmp_path / 'yolov5n-bifpn.yaml')!r}\n" + BUILD
     )
-    res = _script(code, tmp_path)
+    res = venv_script(code, tmp_path)
     assert res["new"]["stride"] == [8.0, 16.0, 32.0] and res["new"]["detect"] == "Detect"
     assert res["new"]["blocks"] == ["FusedMBConv", "MBConv"]
     assert res["new"]["anchors"] == [[float(v) for v in a] for a in src["anchors"]]
@@ -207,9 +207,9 @@ def trained_yolov5n(tmp_path_factory) -> tuple[Path, Path]:
     from effdet_plugin.commands.demo import make_demo_dataset
 
     root = tmp_path_factory.mktemp("yolov5n-train")
-    cfg = Path(_script(ROOT, root)) / "models" / "yolov5n.yaml"
+    cfg = Path(venv_script(ROOT, root)) / "models" / "yolov5n.yaml"
     data = make_demo_dataset(root / "data", n_train=8, n_val=4, imgsz=64, seed=0)
-    _run(
+    venv_run(
         [
             Path(PY).parent / "yolov5",
             "train",
@@ -271,7 +271,7 @@ def test_swap_trained_checkpoint(trained_yolov5n, tmp_path):
     its Detect tensors are the trained ones, and ``yolov5 val`` runs on it."""
     best, data = trained_yolov5n
     out = tmp_path / "yolov5n-effv2.yaml"
-    proc = _run([*_swap_cmd(), best, "--backbone", "effv2", "-o", out], tmp_path)
+    proc = venv_run([*_swap_cmd(), best, "--backbone", "effv2", "-o", out], tmp_path)
     lines = proc.stdout.strip().splitlines()
     assert lines[0] == f"wrote {out}" and lines[-1] == f"wrote {out.with_suffix('.pt')}"
     transferred, total = map(int, lines[1].split()[1].split("/"))
@@ -279,7 +279,7 @@ def test_swap_trained_checkpoint(trained_yolov5n, tmp_path):
     d = yaml.safe_load(out.read_text())
     assert d["nc"] == 3 and d["anchors"] and d["head"][-1][2:] == ["Detect", ["nc", "anchors"]]
 
-    res = _script(f"SRC, OUT = {str(best)!r}, {str(out.with_suffix('.pt'))!r}\n" + LOAD, tmp_path)
+    res = venv_script(f"SRC, OUT = {str(best)!r}, {str(out.with_suffix('.pt'))!r}\n" + LOAD, tmp_path)
     assert res["keys"] == sorted(
         ["epoch", "best_fitness", "model", "ema", "updates", "optimizer", "opt", "git", "date", "effdet_swap"]
     )
@@ -288,7 +288,7 @@ def test_swap_trained_checkpoint(trained_yolov5n, tmp_path):
     assert res["stride"] == [8.0, 16.0, 32.0] and res["finite"]
     assert res["detect_keys"] and res["detect_equal"] and res["detect_tensors"] >= 7  # anchors, 3 convs x 2
 
-    val = _run(
+    val = venv_run(
         [
             Path(PY).parent / "yolov5",
             "val",
@@ -315,7 +315,7 @@ def test_swap_trained_checkpoint(trained_yolov5n, tmp_path):
 
     # this python has no YOLOv5: the package's checkpoint is refused in one line, and nothing is written
     if importlib.util.find_spec("yolov5") is None:
-        env = {k: v for k, v in _env(tmp_path).items() if k != "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"}
+        env = {k: v for k, v in venv_env(tmp_path).items() if k != "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"}
         refused = subprocess.run(
             [
                 sys.executable,
@@ -373,15 +373,15 @@ def test_swap_clone_checkpoint(tmp_path):
 
     repo = Path(REPO)
     src = tmp_path / "clone-n.pt"
-    made = _script(f"OUT = {str(src)!r}\n" + CLONE_CKPT, repo)
+    made = venv_script(f"OUT = {str(src)!r}\n" + CLONE_CKPT, repo)
     assert made["module"] == "models.yolo"
     out = tmp_path / "clone-n-effv2.yaml"
-    _run([*_swap_cmd(), src, "--backbone", "effv2", "-o", out], repo)
-    res = _script(f"SRC, OUT = {str(src)!r}, {str(out.with_suffix('.pt'))!r}\n" + CLONE_LOAD, repo)
+    venv_run([*_swap_cmd(), src, "--backbone", "effv2", "-o", out], repo)
+    res = venv_script(f"SRC, OUT = {str(src)!r}, {str(out.with_suffix('.pt'))!r}\n" + CLONE_LOAD, repo)
     assert res["module"] == "models.yolo" and Path(res["file"]).resolve().is_relative_to(repo.resolve())
     assert res["stride"] == [8.0, 16.0, 32.0] and res["detect_equal"]
     data = make_demo_dataset(tmp_path / "data", n_train=8, n_val=4, imgsz=64, seed=0)
-    train = _run(
+    train = venv_run(
         [
             PY,
             "train.py",
@@ -445,7 +445,7 @@ print(json.dumps("ok"))
 def test_classic_text_as_recorded(tmp_path):
     """The classic files swap writes for the package's yolov5s (effv2) and yolov5n (effb0, BiFPN) are the text they
     were before the swap package: their own SPPF row, kept now, is the one the shipped YAML brought then."""
-    _script(RECORD, tmp_path)
+    venv_script(RECORD, tmp_path)
     recorded = Path(__file__).parent / "data" / "swap_main"
     for name in ("yolov5s-effv2-classic.yaml", "yolov5n-effb0-bifpn-classic.yaml"):
         assert (tmp_path / name).read_text() == (recorded / name).read_text(), name
@@ -493,16 +493,16 @@ def test_classic_segment_yaml_and_checkpoint(tmp_path):
     """Classic YOLOv5 segmentation: the package's yolov5n-seg.yaml swaps to a file its SegmentationModel builds
     (Segment on strides 8/16/32); a segment checkpoint keeps its Segment tensors and names in a checkpoint
     attempt_load reads; a classifier cut from a detection model is refused in one line."""
-    made = _script(SEGMENT, tmp_path)
-    _run([*_swap_cmd(), made["yaml"], "--backbone", "effv2", "-o", tmp_path / "from-yaml-effv2.yaml"], tmp_path)
+    made = venv_script(SEGMENT, tmp_path)
+    venv_run([*_swap_cmd(), made["yaml"], "--backbone", "effv2", "-o", tmp_path / "from-yaml-effv2.yaml"], tmp_path)
     d = yaml.safe_load((tmp_path / "from-yaml-effv2.yaml").read_text())
     assert d["head"][-1][2:] == ["Segment", ["nc", "anchors", 32, 256]] and d["backbone"][-1][2] == "SPPF"
     text = (tmp_path / "from-yaml-effv2.yaml").read_text()
     assert "# Use: python segment/train.py --cfg from-yaml-effv2.yaml" in text
-    proc = _run([*_swap_cmd(), "seg.pt", "--backbone", "effv2", "-o", "seg-effv2.yaml"], tmp_path)
+    proc = venv_run([*_swap_cmd(), "seg.pt", "--backbone", "effv2", "-o", "seg-effv2.yaml"], tmp_path)
     m = re.search(r"transferred (\d+)/(\d+) tensors after the new backbone", proc.stdout)
     assert m and 0 < int(m[1]) < int(m[2]), proc.stdout  # the rows reading the new backbone change width
-    res = _script(SEGMENT_LOAD, tmp_path)
+    res = venv_script(SEGMENT_LOAD, tmp_path)
     assert res["class"] == "SegmentationModel" and res["head"] == "Segment" and res["equal"]
     assert res["stride"] == [8.0, 16.0, 32.0] and len(res["names"]) == 3 and res["proto"][1] == 32
     assert res["built"] == ["SegmentationModel", "Segment", [8.0, 16.0, 32.0]]
@@ -510,7 +510,7 @@ def test_classic_segment_yaml_and_checkpoint(tmp_path):
     refused = subprocess.run(
         [str(a) for a in (*_swap_cmd(), "cls.pt", "--backbone", "effv2", "-o", "cls-effv2.yaml")],
         cwd=tmp_path,
-        env=_env(tmp_path),
+        env=venv_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=300,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Make a virtual environment in which the `yolov5` pip package (7.0.14) runs with effdet-plugin, for tests/test_yolov5.py.
+# Make a virtual environment in which the `yolov5` pip package (7.0.14) runs with effdet-plugin, for the classic
+# YOLOv5 tests (tests/yolov5_venv.py).
 #
 #   bash tools/setup_yolov5_env.sh VENV_DIR        # prints the venv's python as the last line
-#   EFFDET_YOLOV5_PYTHON=$(bash tools/setup_yolov5_env.sh /tmp/venv-yolov5 | tail -n 1) pytest tests/test_yolov5.py
+#   EFFDET_YOLOV5_PYTHON=$(bash tools/setup_yolov5_env.sh /tmp/venv-yolov5 | tail -n 1) pytest tests/test_yolov5_package.py
 #
 # The venv sees the calling interpreter's site-packages (torch, torchvision, ultralytics, effdet-plugin's other
 # dependencies), whether that interpreter is a system one or another venv's, and adds what yolov5 7.0.14 needs to run
