@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import ultralytics
 import yaml
 from conftest import load_yaml  # (tests/ is on sys.path under pytest)
 from ultralytics.nn import tasks
@@ -23,7 +22,6 @@ from effdet_plugin.commands.cli import main
 from effdet_plugin.commands.swap import formats, parts, surgery, ultralytics_format, yaml_text
 from effdet_plugin.paths import model_yaml_dir
 
-ULTRALYTICS_YOLOV8 = Path(ultralytics.__file__).parent / "cfg" / "models" / "v8" / "yolov8.yaml"
 RECORDED = Path(__file__).parent / "data" / "swap_main"  # swap's outputs before the swap package (commit 6bb36b5)
 
 OWN_LAST_STAGE = {

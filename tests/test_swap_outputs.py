@@ -20,21 +20,6 @@ from effdet_plugin.commands.swap import ultralytics_format
 from effdet_plugin.hosts import ultralytics_checkpoint
 
 ULTRALYTICS_YOLOV8 = Path(ultralytics.__file__).parent / "cfg" / "models" / "v8" / "yolov8.yaml"
-RECORDED = Path(__file__).parent / "data" / "swap_main"  # swap's outputs before the swap package (commit 6bb36b5)
-
-OWN_LAST_STAGE = {
-    "yolov3u.yaml": 0,
-    "yolov5su.yaml": 1,
-    "yolo11s.yaml": 2,
-    "yolov8s.yaml": 1,
-    "yolo12s.yaml": 0,
-    "yolo26s.yaml": 2,
-}  # rows of SPPF/C2PSA the source's backbone ends in
-SOURCES = [
-    pytest.param("yolov3u.yaml", marks=pytest.mark.slow),  # a 60M-parameter source: ~5 s to build twice
-    *("yolov5su.yaml", "yolo11s.yaml"),  # the fast set: one anchor-free C3 source and one C3k2/C2PSA source
-    *(pytest.param(n, marks=pytest.mark.slow) for n in ("yolov8s.yaml", "yolo12s.yaml", "yolo26s.yaml")),
-]
 
 
 # ---------------------------------------------------------------------------------------------------- output files
