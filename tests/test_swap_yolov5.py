@@ -19,7 +19,17 @@ import pytest
 import torch
 import yaml
 from torch import nn
-from yolov5_venv import PY, REPO, needs_clone, needs_package, venv_env, venv_run, venv_script
+from yolov5_venv import (
+    PY,
+    REPO,
+    clone_train_args,
+    needs_clone,
+    needs_package,
+    package_train,
+    venv_env,
+    venv_run,
+    venv_script,
+)
 
 from effdet_plugin.classic import FOLDER
 from effdet_plugin.commands import swap
@@ -204,44 +214,8 @@ def test_swap_package_yaml(tmp_path):
 @pytest.fixture(scope="module")
 def trained_yolov5n(tmp_path_factory) -> tuple[Path, Path]:
     """``yolov5 train`` for one epoch of the package's own yolov5n.yaml on generated data: (best.pt, data YAML)."""
-    from effdet_plugin.commands.demo import make_demo_dataset
-
     root = tmp_path_factory.mktemp("yolov5n-train")
-    cfg = Path(venv_script(ROOT, root)) / "models" / "yolov5n.yaml"
-    data = make_demo_dataset(root / "data", n_train=8, n_val=4, imgsz=64, seed=0)
-    venv_run(
-        [
-            Path(PY).parent / "yolov5",
-            "train",
-            "--cfg",
-            cfg,
-            "--weights",
-            "",
-            "--data",
-            data,
-            "--imgsz",
-            "64",
-            "--epochs",
-            "1",
-            "--batch_size",
-            "4",
-            "--device",
-            "cpu",
-            "--workers",
-            "0",
-            "--noplots",
-            "--project",
-            root / "runs",
-            "--name",
-            "exp",
-            "--exist_ok",
-        ],
-        root,
-        timeout=600,
-    )
-    best = root / "runs" / "exp" / "weights" / "best.pt"
-    assert best.is_file()
-    return best, data
+    return package_train(Path(venv_script(ROOT, root)) / "models" / "yolov5n.yaml", root)
 
 
 LOAD = """
@@ -382,30 +356,7 @@ def test_swap_clone_checkpoint(tmp_path):
     assert res["stride"] == [8.0, 16.0, 32.0] and res["detect_equal"]
     data = make_demo_dataset(tmp_path / "data", n_train=8, n_val=4, imgsz=64, seed=0)
     train = venv_run(
-        [
-            PY,
-            "train.py",
-            "--weights",
-            out.with_suffix(".pt"),
-            "--data",
-            data,
-            "--img",
-            "64",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--device",
-            "cpu",
-            "--workers",
-            "0",
-            "--noplots",
-            "--project",
-            tmp_path / "runs",
-            "--name",
-            "ft",
-            "--exist-ok",
-        ],
+        clone_train_args(["--weights", out.with_suffix(".pt")], data, tmp_path / "runs", "ft"),
         repo,
         timeout=600,
         YOLO_VERBOSE="True",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from yolov5_venv import PY, REPO, needs_clone, venv_run, yaml_args
+from yolov5_venv import PY, REPO, clone_train_args, needs_clone, venv_run, yaml_args
 
 from effdet_plugin import classic
 from effdet_plugin.commands import export_yaml
@@ -27,36 +27,7 @@ def test_clone_train_val_detect_export(tmp_path):
     cfg = tmp_path / "yolov5n_effv2_bifpn.yaml"
     export_yaml.run(yaml_args("yolov5n_effv2_bifpn.yaml", cfg, "yolov5"))
     runs = tmp_path / "runs"
-    venv_run(
-        [
-            PY,
-            "train.py",
-            "--cfg",
-            cfg,
-            "--weights",
-            "",
-            "--data",
-            data,
-            "--img",
-            "64",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "4",
-            "--device",
-            "cpu",
-            "--workers",
-            "0",
-            "--noplots",
-            "--project",
-            runs,
-            "--name",
-            "exp",
-            "--exist-ok",
-        ],
-        repo,
-        timeout=600,
-    )
+    venv_run(clone_train_args(["--cfg", cfg, "--weights", ""], data, runs, "exp"), repo, timeout=600)
     best = runs / "exp" / "weights" / "best.pt"
     venv_run(
         [PY, "val.py", "--weights", best, "--data", data, "--img", "64", "--device", "cpu", "--project", runs], repo

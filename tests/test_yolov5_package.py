@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from yolov5_venv import PY, needs_package, venv_env, venv_run, venv_script
+from yolov5_venv import PY, needs_package, package_train, venv_env, venv_run, venv_script
 
 from effdet_plugin import classic
 from effdet_plugin.paths import model_yaml_dir
@@ -246,43 +246,7 @@ def test_train_ending_on_a_bad_row_prints_one_line(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """``yolov5 train`` (the package's command) for one epoch on generated data; returns best.pt."""
-    from effdet_plugin.commands.demo import make_demo_dataset
-
-    root = tmp_path_factory.mktemp("yolov5-train")
-    data = make_demo_dataset(root / "data", n_train=8, n_val=4, imgsz=64, seed=0)
-    venv_run(
-        [
-            Path(PY).parent / "yolov5",
-            "train",
-            "--cfg",
-            CLASSIC / "yolov5n_effv2.yaml",
-            "--weights",
-            "",
-            "--data",
-            data,
-            "--imgsz",
-            "64",
-            "--epochs",
-            "1",
-            "--batch_size",
-            "4",
-            "--device",
-            "cpu",
-            "--workers",
-            "0",
-            "--noplots",
-            "--project",
-            root / "runs",
-            "--name",
-            "exp",
-            "--exist_ok",
-        ],
-        root,
-        timeout=600,
-    )
-    best = root / "runs" / "exp" / "weights" / "best.pt"
-    assert best.is_file()
-    return best
+    return package_train(CLASSIC / "yolov5n_effv2.yaml", tmp_path_factory.mktemp("yolov5-train"))[0]
 
 
 RELOAD = """

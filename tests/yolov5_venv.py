@@ -78,3 +78,71 @@ def venv_script(code: str, cwd: Path, timeout: float = 300, **env: str) -> dict:
     """Run ``code`` with the venv's python; it prints one JSON line last."""
     out = venv_run([PY, "-c", textwrap.dedent(code)], cwd, timeout, **env).stdout.strip().splitlines()
     return json.loads(out[-1])
+
+
+def package_train(cfg, root: Path) -> tuple[Path, Path]:
+    """``yolov5 train`` (the package's command) for one epoch of ``cfg`` on data generated under ``root``:
+    (best.pt, data YAML)."""
+    from effdet_plugin.commands.demo import make_demo_dataset
+
+    data = make_demo_dataset(root / "data", n_train=8, n_val=4, imgsz=64, seed=0)
+    venv_run(
+        [
+            Path(PY).parent / "yolov5",
+            "train",
+            "--cfg",
+            cfg,
+            "--weights",
+            "",
+            "--data",
+            data,
+            "--imgsz",
+            "64",
+            "--epochs",
+            "1",
+            "--batch_size",
+            "4",
+            "--device",
+            "cpu",
+            "--workers",
+            "0",
+            "--noplots",
+            "--project",
+            root / "runs",
+            "--name",
+            "exp",
+            "--exist_ok",
+        ],
+        root,
+        timeout=600,
+    )
+    best = root / "runs" / "exp" / "weights" / "best.pt"
+    assert best.is_file()
+    return best, data
+
+
+def clone_train_args(start: list, data: Path, project: Path, name: str) -> list:
+    """A clone's ``train.py`` for one epoch on ``data``, from ``start`` (``--cfg``/``--weights`` and their values)."""
+    return [
+        PY,
+        "train.py",
+        *start,
+        "--data",
+        data,
+        "--img",
+        "64",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--noplots",
+        "--project",
+        project,
+        "--name",
+        name,
+        "--exist-ok",
+    ]
