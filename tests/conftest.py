@@ -1,5 +1,5 @@
-"""Shared fixtures: offline Ultralytics, a small generated dataset, a subprocess runner in a temp folder, a log
-recorder."""
+"""Shared fixtures: offline Ultralytics, a small generated dataset, a subprocess runner in a temp folder, the suite's
+smallest real training, a log recorder."""
 
 from __future__ import annotations
 
@@ -54,6 +54,16 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 900, env: dict | None =
             f"{' '.join(map(str, args))} exited {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
         )
     return proc
+
+
+TINY_TRAIN = {"epochs": 1, "imgsz": 64, "batch": 8, "workers": 0, "plots": False, "device": "cpu"}
+"""The smallest real training the suite runs (one epoch at 64 px on the CPU, no plots), as `model.train` keywords."""
+
+
+def tiny_train(model, data, project, name: str, task: str | None = None, **overrides) -> list[str]:
+    """`yolo [TASK] train` with TINY_TRAIN's settings into PROJECT/NAME; OVERRIDES (``val=False``) replace or add keys."""
+    args = {"model": model, "data": data, **TINY_TRAIN, "project": project, "name": name, "exist_ok": True}
+    return ["yolo", *([task] if task else []), "train", *(f"{k}={v}" for k, v in {**args, **overrides}.items())]
 
 
 @contextlib.contextmanager

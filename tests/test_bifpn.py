@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import PYTHON, load_yaml, run_cli
+from conftest import PYTHON, load_yaml, run_cli, tiny_train
 from ultralytics.nn.tasks import DetectionModel
 
 from effdet_plugin.bifpn import EPS, NODES, BiFPN, Fusion, bifpn_size, fusion_weights
@@ -264,25 +264,7 @@ def test_onnx_export_matches_pytorch(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------------ registry, train
 @pytest.mark.slow
 def test_train_one_epoch_and_print_weights(tmp_path, demo_data):
-    run_cli(
-        [
-            "yolo",
-            "train",
-            "model=yolov5n_effv2_bifpn.yaml",
-            f"data={demo_data}",
-            "epochs=1",
-            "imgsz=64",
-            "batch=8",
-            "workers=0",
-            "plots=False",
-            "device=cpu",
-            f"project={tmp_path}",
-            "name=run",
-            "exist_ok=True",
-        ],
-        cwd=tmp_path,
-        timeout=600,
-    )
+    run_cli(tiny_train("yolov5n_effv2_bifpn.yaml", demo_data, tmp_path, "run"), cwd=tmp_path, timeout=600)
     weights = tmp_path / "run" / "weights" / "last.pt"
     assert weights.is_file()
     tool = [PYTHON, str(ROOT / "tools" / "bifpn_weights.py"), str(weights)]

@@ -16,7 +16,7 @@ import pytest
 import torch
 import torchvision
 import yaml
-from conftest import assert_untouched, snapshot  # (tests/ is on sys.path under pytest)
+from conftest import TINY_TRAIN, assert_untouched, snapshot  # (tests/ is on sys.path under pytest)
 from ultralytics import YOLO
 from ultralytics.nn.modules import C2PSA, SPPF
 from ultralytics.nn.tasks import DetectionModel, load_checkpoint, yaml_model_load
@@ -362,12 +362,7 @@ def test_train_from_the_packaged_weights(cfg, demo_data, tmp_path):
         data=str(demo_data),
         pretrained="efficientnet-lite0",
         freeze=freeze,
-        epochs=1,
-        imgsz=64,
-        batch=8,
-        workers=0,
-        plots=False,
-        device="cpu",
+        **TINY_TRAIN,
         project=str(tmp_path),
         name="run",
         val=False,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import load_yaml  # (tests/ is on sys.path under pytest)
+from conftest import load_yaml, tiny_train  # (tests/ is on sys.path under pytest)
 from ultralytics.nn import tasks
 from ultralytics.nn.tasks import DetectionModel
 
@@ -365,24 +365,7 @@ def test_checkpoint_transfer_and_train(tmp_path, demo_data, cli):
     with torch.no_grad():
         assert torch.equal(a.model[18].eval()(x), b.model[18 + shift].eval()(x))
 
-    cli(
-        [
-            "yolo",
-            "train",
-            f"model={out.with_suffix('.pt')}",
-            f"data={demo_data}",
-            "epochs=1",
-            "imgsz=64",
-            "batch=8",
-            "workers=0",
-            "plots=False",
-            "device=cpu",
-            f"project={tmp_path / 'runs'}",
-            "name=pt",
-            "exist_ok=True",
-        ],
-        cwd=tmp_path,
-    )
+    cli(tiny_train(out.with_suffix(".pt"), demo_data, tmp_path / "runs", "pt"), cwd=tmp_path)
     assert (tmp_path / "runs" / "pt" / "weights" / "last.pt").is_file()
 
 
@@ -392,24 +375,7 @@ def test_cli_yaml_trains(tmp_path, demo_data, cli):
     out = tmp_path / "yolo11n-effv2.yaml"
     cli(["effdet-plugin", "swap", "yolo11s.yaml", "--backbone", "effv2", "--scale", "n", "-o", str(out)], cwd=tmp_path)
     assert load_yaml(out.read_text())["scale"] == "n"
-    proc = cli(
-        [
-            "yolo",
-            "train",
-            f"model={out}",
-            f"data={demo_data}",
-            "epochs=1",
-            "imgsz=64",
-            "batch=8",
-            "workers=0",
-            "plots=False",
-            "device=cpu",
-            f"project={tmp_path / 'runs'}",
-            "name=y",
-            "exist_ok=True",
-        ],
-        cwd=tmp_path,
-    )
+    proc = cli(tiny_train(out, demo_data, tmp_path / "runs", "y"), cwd=tmp_path)
     assert (tmp_path / "runs" / "y" / "weights" / "last.pt").is_file(), proc.stdout[-2000:]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import load_yaml  # (tests/ is on sys.path under pytest)
+from conftest import load_yaml, tiny_train  # (tests/ is on sys.path under pytest)
 from task_data import make_task_dataset
 from ultralytics.nn import tasks
 
@@ -143,25 +143,7 @@ def trained(tmp_path_factory):
         if task not in made:
             root = tmp_path_factory.mktemp(task)
             data = make_task_dataset(root / "data", task)
-            run_cli(
-                [
-                    "yolo",
-                    task,
-                    "train",
-                    f"model={source}",
-                    f"data={data}",
-                    "epochs=1",
-                    "imgsz=64",
-                    "batch=4",
-                    "workers=0",
-                    "plots=False",
-                    "device=cpu",
-                    f"project={root / 'runs'}",
-                    "name=t",
-                    "exist_ok=True",
-                ],
-                cwd=root,
-            )
+            run_cli(tiny_train(source, data, root / "runs", "t", task=task, batch=4), cwd=root)
             made[task] = root / "runs" / "t" / "weights" / "last.pt"
             assert made[task].is_file()
         return made[task]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import run_cli
+from conftest import run_cli, tiny_train
 
 import effdet_plugin
 
@@ -129,26 +129,7 @@ def test_entry_point_blocks_in_a_fresh_process_and_the_yolo_cli(tmp_path, user_p
         "entry point 'broken = my_blocks:does_not_exist' (effdet_plugin.modules) failed: AttributeError" in proc.stderr
     )
     # `yolo train` from a shell, and a fresh process reloading its checkpoint
-    run_cli(
-        [
-            "yolo",
-            "train",
-            "model=user.yaml",
-            f"data={demo_data}",
-            "epochs=1",
-            "imgsz=64",
-            "batch=8",
-            "workers=0",
-            "plots=False",
-            "val=False",
-            "device=cpu",
-            f"project={tmp_path}",
-            "name=run",
-            "exist_ok=True",
-        ],
-        tmp_path,
-        env=env,
-    )
+    run_cli(tiny_train("user.yaml", demo_data, tmp_path, "run", val=False), tmp_path, env=env)
     best = tmp_path / "run" / "weights" / "last.pt"
     load = f"from ultralytics import YOLO; print('LOADED', type(YOLO(r'{best}').model.model[1]).__name__)"
     assert "LOADED Ghosty" in run_cli([sys.executable, "-c", load], tmp_path, env=env).stdout

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from conftest import assert_untouched, logged, run_cli, snapshot  # (tests/ is on sys.path under pytest)
+from conftest import (
+    TINY_TRAIN,
+    assert_untouched,
+    logged,
+    run_cli,
+    snapshot,
+    tiny_train,
+)  # (tests/ is on sys.path under pytest)
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel, load_checkpoint
 
@@ -239,17 +246,7 @@ def test_trainer_rejects_weights_of_another_architecture(b0, demo_data, tmp_path
     model = YOLO("yolov5n_effb1.yaml")
     with pytest.raises(PretrainedWeightsError, match="expected torchvision efficientnet_b1 .* found efficientnet_b0"):
         model.train(
-            data=str(demo_data),
-            pretrained=str(b0[1]),
-            epochs=1,
-            imgsz=64,
-            batch=8,
-            workers=0,
-            plots=False,
-            device="cpu",
-            project=str(tmp_path),
-            name="bad",
-            val=False,
+            data=str(demo_data), pretrained=str(b0[1]), **TINY_TRAIN, project=str(tmp_path), name="bad", val=False
         )
 
 
@@ -271,12 +268,7 @@ def test_train_pretrained_freeze(b0, demo_data, tmp_path):
         data=str(demo_data),
         pretrained=str(path),
         freeze=B0_FREEZE,
-        epochs=1,
-        imgsz=64,
-        batch=8,
-        workers=0,
-        plots=False,
-        device="cpu",
+        **TINY_TRAIN,
         project=str(tmp_path),
         name="run",
         val=False,
@@ -293,26 +285,8 @@ def test_train_pretrained_freeze(b0, demo_data, tmp_path):
 def test_yolo_train_cli_pretrained(b0, demo_data, tmp_path):
     """`yolo train model=<yaml> pretrained=<torchvision .pth> freeze=8` in a fresh process (auto-activation)."""
     sd, path = b0
-    run_cli(
-        [
-            "yolo",
-            "train",
-            "model=yolov5n_effb0.yaml",
-            f"pretrained={path}",
-            f"data={demo_data}",
-            "epochs=1",
-            "imgsz=64",
-            "batch=8",
-            "workers=0",
-            "plots=False",
-            "device=cpu",
-            f"project={tmp_path}",
-            "name=cli",
-            f"freeze={B0_FREEZE}",
-            "val=False",
-        ],
-        cwd=tmp_path,
-    )
+    args = tiny_train("yolov5n_effb0.yaml", demo_data, tmp_path, "cli", pretrained=path, freeze=B0_FREEZE, val=False)
+    run_cli(args, cwd=tmp_path)
     assert_backbone_equals(load_checkpoint(tmp_path / "cli" / "weights" / "last.pt")[0], sd, atol=2e-3)
 
 
