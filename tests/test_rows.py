@@ -383,3 +383,13 @@ def test_backbone_scales_size_only_the_backbone_rows():
     assert blocks(ours) == blocks(v5) and blocks(deep) != blocks(ours)  # the head's depth 0.5 would deepen it
     # the head rows are yolo26n's either way
     assert [type(m).__name__ for m in ours.model[7:]] == [type(m).__name__ for m in deep.model[7:]]
+
+
+def test_pose_model_takes_the_keypoint_shape_as_a_tuple():
+    """Ultralytics' own example, ``PoseModel(..., data_kpt_shape=(17, 3))``, writes the tuple into the model dict: the
+    plugin's key check takes it, on a plugin YAML as on the host's."""
+    from ultralytics.nn.tasks import PoseModel
+
+    for name in ("yolo26n_effv2-pose.yaml", "yolo26n-pose.yaml"):
+        model = PoseModel(name, nc=2, data_kpt_shape=(4, 3), verbose=False)
+        assert tuple(model.yaml["kpt_shape"]) == (4, 3) and model.model[-1].kpt_shape == (4, 3)

@@ -105,8 +105,12 @@ KEYS: dict[str, keys.Key] = {
     "end2end": keys.Key("true or false", lambda x: x is None or isinstance(x, bool)),
     "kpt_shape": keys.Key(
         "[keypoints, 2 or 3] (e.g. [17, 3])",
-        lambda x: (
-            isinstance(x, list) and len(x) == 2 and keys.is_positive_int(x[0]) and is_index(x[1]) and x[1] in (2, 3)
+        lambda x: (  # a tuple too: PoseModel(data_kpt_shape=(17, 3)) writes the caller's tuple into the dict
+            isinstance(x, list | tuple)
+            and len(x) == 2
+            and keys.is_positive_int(x[0])
+            and is_index(x[1])
+            and x[1] in (2, 3)
         ),
     ),
 }
