@@ -325,3 +325,26 @@ def test_rows_of_one_file_split_by_recipe_and_a_baseline_named_by_label(store, c
     defs.write_text(yaml.safe_dump(spec))
     assert render(store) == 2
     assert "two rows share a label" in capsys.readouterr().err
+
+
+def test_a_table_of_another_task_names_the_map_it_shows(store, capsys):
+    """Rows scored on masks carry ``metric``; their table's note names it, where a detection table says pycocotools."""
+    import yaml
+
+    rows = json.loads((store / "results" / "protocol_cards.json").read_text())
+    for row in rows["rows"]:
+        row["model"] = row["model"].replace(".yaml", "-seg.yaml")
+        row["metric"] = "mask mAP, pycocotools"
+    (store / "results" / "protocol_cards_seg.json").write_text(json.dumps(rows))
+    defs = store / "results" / "render.yaml"
+    spec = yaml.safe_load(defs.read_text())
+    spec["tables"]["family"].update(
+        models=["yolov5n_effv2-seg", "yolov5nu-seg"], baseline="yolov5n_effv2-seg", datasets=["cards"],
+        columns=["model", "map", "verdict"],
+    )  # fmt: skip
+    spec["plots"] = {}
+    defs.write_text(yaml.safe_dump(spec))
+    assert render(store) == 0, capsys.readouterr().err
+    text = (store / "README.md").read_text()
+    assert "on the 'test' split, mask mAP, pycocotools; verdict" in text
+    assert table_rows(store)["yolov5nu-seg"][2].startswith("behind (-5.1, p = 0.0037")

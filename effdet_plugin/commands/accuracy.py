@@ -1,4 +1,4 @@
-"""Accuracy per cost: train detectors with one recipe, score them on held-out data with pycocotools, one table.
+"""Accuracy per cost: train models of one task with one recipe, score them on held-out data, one table.
 
     effdet-plugin accuracy --models yolov5su.yaml yolov5s_effv2.yaml --data DATA.yaml --epochs 100 --imgsz 640 \
         --seeds 0 1 2 --device 0 --json results/NAME.json [--batch 16] [--workers 4] [--pretrained [WEIGHTS]] \
@@ -7,7 +7,8 @@
 Every model is trained by Ultralytics' trainer with the same data, epochs, image size, batch, seeds and default
 hyperparameters, from scratch (``--pretrained``: ``.pt`` models start from their weights; ``--pretrained WEIGHTS``:
 every model's EfficientNet backbone starts from those ImageNet weights). The best checkpoint of each
-run is scored on the dataset's ``test`` split (``val`` when there is none) by ``coco_eval`` (pycocotools);
+run is scored on the dataset's ``test`` split (``val`` when there is none): detect, segment and pose models by
+``coco_eval`` (pycocotools, on boxes, masks or keypoints), OBB models by the host's OBB validator (``scoring``);
 ``--split`` and ``--checkpoint last`` score another split or the last epoch's weights, so a margin can be checked on
 held-out images that chose no checkpoint. Params, GFLOPs and fused CPU latency (relative to the first model) come from
 ``benchmark``, all models timed in one process.
@@ -32,42 +33,38 @@ from datetime import date
 from pathlib import Path
 
 from effdet_plugin.commands.benchmark import BenchmarkConfig, benchmark, load_model
-from effdet_plugin.commands.coco_eval import evaluate
 from effdet_plugin.commands.compare import spread, welch_p
-from effdet_plugin.commands.heldout import AccuracyError, coco_ground_truth, dataset, eval_split
+from effdet_plugin.commands.heldout import AccuracyError, dataset, eval_split
 from effdet_plugin.commands.plots import Point, accuracy_latency
 from effdet_plugin.commands.recipe import GPU_RECIPE, Recipe, add_recipe_arguments, recipe_from_args
 from effdet_plugin.commands.results import make_meta, write_record
 from effdet_plugin.commands.runs import Project, plan_runs, train_once
+from effdet_plugin.commands.scoring import METRICS, HeldOut, sweep_task
 from effdet_plugin.commands.table import format_table
 from effdet_plugin.naming import scale_letter, unified_stem
 
 ROW_KEYS = (
     "model", "dataset", "data", "params", "gflops", "latency_ms", "latency_ratio", "train_s", "map50_95",
-    "map50_95_spread", "map50_95_p", "map50", "map50_spread", "map75", "map75_spread", "runs", "eval_split",
+    "map50_95_spread", "map50_95_p", "map50", "map50_spread", "map75", "map75_spread", "metric", "runs", "eval_split",
     "checkpoint", "imgsz", "latency_imgsz", "latency_threads", "epochs", "batch", "seeds", "device", "pretrained",
     "progressive", "reduced", "date", "reference",
 )  # fmt: skip
 
 
+def trained_model(model: str, data_yaml: str | Path):
+    """``model`` as it is trained on the dataset: built by its task's class with the dataset's class count (and a pose
+    dataset's keypoint shape), fresh weights; a ``.pt`` contributes its architecture (its YAML dict)."""
+    from ultralytics.nn.tasks import PoseModel
+
+    built = load_model(model)  # one-line errors for unknown names
+    data = dataset(data_yaml)
+    pose = {"data_kpt_shape": data["kpt_shape"]} if isinstance(built, PoseModel) and "kpt_shape" in data else {}
+    return type(built)(built.yaml, nc=data["nc"], verbose=False, **pose)
+
+
 def cost_models(models: list[str], data_yaml: str | Path) -> list:
-    """Return each model as it will be trained (the dataset's class count, fresh weights), for params/GFLOPs/latency."""
-    from ultralytics.nn.tasks import DetectionModel
-
-    nc = dataset(data_yaml)["nc"]
-    # load_model raises one-line errors for unknown names; a .pt contributes its architecture (its YAML dict)
-    return [
-        DetectionModel(m if m.endswith((".yaml", ".yml")) else load_model(m).yaml, nc=nc, verbose=False) for m in models
-    ]
-
-
-def score(weights: Path, ann: Path, images: Path, recipe: Recipe, out: Path) -> tuple[float, float, float]:
-    """Return (mAP50-95, mAP50, mAP75) of ``weights`` on the held-out images, by pycocotools through ``coco_eval``.
-
-    mAP75 beside mAP50 separates finding objects from placing their boxes tightly.
-    """
-    stats = evaluate(weights, ann, images, out, imgsz=recipe.imgsz, batch=recipe.batch, device=recipe.device)
-    return stats["AP"], stats["AP50"], stats["AP75"]
+    """Return each model as it will be trained, for params/GFLOPs/latency."""
+    return [trained_model(m, data_yaml) for m in models]
 
 
 def family(model: str) -> str:
@@ -94,9 +91,15 @@ def references(models: list[str], per_scale: bool) -> list[int]:
 
 
 def make_rows(
-    cost: list[dict], runs: dict[str, list[dict]], models: list[str], recipe: Recipe, per_scale: bool = False
+    cost: list[dict],
+    runs: dict[str, list[dict]],
+    models: list[str],
+    recipe: Recipe,
+    per_scale: bool = False,
+    metric: str = METRICS["detect"],
 ) -> list[dict]:
-    """Combine cost rows and per-seed runs into one row per model (``ROW_KEYS``), in ``models`` order.
+    """Combine cost rows and per-seed runs into one row per model (``ROW_KEYS``), in ``models`` order; ``metric``
+    names the mAP the scores are (``scoring.METRICS``).
 
     Latency ratio and p-value are against the row's reference (``references``): the first model, or with
     ``per_scale`` the first model of the same scale letter.
@@ -125,6 +128,7 @@ def make_rows(
                 "map50_spread": spread(map50s),
                 "map75": statistics.fmean(map75s) if r else None,
                 "map75_spread": spread(map75s),
+                "metric": metric,
                 "runs": r,
                 "eval_split": recipe.split,
                 "checkpoint": recipe.checkpoint,
@@ -197,7 +201,7 @@ def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
         points,
         path,
         f"fused CPU latency (ms, batch 1, imgsz {r0['latency_imgsz']})",
-        f"mAP50-95 on '{r0['eval_split']}' (pycocotools)",
+        f"mAP50-95 on '{r0['eval_split']}' ({r0.get('metric', METRICS['detect'])})",
         title or f"{r0['epochs']} epochs at {r0['imgsz']}, seeds {r0['seeds']}, {r0['device']}",
     )
 
@@ -265,8 +269,9 @@ def sweep(args: argparse.Namespace) -> tuple[Recipe, list[dict]]:
             f"{len(GPU_RECIPE['seeds'])}+ seeds on a GPU"
         )
 
+    task = sweep_task(models)
     finished = plan_runs(project, models, recipe)
-    ann, images = coco_ground_truth(recipe.data, split, project.folder.resolve() / f"{split}_ground_truth.json")
+    held_out = HeldOut.prepare(task, recipe.data, split, project.folder.resolve())
     size = recipe.latency_imgsz  # CPU training runs at a reduced size, but deployment latency is wanted at the real one
     print(f"accuracy: fused CPU latency of {len(models)} models at {size}, timed interleaved")
     cost = benchmark(cost_models(models, recipe.data), BenchmarkConfig((size,), (1,), repeats=recipe.repeats))
@@ -274,14 +279,14 @@ def sweep(args: argparse.Namespace) -> tuple[Recipe, list[dict]]:
     for seed in recipe.seeds:  # seed-major: an interrupted run still compares every model on the first seed
         for model in models:
             done = finished.get((model, seed)) or train_once(project, model, seed, recipe)
-            m, m50, m75 = score(done.weights, ann, images, recipe, done.run / scored)
+            m, m50, m75 = held_out.score(done.weights, recipe.imgsz, recipe.batch, recipe.device, done.run / scored)
             runs.setdefault(model, []).append(done.scored(seed, (m, m50, m75)))
             if done.best_epoch == 1 < recipe.epochs and recipe.checkpoint == "best":
                 print(
                     f"accuracy: WARNING {model} seed {seed}: val fitness never beat epoch 1 of {recipe.epochs}, so the "
                     "scored checkpoint is barely trained and its mAP says little about the model; train longer"
                 )
-            rows = make_rows(cost, runs, models, recipe, args.per_scale)
+            rows = make_rows(cost, runs, models, recipe, args.per_scale, held_out.metric)
             if args.json:
                 write_record(args.json, "accuracy", rows, meta=meta)
     return recipe, rows

@@ -1,12 +1,13 @@
-"""COCO mAP of any Ultralytics detector on a COCO-format dataset, computed by pycocotools.
+"""COCO mAP of any Ultralytics detector, segmenter or pose model on a COCO-format dataset, computed by pycocotools.
 
     effdet-plugin coco-eval --weights best.pt --ann instances_val.json --images images/val --out runs/coco_eval \
         [--imgsz 640] [--batch 16] [--conf 0.001] [--iou 0.7] [--max-det 300] [--device cpu|0]
 
 Images go through Ultralytics' own predictor (letterbox, NMS, boxes scaled back to original pixels); the tool writes
-``OUT/predictions.json`` (COCO results format) and ``OUT/metrics.json`` (the 12 COCOeval statistics) and prints
-pycocotools' summary. Other code calls ``effdet_plugin.commands.coco_eval.evaluate(weights, ann, images, out, ...)``,
-which returns the statistics as a dict; see docs/coco_eval.md.
+``OUT/predictions.json`` (COCO results format) and ``OUT/metrics.json`` (the COCOeval statistics) and prints
+pycocotools' summary. A segment model is scored on masks (``segm``, its masks at the original resolution), a pose
+model on keypoints (OKS, with the file's ``kpt_oks_sigmas``), as COCO scores those tasks. Other code calls ``effdet_plugin.commands.coco_eval.evaluate(weights, ann, images, out, ...)``,
+which returns the statistics as a dict; see docs/benchmarking.md.
 """
 
 from __future__ import annotations
@@ -23,13 +24,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from effdet_plugin.atomic import write_json
 
-# COCOeval.stats order, under the names papers use
+# COCOeval.stats order, under the names papers use; keypoints have no small-object range and one recall limit
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+KEYPOINT_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+# what pycocotools scores a model of each Ultralytics task by, and the annotation key that ground truth needs
+IOU_TYPES = {"detect": ("bbox", "bbox"), "segment": ("segm", "segmentation"), "pose": ("keypoints", "keypoints")}
 
 
 class CocoEvalError(ValueError):
@@ -194,6 +200,43 @@ def detections_to_coco(image_id: int, xyxy: Iterable, scores: Iterable, classes:
     return rows
 
 
+def masks_to_coco(image_id: int, masks: Iterable, scores: Iterable, classes: Iterable, cat_map: dict[int, int]):
+    """Return COCO result rows for one image's instance masks (0/1 arrays at the original resolution), run-length
+    encoded as pycocotools scores them; unmapped classes dropped."""
+    rows = []
+    for m, s, c in zip(masks, scores, classes):
+        cid = cat_map.get(int(c))
+        if cid is not None:
+            rle = mask_utils.encode(np.asfortranarray(np.asarray(m) > 0.5, dtype=np.uint8))
+            rle["counts"] = rle["counts"].decode("ascii")  # bytes in, JSON out
+            rows.append({"image_id": image_id, "category_id": cid, "segmentation": rle, "score": round(float(s), 5)})
+    return rows
+
+
+def keypoints_to_coco(image_id: int, xy: Iterable, scores: Iterable, classes: Iterable, cat_map: dict[int, int]):
+    """Return COCO result rows for one image's poses (each keypoint's x, y in original pixels; the instance score is
+    its box's); unmapped classes dropped. pycocotools reads a result's x and y only."""
+    rows = []
+    for points, s, c in zip(xy, scores, classes):
+        cid = cat_map.get(int(c))
+        if cid is not None:
+            flat = [round(float(v), 3) for x, y in points for v in (x, y, 1.0)]
+            rows.append({"image_id": image_id, "category_id": cid, "keypoints": flat, "score": round(float(s), 5)})
+    return rows
+
+
+def result_to_coco(r: Any, image_id: int, cat_map: dict[int, int], task: str) -> list[dict]:
+    """COCO result rows for one Ultralytics ``Results`` of a ``task`` model (``IOU_TYPES``)."""
+    b = r.boxes
+    if task == "segment":
+        return [] if r.masks is None else masks_to_coco(image_id, r.masks.data.cpu().numpy(), b.conf, b.cls, cat_map)
+    if task == "pose":
+        return (
+            [] if r.keypoints is None else keypoints_to_coco(image_id, r.keypoints.xy.tolist(), b.conf, b.cls, cat_map)
+        )
+    return detections_to_coco(image_id, b.xyxy.tolist(), b.conf.tolist(), b.cls.tolist(), cat_map)
+
+
 def predict(model, files: Sequence[str], out: Path, **predict_args) -> Iterator[Any]:
     """Yield Ultralytics ``Results`` for ``files`` through the model's own predictor, batched, with a progress bar."""
     from ultralytics.utils import TQDM
@@ -209,15 +252,19 @@ def predict(model, files: Sequence[str], out: Path, **predict_args) -> Iterator[
         Path(manifest).unlink(missing_ok=True)
 
 
-def coco_stats(coco: COCO, predictions: str | Path, verbose: bool = True) -> dict[str, float]:
-    """Run pycocotools' bbox COCOeval of a results file against ``coco``; return the 12 stats by name."""
+def coco_stats(coco: COCO, predictions: str | Path, verbose: bool = True, iou_type: str = "bbox") -> dict[str, float]:
+    """Run pycocotools' COCOeval (``iou_type`` bbox, segm or keypoints) of a results file against ``coco``; return its
+    stats by name (``STAT_NAMES``, ``KEYPOINT_STAT_NAMES`` for keypoints)."""
     with contextlib.redirect_stdout(io.StringIO()):  # loadRes/evaluate/accumulate progress chatter
-        ev = COCOeval(coco, coco.loadRes(str(predictions)), iouType="bbox")
+        ev = COCOeval(coco, coco.loadRes(str(predictions)), iouType=iou_type)
+        if iou_type == "keypoints" and "kpt_oks_sigmas" in coco.dataset:  # else COCO's 17 person keypoints
+            ev.params.kpt_oks_sigmas = np.asarray(coco.dataset["kpt_oks_sigmas"], np.float64)
         ev.evaluate()
         ev.accumulate()
     with contextlib.redirect_stdout(sys.stdout if verbose else io.StringIO()):
         ev.summarize()
-    return {k: float(v) for k, v in zip(STAT_NAMES, ev.stats)}
+    names = KEYPOINT_STAT_NAMES if iou_type == "keypoints" else STAT_NAMES
+    return {k: float(v) for k, v in zip(names, ev.stats)}
 
 
 def evaluate(
@@ -235,8 +282,10 @@ def evaluate(
 ) -> dict[str, float]:
     """Predict every image of a COCO annotation file, score with pycocotools, write ``out/{predictions,metrics}.json``.
 
-    Returns the 12 COCOeval statistics by name (AP, AP50, ..., ARl); -1 means the dataset has no object in that area
-    range, as in pycocotools. A model with no detections scores all zeros and still succeeds.
+    Returns the COCOeval statistics by name (``STAT_NAMES``: AP, AP50, ..., ARl; ``KEYPOINT_STAT_NAMES`` for a pose
+    model); -1 means the dataset has no object in that area range, as in pycocotools. A segment model is scored on its
+    masks, a pose model on its keypoints (the annotations must carry ``segmentation`` or ``keypoints``). A model with
+    no detections scores all zeros and still succeeds.
     """
     say = print if verbose else (lambda *a, **k: None)
     out = Path(out)
@@ -248,6 +297,12 @@ def evaluate(
     from ultralytics import YOLO
 
     model = YOLO(str(weights))
+    if model.task not in IOU_TYPES:
+        raise CocoEvalError(f"{weights}: a {model.task} model; pycocotools scores detect, segment and pose models")
+    iou_type, needs = IOU_TYPES[model.task]
+    lacking = next((k for k, a in enumerate(coco.dataset["annotations"]) if needs not in a), None)
+    if lacking is not None:
+        raise CocoEvalError(f"{ann}: annotations[{lacking}] has no '{needs}', which a {model.task} model is scored on")
     categories = coco.dataset["categories"]
     cat_map = category_map(model.names, categories, ann)
     unmapped = [n for i, n in model.names.items() if i not in cat_map]
@@ -262,13 +317,14 @@ def evaluate(
     shape = {im["id"]: (im["height"], im["width"]) for im in coco.dataset["images"]}
     rows, seen, resized = [], set(), []
     args = {"imgsz": imgsz, "batch": batch, "conf": conf, "iou": iou, "max_det": max_det, "device": device}
+    if model.task == "segment":  # masks at the original resolution, as the annotations' polygons are
+        args["retina_masks"] = True
     for r in predict(model, list(files), out, **args):
         image_id = files[str(Path(r.path).absolute())]
         seen.add(image_id)
         if tuple(r.orig_shape) != tuple(shape[image_id]):
             resized.append(Path(r.path).name)
-        b = r.boxes
-        rows += detections_to_coco(image_id, b.xyxy.tolist(), b.conf.tolist(), b.cls.tolist(), cat_map)
+        rows += result_to_coco(r, image_id, cat_map, model.task)
     unread = [Path(p).name for p, i in files.items() if i not in seen]
     if unread:
         raise CocoEvalError(f"{len(unread)} of {len(files)} images could not be decoded: {_first(unread)}")
@@ -280,9 +336,9 @@ def evaluate(
 
     pred_path = write_json(rows, out / "predictions.json")
     if rows:
-        metrics = coco_stats(coco, pred_path, verbose)
+        metrics = coco_stats(coco, pred_path, verbose, iou_type)
     else:  # pycocotools cannot load an empty result list
-        metrics = dict.fromkeys(STAT_NAMES, 0.0)
+        metrics = dict.fromkeys(KEYPOINT_STAT_NAMES if iou_type == "keypoints" else STAT_NAMES, 0.0)
         say(f"coco_eval: the model made no detections on {len(files)} images (conf={conf}); all metrics are 0")
     write_json(metrics, out / "metrics.json")
     say(f"coco_eval: {len(rows)} detections on {len(files)} images; wrote {pred_path} and {out / 'metrics.json'}")

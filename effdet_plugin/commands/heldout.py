@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import yaml
 
 from effdet_plugin.atomic import write_json
@@ -99,16 +100,49 @@ def split_labels(data_yaml: str | Path, split: str) -> tuple[Path, list[tuple[Pa
     return Path(os.path.commonpath([f.parent for f in files])), labelled
 
 
-def coco_ground_truth(data_yaml: str | Path, split: str, out: str | Path) -> tuple[Path, Path]:
+def _object(row: list[str], w: int, h: int, task: str, kpt_shape: list[int] | None) -> dict:
+    """One YOLO label row of ``task`` as a COCO annotation's geometry, in pixels: ``bbox`` and ``area``; a polygon's
+    ``segmentation``; a pose row's ``keypoints`` (x, y, v per keypoint) and ``num_keypoints``."""
+    values = np.array([float(v) for v in row[1:]], np.float64)
+    if task == "segment":  # class, then the polygon's normalized x y pairs
+        xy = values[: len(values) // 2 * 2].reshape(-1, 2) * (w, h)
+        (x0, y0), (x1, y1) = xy.min(0), xy.max(0)
+        x, y = xy[:, 0], xy[:, 1]
+        area = 0.5 * abs(float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))  # the polygon's, as COCO's
+        return {"bbox": [x0, y0, x1 - x0, y1 - y0], "area": area, "segmentation": [xy.ravel().tolist()]}
+    xc, yc, bw, bh = values[:4]  # detection and pose rows start with the box
+    box = [(xc - bw / 2) * w, (yc - bh / 2) * h, bw * w, bh * h]
+    if task != "pose":
+        return {"bbox": box, "area": box[2] * box[3]}
+    nkpt, ndim = kpt_shape
+    kpts = values[4 : 4 + nkpt * ndim].reshape(nkpt, ndim)
+    visible = kpts[:, 2] if ndim == 3 else np.full(nkpt, 2.0)  # two columns: every keypoint labelled
+    xyv = np.column_stack([kpts[:, 0] * w, kpts[:, 1] * h, visible])
+    xyv[visible == 0] = 0  # COCO's "not labelled"
+    return {
+        "bbox": box,
+        # COCO's area is the instance's mask; without one, Ultralytics' pose validator takes 0.53 of the box for OKS
+        "area": box[2] * box[3] * 0.53,
+        "keypoints": xyv.ravel().tolist(),
+        "num_keypoints": int((visible > 0).sum()),
+    }
+
+
+def coco_ground_truth(data_yaml: str | Path, split: str, out: str | Path, task: str = "detect") -> tuple[Path, Path]:
     """Write the YOLO labels of ``split`` as a COCO annotation JSON; return (JSON path, folder its file_names are in).
 
     Ids count from 1, boxes are pixel [x, y, w, h], ``file_name`` is relative to the images' common folder and
-    categories carry the dataset's class names (``coco_eval`` matches model classes to them by name).
+    categories carry the dataset's class names (``coco_eval`` matches model classes to them by name). ``task``
+    ``segment`` reads polygon rows into ``segmentation``; ``pose`` reads box-and-keypoint rows (the data YAML's
+    ``kpt_shape``) into ``keypoints``, with the OKS sigmas the host's validator uses under ``kpt_oks_sigmas``.
     """
     from PIL import Image
     from ultralytics.data.utils import exif_size
 
-    names = dataset(data_yaml)["names"]
+    data = dataset(data_yaml)
+    kpt_shape = data.get("kpt_shape")
+    if task == "pose" and not (isinstance(kpt_shape, list) and len(kpt_shape) == 2 and kpt_shape[1] in (2, 3)):
+        raise AccuracyError(f"data YAML {data_yaml}: a pose dataset needs 'kpt_shape: [keypoints, 2 or 3]'")
     root, labelled = split_labels(data_yaml, split)
     images, annotations = [], []
     for img_id, (img, rows) in enumerate(labelled, 1):
@@ -116,20 +150,25 @@ def coco_ground_truth(data_yaml: str | Path, split: str, out: str | Path) -> tup
             w, h = exif_size(im)  # EXIF-rotated size, as Ultralytics' loader sees the image
         images.append({"id": img_id, "file_name": img.relative_to(root).as_posix(), "width": w, "height": h})
         for row in rows:
-            c, xc, yc, bw, bh = int(row[0]), *(float(v) for v in row[1:5])  # detection labels: first 5 columns
-            box = [(xc - bw / 2) * w, (yc - bh / 2) * h, bw * w, bh * h]
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": img_id,
-                    "category_id": c + 1,
-                    "bbox": box,
-                    "area": box[2] * box[3],
-                    "iscrowd": 0,
-                }
-            )
-    categories = [{"id": i + 1, "name": n} for i, n in names.items()]
-    return write_json({"images": images, "annotations": annotations, "categories": categories}, out, indent=2), root
+            geometry = _object(row, w, h, task, kpt_shape)
+            ids = {"id": len(annotations) + 1, "image_id": img_id, "category_id": int(row[0]) + 1}
+            annotations.append({**ids, **geometry, "iscrowd": 0})
+    categories = [{"id": i + 1, "name": n} for i, n in data["names"].items()]
+    coco = {"images": images, "annotations": annotations, "categories": categories}
+    if task == "pose":
+        coco["kpt_oks_sigmas"] = oks_sigmas(data)
+    return write_json(coco, out, indent=2), root
+
+
+def oks_sigmas(data: dict) -> list[float]:
+    """The OKS sigma of each keypoint, as Ultralytics' pose validator takes them: the data's ``kpt_oks_sigmas``, else
+    COCO's for 17 keypoints with visibility, else 1/keypoints each."""
+    from ultralytics.utils.metrics import OKS_SIGMA
+
+    nkpt = data["kpt_shape"][0]
+    if sigmas := data.get("kpt_oks_sigmas"):
+        return [float(v) for v in np.asarray(sigmas, np.float64).ravel()]
+    return [float(v) for v in (OKS_SIGMA if data["kpt_shape"] == [17, 3] else np.ones(nkpt) / nkpt)]
 
 
 def _rounded(value: str) -> float | str:

@@ -18,8 +18,8 @@ The protocol:
 3. Every model is trained with at least 3 seeds before it is claimed ahead or behind: with fewer, or with Welch's
    ``p > 0.05``, ``render`` calls the comparison level.
 4. Every run records its per-epoch validation curve (epoch, mAP50, mAP50-95 and losses, from Ultralytics'
-   ``results.csv``) and its score on the split of its role (pycocotools, through ``coco_eval``), in a results-store
-   record (``--json``) rewritten after every run.
+   ``results.csv``) and its score on the split of its role (``scoring``: pycocotools for boxes, masks and keypoints, the
+   host's validator for rotated boxes), in a results-store record (``--json``) rewritten after every run.
 5. A dataset name stands for one set of files: every row carries the data's fingerprint (``data_fingerprint``: the
    images and labels of each split), and the command refuses a name whose earlier rows hold other data, or data made
    before rows carried one, so scores of two splits never pool. ``effdet-plugin prepare-data`` rebuilds the confirm
@@ -37,18 +37,12 @@ import json
 import re
 from pathlib import Path
 
-from effdet_plugin.commands.accuracy import check_models, score
-from effdet_plugin.commands.heldout import (
-    AccuracyError,
-    coco_ground_truth,
-    data_fingerprint,
-    dataset,
-    dataset_name,
-    eval_split,
-)
+from effdet_plugin.commands.accuracy import check_models, trained_model
+from effdet_plugin.commands.heldout import AccuracyError, data_fingerprint, dataset_name, eval_split
 from effdet_plugin.commands.recipe import Recipe, add_recipe_arguments, recipe_from_args
 from effdet_plugin.commands.results import load, make_meta, write_record
 from effdet_plugin.commands.runs import Finished, Project, plan_runs, train_once
+from effdet_plugin.commands.scoring import HeldOut, sweep_task
 
 ROLES = {"choice": "val", "confirm": "test"}  # the one split each role ever scores
 MIN_SEEDS = 3
@@ -75,14 +69,8 @@ def identity(model) -> str:
 
 
 def model_identity(model: str, data: str) -> str:
-    """The identity of ``model`` as it is trained on ``data`` (the dataset's class count)."""
-    from ultralytics.nn.tasks import DetectionModel
-
-    from effdet_plugin.commands.benchmark import load_model
-
-    nc = dataset(data)["nc"]
-    cfg = model if model.endswith((".yaml", ".yml")) else load_model(model).yaml
-    return identity(DetectionModel(cfg, nc=nc, verbose=False))
+    """The identity of ``model`` as it is trained on ``data`` (the dataset's class count, a pose dataset's keypoints)."""
+    return identity(trained_model(model, data))
 
 
 def checkpoint_identity(weights: Path) -> str:
@@ -193,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
         require("--int8", ["openvino", "nncf"], "deploy")
     models = list(args.models)
     check_models(models, per_scale=False)
+    task = sweep_task(models)
     recipe = recipe_from_args(args, split)
     rows_before = _protocol_rows(Path(args.store), out)
     check_role(rows_before, name, args.role)
@@ -213,17 +202,18 @@ def run(args: argparse.Namespace) -> int:
     if len(recipe.seeds) < MIN_SEEDS:
         print(f"protocol: {len(recipe.seeds)} seed(s): below {MIN_SEEDS}, every comparison renders as level")
     print(f"protocol: {name} is a {args.role} dataset; {recipe.describe(name)}")
-    ann, images = coco_ground_truth(recipe.data, split, project.folder.resolve() / f"{split}_ground_truth.json")
+    held_out = HeldOut.prepare(task, recipe.data, split, project.folder.resolve())
+    at = (recipe.imgsz, recipe.batch, recipe.device)
     meta, rows = make_meta(getattr(args, "argv", None)), []
     for seed in recipe.seeds:
         for model in models:
             done: Finished = finished.get((model, seed)) or train_once(project, model, seed, recipe)
             scored = done.run / f"protocol_{split}_{recipe.checkpoint}"
-            m, m50, m75 = score(done.weights, ann, images, recipe, scored)
+            m, m50, m75 = held_out.score(done.weights, *at, scored)
             int8 = {}
             if args.int8:  # the deployed model: the same weights quantized, scored on the same split
-                q, q50, _ = score(
-                    quantized(done.weights, recipe), ann, images, recipe, scored.with_name(scored.name + "_int8")
+                q, q50, _ = held_out.score(
+                    quantized(done.weights, recipe), *at, scored.with_name(scored.name + "_int8")
                 )
                 int8 = {"int8": {"map50_95": q, "map50": q50}}
             rows.append(
@@ -238,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
                     "recipe_id": rid,
                     "recipe": recipe.fields(),
                     **done.scored(seed, (m, m50, m75)),
+                    "metric": held_out.metric,
                     **int8,
                     "adopted": (model, seed) in finished,
                     "device": recipe.device_name,

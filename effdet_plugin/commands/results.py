@@ -150,6 +150,7 @@ class Score:
     recipe: Mapping[str, Any]  # RECIPE_KEYS
     run: Run
     source: Path  # the record file
+    metric: str = "box mAP, pycocotools"  # what the run's mAPs measure (``scoring.METRICS``); rows before it: boxes
 
 
 @dataclass(frozen=True)
@@ -290,6 +291,7 @@ class _Reader:
     def scores(self, row: Mapping, where: str, kind: str) -> list[Score]:
         g = self.get
         model, dataset = Path(g(row, "model", where, str)).stem, g(row, "dataset", where, str)
+        metric = {"metric": m} if (m := g(row, "metric", where, str, optional=True)) else {}
         if kind == "accuracy":
             split, recipe = g(row, "eval_split", where, str), self.recipe(row, where)
             runs = g(row, "runs", where, list)
@@ -301,13 +303,15 @@ class _Reader:
                     recipe,
                     self.run(self.check(run, f"{where}.runs[{i}]", dict), f"{where}.runs[{i}]"),
                     self.path,
+                    **metric,
                 )
                 for i, run in enumerate(runs)
             ]
         recipe = self.recipe(g(row, "recipe", where, dict), f"{where}.recipe")
         for key in ("identity", "recipe_id", "role"):
             g(row, key, where, str)
-        return [Score(model, dataset, g(row, "split", where, str), recipe, self.run(row, where), self.path)]
+        split = g(row, "split", where, str)
+        return [Score(model, dataset, split, recipe, self.run(row, where), self.path, **metric)]
 
 
 def load_record(path: str | Path) -> Record:

@@ -18,7 +18,8 @@ import yaml
 from effdet_plugin.commands.heldout import AccuracyError
 from effdet_plugin.commands.recipe import Recipe
 
-MAP50, MAP50_95 = "metrics/mAP50(B)", "metrics/mAP50-95(B)"  # Ultralytics' results.csv columns
+# Ultralytics' results.csv columns: boxes (B), and a segment model's masks (M) or a pose model's keypoints (P) beside
+MAP50, MAP50_95 = "metrics/mAP50({})", "metrics/mAP50-95({})"
 
 
 class Finished(NamedTuple):
@@ -62,14 +63,21 @@ def _rows(run: Path) -> list[dict]:
         return [{k.strip(): v for k, v in r.items()} for r in csv.DictReader(f)]
 
 
+def _kinds(rows: list[dict]) -> list[str]:
+    """The mAP kinds a run logs: ``B`` (boxes), then ``M`` or ``P`` for a segment or pose model's own mAP."""
+    return [k for k in "BMP" if rows and MAP50_95.format(k) in rows[0]] or ["B"]
+
+
 def read_curve(run: Path) -> dict:
-    """A run's per-epoch validation curve and losses from its ``results.csv``, as records store it (``Curve``)."""
+    """A run's per-epoch validation curve and losses from its ``results.csv``, as records store it (``Curve``); the
+    curve is of the mAP the run's task is scored on (masks for a segment model, keypoints for a pose model)."""
     rows = _rows(run)
+    kind = _kinds(rows)[-1]
     losses = [k for k in (rows[0] if rows else {}) if k.startswith(("train/", "val/")) and k.endswith("_loss")]
     return {
         "epoch": [int(float(r["epoch"])) for r in rows],
-        "map50": [float(r[MAP50]) for r in rows],
-        "map50_95": [float(r[MAP50_95]) for r in rows],
+        "map50": [float(r[MAP50.format(kind)]) for r in rows],
+        "map50_95": [float(r[MAP50_95.format(kind)]) for r in rows],
         "losses": {k: [float(r[k]) for r in rows] for k in losses},
     }
 
@@ -78,13 +86,14 @@ def run_record(run: Path) -> tuple[int, float, int]:
     """Return (epochs logged, training seconds, 1-based best epoch) from a run's ``results.csv``.
 
     Seconds are Ultralytics' own training clock (the last ``time`` entry; summed over the stretches of a resumed run)
-    and the best epoch is the last one with the highest val mAP50-95 (the trainer's fitness for detection; on ties the
-    later epoch overwrites ``best.pt``), so a fresh run and a reused one are reported the same way.
+    and the best epoch is the last one with the highest fitness, as the trainer reckons it: val mAP50-95, the box's
+    plus the mask's or keypoints' for a segment or pose model (on ties the later epoch overwrites ``best.pt``), so a
+    fresh run and a reused one are reported the same way.
     """
     rows = _rows(run)
     if not rows:
         return 0, 0.0, 0
-    fitness = [float(r[MAP50_95]) for r in rows]
+    fitness = [sum(float(r[MAP50_95.format(k)]) for k in _kinds(rows)) for r in rows]
     best = len(fitness) - fitness[::-1].index(max(fitness))  # last epoch at the maximum, 1-based
     # the clock restarts at zero when a run is resumed: add up each stretch's last reading
     clock = [float(r["time"]) for r in rows]

@@ -195,6 +195,7 @@ class Store:
     def __init__(self, records: Sequence[Record]):
         self.records = list(records)
         self.used: set[Path] = set()
+        self.metrics: set[str] = set()  # what the scores read so far measure (box, mask, keypoint mAP...)
 
     def _records(self, select: Select, kinds: tuple[str, ...]) -> list[Record]:
         pattern = select.records or "*"
@@ -226,6 +227,7 @@ class Store:
                         f"{rec.path}: narrow the view's scores (records, split, where)"
                     )
                 found[s.run.seed] = (s.run, rec.path)
+                self.metrics.add(s.metric)
         self.used |= {p for _, p in found.values()}
         return [r for _, (r, _) in sorted(found.items())]
 
@@ -316,7 +318,7 @@ def _header(column: str, view: View, imgsz: int | None) -> list[str]:
 
 def table(view: View, store: Store) -> str:
     """The view as a Markdown table, with a line naming where its figures come from."""
-    store.used = set()
+    store.used, store.metrics = set(), set()
     lines, imgsz = [], None
     for row in view.models:
         ref = baseline_of(view, row)
@@ -350,9 +352,9 @@ def table(view: View, store: Store) -> str:
     out = [f"| {' | '.join(header)} |", f"| {' | '.join(align)} |", *(f"| {' | '.join(c)} |" for c in lines)]
     sources = ", ".join(sorted(f"results/{p.name}" for p in store.used)) or "no record yet"
     split = f" on the '{view.scores.split}' split" if view.scores.split else ""
-    note = (
-        f"mAP: mean ± sd over seeds (count){split}, pycocotools" if any(c in PER_DATASET for c in view.columns) else ""
-    )
+    # detection tables name pycocotools; a table of other tasks names each mAP its rows measure
+    what = "pycocotools" if store.metrics <= {"box mAP, pycocotools"} else "; ".join(sorted(store.metrics))
+    note = f"mAP: mean ± sd over seeds (count){split}, {what}" if any(c in PER_DATASET for c in view.columns) else ""
     if "verdict" in view.columns:
         note += (
             "; verdict: the difference of means in mAP50-95 points and Welch's t-test against the baseline, level when "

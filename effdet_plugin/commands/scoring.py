@@ -1,0 +1,110 @@
+"""How ``accuracy`` and ``protocol`` score a trained model of each Ultralytics task on the held-out split.
+
+Detect, segment and pose models are scored by pycocotools (``coco_eval``): the split's YOLO labels are written once as
+a COCO annotation file (boxes; polygons; keypoints with the host's OKS sigmas) and every checkpoint's predictions are
+scored on boxes, masks or keypoints, as COCO scores those tasks. pycocotools has no rotated-box metric, so an OBB model
+is scored by the host's own OBB validator on the same split (``yolo obb val split=test``: rotated IoU, the same
+101-point mAP). Every task yields mAP50-95, mAP50 and mAP75, which records keep under those names with ``metric``
+saying which mAP they are. Classification has no mAP: these commands refuse it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from effdet_plugin.atomic import write_json
+from effdet_plugin.commands.heldout import AccuracyError, coco_ground_truth
+
+# what a record's map50_95 / map50 / map75 measure for a model of each task
+METRICS = {
+    "detect": "box mAP, pycocotools",
+    "segment": "mask mAP, pycocotools",
+    "pose": "keypoint OKS mAP, pycocotools",
+    "obb": "rotated-box mAP, Ultralytics' OBB validator",
+}
+
+
+def model_task(model: str) -> str:
+    """The Ultralytics task of a model YAML name or ``.pt`` file, as the host reads it from the head."""
+    from ultralytics.nn.tasks import guess_model_task
+
+    from effdet_plugin.commands.benchmark import load_model
+
+    return guess_model_task(load_model(model))
+
+
+def sweep_task(models: list[str]) -> str:
+    """The one task every model of a sweep has; mixed tasks or classification are refused."""
+    tasks = {m: model_task(m) for m in models}
+    if len(set(tasks.values())) > 1:
+        raise AccuracyError(
+            "--models mixes tasks (" + ", ".join(f"{Path(m).name}: {t}" for m, t in tasks.items()) + "); a sweep "
+            "compares models of one task on one dataset"
+        )
+    task = tasks[models[0]]
+    if task not in METRICS:
+        raise AccuracyError(
+            f"--models {Path(models[0]).name} is a {task} model: accuracy and protocol score the mAP of "
+            f"{', '.join(METRICS)} models; score a classifier with 'yolo {task} val split=test'"
+        )
+    return task
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """A dataset's held-out split, ready to score checkpoints of one task on: its COCO annotation file and image
+    folder for pycocotools, none for OBB (the host's validator reads the data YAML)."""
+
+    task: str
+    data: str
+    split: str
+    ann: Path | None = None
+    images: Path | None = None
+
+    @classmethod
+    def prepare(cls, task: str, data: str, split: str, folder: Path) -> HeldOut:
+        """Write the split's ground truth into ``folder`` once, for every checkpoint of the sweep."""
+        if task == "obb":
+            return cls(task, data, split)
+        name = f"{split}_ground_truth" + ("" if task == "detect" else f"_{task}")
+        ann, images = coco_ground_truth(data, split, Path(folder) / f"{name}.json", task)
+        return cls(task, data, split, ann, images)
+
+    @property
+    def metric(self) -> str:
+        """What the scores are (``METRICS``)."""
+        return METRICS[self.task]
+
+    def score(self, weights: Path, imgsz: int, batch: int, device: str, out: Path) -> tuple[float, float, float]:
+        """Return (mAP50-95, mAP50, mAP75) of ``weights`` on the split; ``out`` receives ``metrics.json`` (and, from
+        pycocotools, ``predictions.json``)."""
+        if self.ann is not None:
+            from effdet_plugin.commands.coco_eval import evaluate
+
+            stats = evaluate(weights, self.ann, self.images, out, imgsz=imgsz, batch=batch, device=device)
+            return stats["AP"], stats["AP50"], stats["AP75"]
+        from ultralytics import YOLO
+
+        out = Path(out)
+        box = (
+            YOLO(str(weights))
+            .val(
+                data=self.data,
+                split=self.split,
+                imgsz=imgsz,
+                batch=batch,
+                device=device,
+                conf=0.001,  # the validator's own defaults, as coco_eval predicts with them
+                iou=0.7,
+                plots=False,
+                verbose=False,
+                project=str(out.parent),
+                name=out.name,
+                exist_ok=True,
+            )
+            .box
+        )
+        stats = {"AP": float(box.map), "AP50": float(box.map50), "AP75": float(box.map75)}
+        write_json(stats, out / "metrics.json")
+        return stats["AP"], stats["AP50"], stats["AP75"]

@@ -1,0 +1,155 @@
+"""Scoring segment, pose and OBB models on a held-out split: the COCO ground truth written from their YOLO labels, the
+prediction rows pycocotools scores, the OKS it computes against the host's, the task's curve in a run, and one real
+``accuracy`` sweep per task."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import PYTHON, run_cli
+from pycocotools.cocoeval import COCOeval
+from task_data import KPT_SHAPE, make_task_dataset
+
+from effdet_plugin.commands.coco_eval import (
+    KEYPOINT_STAT_NAMES,
+    coco_stats,
+    keypoints_to_coco,
+    load_annotations,
+    masks_to_coco,
+)
+from effdet_plugin.commands.heldout import AccuracyError, coco_ground_truth
+from effdet_plugin.commands.results import load_record
+from effdet_plugin.commands.runs import read_curve, run_record
+from effdet_plugin.commands.scoring import METRICS, sweep_task
+
+
+@pytest.fixture(scope="module")
+def task_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scoring")
+    return {t: make_task_dataset(root / t, t, n_train=8, n_val=6, size=96) for t in ("segment", "pose", "obb")}
+
+
+def ground_truth(task_data, task, tmp_path):
+    ann, _ = coco_ground_truth(task_data[task], "val", tmp_path / f"{task}.json", task)
+    return ann, load_annotations(ann)
+
+
+def test_segment_ground_truth_is_the_label_polygon(task_data, tmp_path):
+    _, coco = ground_truth(task_data, "segment", tmp_path)
+    first = coco.dataset["annotations"][0]
+    row = (task_data["segment"].parent / "labels/val/000.txt").read_text().split("\n")[0].split()
+    xy = np.array(row[1:], float).reshape(-1, 2) * 96  # the generated images are 96 px square
+    assert first["segmentation"] == [pytest.approx(xy.ravel().tolist())]
+    assert first["bbox"] == pytest.approx([*xy.min(0), *(xy.max(0) - xy.min(0))])
+    # the area pycocotools would give the polygon's mask, within the rasterization's edge pixels
+    mask_area = coco.annToMask(first).sum()
+    assert first["area"] == pytest.approx(mask_area, rel=0.1)
+
+
+def test_pose_ground_truth_carries_keypoints_and_sigmas(task_data, tmp_path):
+    ann, coco = ground_truth(task_data, "pose", tmp_path)
+    first = coco.dataset["annotations"][0]
+    assert len(first["keypoints"]) == KPT_SHAPE[0] * 3 and first["num_keypoints"] == KPT_SHAPE[0]
+    assert first["area"] == pytest.approx(first["bbox"][2] * first["bbox"][3] * 0.53)
+    # four keypoints without COCO's 17: the host's validator takes 1/4 each
+    assert json.loads(ann.read_text())["kpt_oks_sigmas"] == [0.25] * 4
+
+
+def test_pose_needs_kpt_shape(task_data, tmp_path):
+    data = yaml.safe_load(task_data["pose"].read_text())
+    del data["kpt_shape"]
+    bad = tmp_path / "data.yaml"
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(AccuracyError, match=r"data.yaml: a pose dataset needs 'kpt_shape"):
+        coco_ground_truth(bad, "val", tmp_path / "gt.json", "pose")
+
+
+@pytest.mark.parametrize("task", ["segment", "pose"])
+def test_ground_truth_as_predictions_scores_one(task_data, task, tmp_path):
+    """The prediction rows of a perfect model (masks rasterized from the polygons, keypoints where labelled) score 1;
+    one object left out scores below 1."""
+    _, coco = ground_truth(task_data, task, tmp_path)
+    cat_map = {c["id"] - 1: c["id"] for c in coco.dataset["categories"]}
+    rows = []
+    for a in coco.dataset["annotations"]:
+        cls, score = [a["category_id"] - 1], [0.9]
+        if task == "segment":
+            rows += masks_to_coco(a["image_id"], [coco.annToMask(a)], score, cls, cat_map)
+        else:
+            xy = np.array(a["keypoints"]).reshape(-1, 3)[:, :2]
+            rows += keypoints_to_coco(a["image_id"], [xy.tolist()], score, cls, cat_map)
+    iou_type = {"segment": "segm", "pose": "keypoints"}[task]
+    (tmp_path / "all.json").write_text(json.dumps(rows))
+    stats = coco_stats(coco, tmp_path / "all.json", verbose=False, iou_type=iou_type)
+    assert stats["AP"] == pytest.approx(1.0) and stats["AP50"] == pytest.approx(1.0)
+    if task == "pose":
+        assert set(stats) == set(KEYPOINT_STAT_NAMES)
+    (tmp_path / "some.json").write_text(json.dumps(rows[1:]))
+    assert coco_stats(coco, tmp_path / "some.json", verbose=False, iou_type=iou_type)["AP"] < 0.99
+
+
+def test_oks_is_the_host_validators(task_data, tmp_path):
+    """pycocotools' OKS on the written ground truth equals Ultralytics' ``kpt_iou`` with its sigmas and 0.53 box
+    area, keypoint by keypoint moved off their labels."""
+    from ultralytics.utils.metrics import kpt_iou
+
+    ann, coco = ground_truth(task_data, "pose", tmp_path)
+    gt = coco.dataset["annotations"][0]
+    truth = np.array(gt["keypoints"], float).reshape(-1, 3)
+    moved = truth[:, :2] + np.random.default_rng(0).normal(0, 8, truth[:, :2].shape)
+    rows = keypoints_to_coco(gt["image_id"], [moved.tolist()], [0.9], [gt["category_id"] - 1], {0: 1, 1: 2})
+    ev = COCOeval(coco, coco.loadRes(rows), iouType="keypoints")
+    ev.params.kpt_oks_sigmas = np.array(json.loads(ann.read_text())["kpt_oks_sigmas"])
+    ev.evaluate()
+    key = gt["image_id"], gt["category_id"]
+    theirs = ev.ious[key][0, [g["id"] for g in ev._gts[key]].index(gt["id"])]  # one detection, this image's objects
+    sigma = np.array(json.loads(ann.read_text())["kpt_oks_sigmas"])
+    ours = kpt_iou(torch.tensor(truth[None]), torch.tensor(moved[None]), torch.tensor([gt["area"]]), sigma)
+    assert float(theirs) == pytest.approx(float(ours[0, 0]), abs=1e-6)
+    assert 0.05 < float(ours[0, 0]) < 0.95  # moved enough to test the formula, not so far that both are 0
+
+
+def test_curve_and_best_epoch_follow_the_task(tmp_path):
+    """A segment run's curve is its mask mAP; its best epoch is where box plus mask mAP50-95 peaks, as the trainer's
+    fitness."""
+    (tmp_path / "results.csv").write_text(
+        "epoch,time,metrics/mAP50(B),metrics/mAP50-95(B),metrics/mAP50(M),metrics/mAP50-95(M),train/seg_loss\n"
+        "1,5,0.5,0.40,0.3,0.10,2.0\n2,9,0.4,0.20,0.4,0.25,1.5\n3,14,0.5,0.30,0.2,0.05,1.2\n"
+    )
+    curve = read_curve(tmp_path)
+    assert curve["map50"] == [0.3, 0.4, 0.2] and curve["map50_95"] == [0.10, 0.25, 0.05]
+    assert curve["losses"] == {"train/seg_loss": [2.0, 1.5, 1.2]}
+    assert run_record(tmp_path) == (3, 14.0, 1)  # 0.50 at epoch 1, 0.45 at 2, 0.35 at 3
+
+
+def test_a_sweep_is_one_mapped_task():
+    assert sweep_task(["yolo26n_effv2-seg.yaml", "yolo26n-seg.yaml"]) == "segment"
+    with pytest.raises(AccuracyError, match=r"--models mixes tasks \(yolo26n-seg.yaml: segment, yolo26n.yaml: detect"):
+        sweep_task(["yolo26n-seg.yaml", "yolo26n.yaml"])
+    with pytest.raises(AccuracyError, match=r"yolo26n-cls.yaml is a classify model: .*'yolo classify val split=test'"):
+        sweep_task(["yolo26n-cls.yaml"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("task", "models"), [
+    ("segment", ["yolo26n_effv2-seg.yaml", "yolo26n-seg.yaml"]),
+    ("pose", ["yolo26n_effv2-pose.yaml"]),
+    ("obb", ["yolo26n_effv2-obb.yaml"]),
+])  # fmt: skip
+def test_accuracy_sweep_per_task(task_data, task, models, tmp_path):
+    """``effdet-plugin accuracy`` trains each model one epoch with the host's trainer and records the task's mAP:
+    pycocotools on masks or keypoints, the host's validator on rotated boxes."""
+    argv = ["--models", *models, "--data", str(task_data[task]), "--epochs", "1", "--imgsz", "64", "--batch", "4"]
+    argv += ["--seeds", "0", "--device", "cpu", "--workers", "0", "--repeats", "1", "--project", "runs"]
+    run_cli([PYTHON, "-m", "effdet_plugin.commands.cli", "accuracy", *argv, "--json", "acc.json"], tmp_path)
+    rows = load_record(tmp_path / "acc.json").rows
+    assert [r["model"] for r in rows] == models and {r["metric"] for r in rows} == {METRICS[task]}
+    for r in rows:
+        run = r["runs"][0]
+        assert 0 <= run["map50_95"] <= run["map50"] <= 1 and len(run["curve"]["epoch"]) == 1
+        scored = tmp_path / "runs" / f"{r['model'].removesuffix('.yaml')}_seed0" / "coco_eval" / "metrics.json"
+        assert json.loads(scored.read_text())["AP"] == pytest.approx(run["map50_95"])
