@@ -149,3 +149,103 @@ def test_protocol_refuses_to_pool_other_data_under_one_name():
     with pytest.raises(protocol.ProtocolError, match=r"holds other data \(fingerprint abc\); this data's fingerprint "
                        r"is def"):  # fmt: skip
         protocol.check_same_data(marked, "cards", "def")
+
+
+def make_car_parts(root: Path) -> None:
+    """A dsmlr/Car-Parts-Segmentation-style clone: {trainingset,testset}/annotations.json (COCO polygons, an empty
+    background category, parts with sides) beside JPEGImages/."""
+    from effdet_plugin.commands.prepare_data import CAR_PARTS
+
+    names = ["_background_", *(n.replace("_door", "_left_door") for n in CAR_PARTS), "left_mirror", "right_mirror"]
+    names.remove("mirror")
+    cats = [{"id": i + 1, "name": n} for i, n in enumerate(names)]
+    cid = {n: c["id"] for n, c in zip(names, cats)}
+    for part, count in (("trainingset", 8), ("testset", 4)):
+        images, anns = [], []
+        for k in range(count):
+            name = f"{part[:4]}{k}.jpg"
+            _image(root / part / "JPEGImages" / name, 100, 80, 20 + 10 * k)
+            images.append({"id": k + 1, "file_name": name, "width": 100, "height": 80})
+            anns.append({"id": len(anns) + 1, "image_id": k + 1, "category_id": cid["front_left_door"],
+                         "segmentation": [[10, 10, 50, 10, 50, 40, 10, 40]]})  # fmt: skip
+            anns.append({"id": len(anns) + 1, "image_id": k + 1, "category_id": cid["wheel"],  # both wheels, one object
+                         "segmentation": [[5, 60, 15, 60, 15, 70], [80, 60, 90, 60, 90, 70]]})  # fmt: skip
+            anns.append({"id": len(anns) + 1, "image_id": k + 1, "category_id": cid["right_mirror"],
+                         "segmentation": [[60, 20, 70, 20, 70, 30]]})  # fmt: skip
+        data = {"images": images, "annotations": anns, "categories": cats}
+        (root / part / "annotations.json").write_text(json.dumps(data))
+
+
+def test_car_parts_are_polygons_without_sides(tmp_path):
+    make_car_parts(tmp_path / "clone")
+    data_yaml, images, _ = prepare("car-parts", tmp_path / "clone", tmp_path / "car-parts")
+    assert images == {"train": 8, "val": 2, "test": 2}
+    names = yaml.safe_load(data_yaml.read_text())["names"]
+    assert "mirror" in names.values() and not any("left" in n or "right" in n for n in names.values())
+    ids = {n: i for i, n in names.items()}
+    rows = _labels(data_yaml)["test0.jpg"][1]
+    assert [int(r[0]) for r in rows] == [ids["front_door"], ids["wheel"], ids["mirror"]]
+    np.testing.assert_allclose(rows[0][1:], [0.1, 0.125, 0.5, 0.125, 0.5, 0.5, 0.1, 0.5], atol=1e-9)
+    wheel = np.array(rows[1][1:]).reshape(-1, 2) * (100, 80)  # both polygons joined, as convert_coco joins them
+    assert {(5, 60), (15, 70), (80, 60), (90, 70)} <= {tuple(p) for p in wheel.round().astype(int).tolist()}
+
+
+def make_tiger(root: Path, frames: int = 60) -> None:
+    """A committed tiger-pose copy: datasets/tiger-pose/{train,val}/{images,labels}, Frame_N with 12 keypoints."""
+    for n in range(frames):
+        split = "val" if n % 5 == 0 else "train"
+        base = root / "datasets" / "tiger-pose" / split
+        _image(base / "images" / f"Frame_{n}.jpg", 64, 32, n)
+        points = [v for k in range(12) for v in (0.1 + 0.05 * k, 0.2 + 0.04 * k)]
+        (base / "labels").mkdir(parents=True, exist_ok=True)
+        (base / "labels" / f"Frame_{n}.txt").write_text(" ".join(map(str, [0, 0.5, 0.5, 0.8, 0.8, *points])) + "\n")
+
+
+def test_tiger_frames_keep_their_stretch_of_video_in_one_split(tmp_path):
+    make_tiger(tmp_path / "clone")
+    data_yaml, images, _ = prepare("tiger-pose", tmp_path / "clone", tmp_path / "tiger")
+    assert images == {"train": 40, "val": 10, "test": 10}  # six stretches of ten frames: four, one, one
+    data = yaml.safe_load(data_yaml.read_text())
+    assert data["kpt_shape"] == [12, 2] and data["flip_idx"] == list(range(12))
+    labels = _labels(data_yaml)
+    splits = {n // 10: {s for name, (s, _) in labels.items() if int(Path(name).stem[6:]) // 10 == n // 10}
+              for n in range(60)}  # fmt: skip
+    assert all(len(s) == 1 for s in splits.values())
+    row = labels["Frame_7.jpg"][1][0]
+    np.testing.assert_allclose(
+        row, [0, 0.5, 0.5, 0.8, 0.8, *(v for k in range(12) for v in (0.1 + 0.05 * k, 0.2 + 0.04 * k))]
+    )
+
+
+def test_a_task_dataset_needs_a_shape_per_object(tmp_path):
+    from effdet_plugin.commands.yolo_dataset import Record, write_yolo_dataset
+
+    records = []
+    for name in "abc":
+        _image(tmp_path / f"{name}.jpg", 10, 10, 1)
+        box = np.array([[1, 1, 5, 5.0]])
+        records.append(Record(tmp_path / f"{name}.jpg", 10, 10, ["x"], box, source=tmp_path / f"{name}.json"))
+    with pytest.raises(ValueError, match=r"a\.json: a segment dataset needs one shape per object$"):
+        write_yolo_dataset(records, tmp_path / "out", ["x"], task="segment")
+
+
+def test_text_lines_are_the_turned_boxes_four_corners(tmp_path):
+    """MSRA-TD500 rows: top-left corner and size before the box turns about its centre; written as OBB corners."""
+    from PIL import Image
+
+    for split, count in (("train", 9), ("test", 5)):
+        for k in range(count):
+            _image(tmp_path / "clone" / "MSRA-TD500" / split / f"IMG_{split}{k}.JPG", 100, 80, 10 + k)
+            rows = ["0 0 10 20 40 10 0", f"1 1 40 40 20 10 {np.pi / 2}"]  # the second turned upright
+            (tmp_path / "clone" / "MSRA-TD500" / split / f"IMG_{split}{k}.gt").write_text("\n".join(rows) + "\n")
+    turned = tmp_path / "clone" / "MSRA-TD500" / "train" / "IMG_train0.JPG"  # EXIF says: show it turned
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (100, 80)).save(turned, exif=exif)
+    data_yaml, images, _ = prepare("text-lines", tmp_path / "clone", tmp_path / "text")
+    assert sum(images.values()) == 13 and "IMG_train0.JPG" not in _labels(data_yaml)
+    flat, upright = _labels(data_yaml)["IMG_test1.JPG"][1]
+    np.testing.assert_allclose(np.array(flat[1:]).reshape(4, 2) * (100, 80), [[10, 20], [50, 20], [50, 30], [10, 30]])
+    # centre (50, 45); 20 wide and 10 high, turned a quarter: 10 wide and 20 high
+    corners = np.array(upright[1:]).reshape(4, 2) * (100, 80)
+    np.testing.assert_allclose(corners, [[55, 35], [55, 55], [45, 55], [45, 35]], atol=1e-6)

@@ -3,14 +3,16 @@
     git clone https://github.com/creiser/drone-detection
     effdet-plugin prepare-data drones drone-detection data/drones-v2
 
-Each source's annotations are read as they come (the plates' text rows, the drones' box lists), in the order of their
-files' paths, and written by ``write_yolo_dataset`` with the protocol's 70/15/15 split and seed 0, so the same clone
-gives the same files and the same ``data_fingerprint`` that protocol records carry.
+Each source's annotations are read as they come (the plates' text rows, the drones' box lists, the car parts' COCO
+polygons, the tiger's YOLO pose rows, MSRA-TD500's turned text boxes), in the order of their files' paths, and written by ``write_yolo_dataset`` as
+labels of the source's task with the protocol's 70/15/15 split and seed 0, so the same clone gives the same files and
+the same ``data_fingerprint`` that protocol records carry.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,20 +89,131 @@ def read_drones(folder: Path) -> list[Record]:
     return records
 
 
+# The default recipe flips images left-right (fliplr=0.5), which would swap a left door for a right one without
+# swapping its label: the car-parts dataset keeps each part and drops the side
+CAR_PARTS = (
+    "back_bumper", "back_door", "back_glass", "back_light", "front_bumper", "front_door", "front_glass", "front_light",
+    "hood", "mirror", "tailgate", "trunk", "wheel",
+)  # fmt: skip
+
+
+def _part(name: str) -> str:
+    """A car part without its side: ``back_left_door`` -> ``back_door``, ``left_mirror`` -> ``mirror``."""
+    return "_".join(w for w in name.split("_") if w not in ("left", "right"))
+
+
+def read_car_parts(folder: Path) -> list[Record]:
+    """dsmlr/Car-Parts-Segmentation ``trainingset/`` and ``testset/``: ``annotations.json`` (COCO polygons in pixels)
+    beside ``JPEGImages/``, pooled (the protocol splits them its own way). An object drawn as several polygons (both
+    wheels of a side) is joined into one, as Ultralytics' ``convert_coco`` joins them; the empty background category
+    is left out, and parts lose their side (``CAR_PARTS``)."""
+    from ultralytics.data.converter import merge_multi_segment
+
+    records = []
+    for part in ("trainingset", "testset"):
+        ann = folder / part / "annotations.json"
+        if not ann.is_file():
+            raise FileNotFoundError(f"{ann} not found")
+        data = json.loads(ann.read_text())
+        names = {c["id"]: _part(c["name"]) for c in data["categories"] if c["name"] != "_background_"}
+        if sorted(set(names.values())) != sorted(CAR_PARTS):
+            raise ValueError(
+                f"{ann}: categories {sorted(set(names.values()))} (sides dropped), expected {list(CAR_PARTS)}"
+            )
+        objects: dict[int, list[dict]] = {}
+        for a in data["annotations"]:
+            objects.setdefault(a["image_id"], []).append(a)
+        for im in sorted(data["images"], key=lambda im: im["file_name"]):
+            image = folder / part / "JPEGImages" / im["file_name"]
+            w, h = _size(image, ann)
+            classes, shapes = [], []
+            for a in objects.get(im["id"], []):
+                parts = [np.array(s, np.float64) for s in a["segmentation"] if len(s) >= 6]  # a polygon: 3+ points
+                if not parts:
+                    continue
+                merged = merge_multi_segment([s.tolist() for s in parts]) if len(parts) > 1 else parts
+                classes.append(names[a["category_id"]])
+                shapes.append(np.concatenate(merged).reshape(-1, 2))
+            boxes = np.array([[*s.min(0), *s.max(0)] for s in shapes], np.float64).reshape(-1, 4)
+            records.append(Record(image, w, h, classes, boxes, source=ann, shapes=shapes))
+    return records
+
+
+def read_tiger_pose(folder: Path) -> list[Record]:
+    """Ultralytics' tiger-pose (a committed copy: ``{train,val}/{images,labels}``): one tiger per frame of one video,
+    a YOLO pose row of 12 keypoints (x, y, normalized). Frames are pooled and grouped ten by ten, so the split keeps
+    neighbouring, near-identical frames together."""
+    records = []
+    for label in sorted(folder.glob("*/labels/*.txt"), key=lambda p: p.name):
+        image = label.parent.parent / "images" / f"{label.stem}.jpg"
+        w, h = _size(image, label)
+        classes, boxes, shapes = [], [], []
+        for i, row in ((i, line.split()) for i, line in enumerate(label.read_text().splitlines(), 1) if line.strip()):
+            values = _numbers(row, label, i, 5 + 12 * 2)
+            xc, yc, bw, bh = values[1:5]
+            classes.append("tiger")
+            boxes.append(((xc - bw / 2) * w, (yc - bh / 2) * h, (xc + bw / 2) * w, (yc + bh / 2) * h))
+            shapes.append(np.array(values[5:], np.float64).reshape(12, 2) * (w, h))
+        frame = int(label.stem.rsplit("_", 1)[-1])
+        group = f"frames {frame // 10 * 10}-{frame // 10 * 10 + 9}"
+        records.append(
+            Record(image, w, h, classes, np.array(boxes).reshape(-1, 4), source=label, shapes=shapes, group=group)
+        )
+    return sorted(records, key=lambda r: int(r.image.stem.rsplit("_", 1)[-1]))
+
+
+def read_text_lines(folder: Path) -> list[Record]:
+    """MSRA-TD500 (a committed copy: ``{train,test}/IMG_N.JPG`` with ``IMG_N.gt``): one row per text line, ``index
+    difficult x y w h angle``: the box's top-left corner and size before it turns by ``angle`` radians about its
+    centre (image y pointing down), written as the four corners an OBB label holds; lines marked difficult are kept,
+    as Ultralytics' DOTA converter keeps them. A photo whose EXIF orientation turns it is left out: its rows were drawn
+    on the stored pixels, while Ultralytics' loader shows it turned."""
+    from PIL import Image
+
+    records = []
+    for gt in sorted(folder.glob("*/*.gt"), key=lambda p: p.name):
+        image = gt.with_suffix(".JPG")
+        w, h = _size(image, gt)
+        with Image.open(image) as im:
+            if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation
+                continue
+        shapes = []
+        for i, row in ((i, line.split()) for i, line in enumerate(gt.read_text().splitlines(), 1) if line.strip()):
+            _, _, x, y, bw, bh, angle = _numbers(row, gt, i, 7)
+            cx, cy, c, s = x + bw / 2, y + bh / 2, np.cos(angle), np.sin(angle)
+            d = np.array([[-bw, -bh], [bw, -bh], [bw, bh], [-bw, bh]]) / 2
+            shapes.append(np.column_stack([cx + d[:, 0] * c - d[:, 1] * s, cy + d[:, 0] * s + d[:, 1] * c]))
+        boxes = np.array([[*q.min(0), *q.max(0)] for q in shapes], np.float64).reshape(-1, 4)
+        records.append(Record(image, w, h, ["text"] * len(shapes), boxes, source=gt, shapes=shapes))
+    return records
+
+
 @dataclass(frozen=True)
 class Source:
-    """Where a confirm dataset comes from and how its annotations are read."""
+    """Where a confirm dataset comes from, how its annotations are read and what task they serve."""
 
     repo: str
     folder: str  # inside a clone of repo
     names: tuple[str, ...]
     read: Callable[[Path], list[Record]]
+    task: str = "detect"
+    keys: dict | None = None  # data.yaml keys of the task (a pose dataset's kpt_shape and flip_idx)
 
 
 SOURCES = {
     "plates": Source("https://github.com/openalpr/benchmarks", "endtoend", ("plate",), read_plates),
     "drones": Source("https://github.com/creiser/drone-detection", "DataSets/Drones/positive", ("drone",), read_drones),
-}
+    "car-parts": Source(
+        "https://github.com/dsmlr/Car-Parts-Segmentation", ".", CAR_PARTS, read_car_parts, "segment"
+    ),
+    "text-lines": Source(
+        "https://github.com/rudolflam/comp_vision_project", "MSRA-TD500", ("text",), read_text_lines, "obb"
+    ),
+    "tiger-pose": Source(
+        "https://github.com/yaty30/YOLO-model-trainer", "datasets/tiger-pose", ("tiger",), read_tiger_pose, "pose",
+        {"kpt_shape": [12, 2], "flip_idx": list(range(12))},
+    ),
+}  # fmt: skip
 
 
 def prepare(name: str, clone: str | Path, dst: str | Path) -> tuple[Path, dict[str, int], str]:
@@ -116,7 +229,7 @@ def prepare(name: str, clone: str | Path, dst: str | Path) -> tuple[Path, dict[s
     records = source.read(folder)
     if not records:
         raise FileNotFoundError(f"no annotations under {folder}: is {clone} a clone of {source.repo}?")
-    done = write_yolo_dataset(records, dst, list(source.names), SPLIT, SEED)
+    done = write_yolo_dataset(records, dst, list(source.names), SPLIT, SEED, source.task, source.keys)
     return done.data_yaml, done.images, data_fingerprint(done.data_yaml)
 
 

@@ -1,9 +1,11 @@
-"""Write boxes read from any source as an Ultralytics YOLO dataset, with a deterministic train/val/test split.
+"""Write objects read from any source as an Ultralytics YOLO dataset, with a deterministic train/val/test split.
 
 ``voc2yolo`` and ``prepare-data`` read their sources into ``Record``s and leave the layout to ``write_yolo_dataset``:
 ``DST/images/{train,val[,test]}`` (hard links, else copies), matching ``labels/`` (an empty file for an image without
-objects) and ``data.yaml``. The split is a seeded permutation of the records in the order given, so one source, one
-seed and one fraction give one split.
+objects) and ``data.yaml``. Labels are the task's rows: boxes (detect), polygons (segment), boxes with keypoints
+(pose) or four corners (obb). The split is a seeded permutation of the records in the order given, so one source, one
+seed and one fraction give one split; records of one ``group`` (frames of one stretch of a video) stay in one split,
+so near-copies of a training image never score a model.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ class Record:
     xyxy: np.ndarray  # (n, 4) x1, y1, x2, y2 in pixels
     dropped: int = 0  # boxes lying wholly outside the image, left out by the reader
     source: Path | None = None  # the annotation file, for messages
+    # per object, in pixels: a polygon (k, 2) for segment, keypoints (K, 2 or 3: x, y[, visible]) for pose, the four
+    # corners (4, 2) for obb; None for detect
+    shapes: list[np.ndarray] | None = None
+    group: str | None = None  # records of one group go to one split
 
 
 @dataclass
@@ -70,18 +76,54 @@ def check_empty(dst: Path) -> None:
         raise ValueError(f"output folder {dst} is not empty")
 
 
+TASKS = ("detect", "segment", "pose", "obb")
+
+
+def label_rows(r: Record, names: list[str], task: str = "detect") -> str:
+    """The YOLO label file of one record: one row per object, class id then normalized coordinates clipped to the
+    image: the box's centre and size (detect, and pose before its keypoints), or the shape's points (segment, obb)."""
+    xywhn = xyxy2xywhn(r.xyxy.copy(), w=r.width, h=r.height, clip=True)
+    rows = []
+    for k, (n, box) in enumerate(zip(r.names, xywhn)):
+        values = list(box)
+        if task != "detect":
+            points = np.array(r.shapes[k], np.float64)
+            points[:, :2] = np.clip(points[:, :2] / (r.width, r.height), 0, 1)
+            values = [*values, *points.ravel()] if task == "pose" else list(points.ravel())
+        rows.append(f"{names.index(n)} " + " ".join(f"{v:.10f}" for v in values) + "\n")
+    return "".join(rows)
+
+
+def _split(records: list[Record], fractions: tuple[float, float, float], seed: int) -> dict[str, list[int]]:
+    """Record indices per split: a seeded permutation of the records, or of their groups when they have any."""
+    groups = list(dict.fromkeys(r.group if r.group is not None else f"#{i}" for i, r in enumerate(records)))
+    counts = split_counts(len(groups), fractions)
+    order = np.random.default_rng(seed).permutation(len(groups))
+    bounds = np.cumsum((0, *counts))
+    where = {groups[g]: s for i, s in enumerate(SPLITS) for g in order[bounds[i] : bounds[i + 1]]}
+    out: dict[str, list[int]] = {s: [] for s, c in zip(SPLITS, counts) if c}
+    for i, r in enumerate(records):
+        out[where[r.group if r.group is not None else f"#{i}"]].append(i)
+    return out
+
+
 def write_yolo_dataset(
     records: list[Record],
     dst: str | Path,
     names: list[str],
     split: tuple[float, float, float] = (0.7, 0.15, 0.15),
     seed: int = 0,
+    task: str = "detect",
+    keys: dict | None = None,
 ) -> Conversion:
-    """Write ``records`` (in a fixed order) as a YOLO dataset at ``dst`` split by ``seed``; return what was written.
+    """Write ``records`` (in a fixed order) as a YOLO ``task`` dataset at ``dst`` split by ``seed``; return what was
+    written. ``keys`` go into data.yaml beside the splits and names (a pose dataset's ``kpt_shape`` and ``flip_idx``).
 
-    Class ids follow ``names``. Image file names must be unique (labels are matched to images by stem), and every
-    box's class must be in ``names``.
+    Class ids follow ``names``. Image file names must be unique (labels are matched to images by stem), every
+    object's class must be in ``names``, and every object has a shape unless the task is detect.
     """
+    if task not in TASKS:
+        raise ValueError(f"task {task!r}: expected one of {', '.join(TASKS)}")
     dst = Path(dst).resolve()
     check_empty(dst)
     if len(set(names)) != len(names):
@@ -96,22 +138,19 @@ def write_yolo_dataset(
         r, n = unknown[0]
         raise ValueError(f"{r.source or r.image}: class {n!r} is not in names {names}")
 
-    counts = split_counts(len(records), split)
-    order = np.random.default_rng(seed).permutation(len(records))
-    bounds = np.cumsum((0, *counts))
-    splits = {s: order[bounds[i] : bounds[i + 1]] for i, s in enumerate(SPLITS) if counts[i]}
+    if task != "detect" and (
+        bad := next((r for r in records if r.shapes is None or len(r.shapes) != len(r.names)), None)
+    ):
+        raise ValueError(f"{bad.source or bad.image}: a {task} dataset needs one shape per object")
+    splits = _split(records, split, seed)
     for s, idx in splits.items():
         (dst / "images" / s).mkdir(parents=True, exist_ok=True)
         (dst / "labels" / s).mkdir(parents=True, exist_ok=True)
-        for i in sorted(idx):
+        for i in idx:
             r = records[i]
             _place(r.image, dst / "images" / s / r.image.name)
-            xywhn = xyxy2xywhn(r.xyxy.copy(), w=r.width, h=r.height, clip=True)
-            rows = "".join(
-                f"{names.index(n)} " + " ".join(f"{v:.10f}" for v in b) + "\n" for n, b in zip(r.names, xywhn)
-            )
-            (dst / "labels" / s / f"{r.image.stem}.txt").write_text(rows)
-    data = {"path": str(dst), **{s: f"images/{s}" for s in splits}, "names": dict(enumerate(names))}
+            (dst / "labels" / s / f"{r.image.stem}.txt").write_text(label_rows(r, names, task))
+    data = {"path": str(dst), **{s: f"images/{s}" for s in splits}, **(keys or {}), "names": dict(enumerate(names))}
     path = dst / "data.yaml"
     with atomic_open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump(data, f, sort_keys=False)
