@@ -34,7 +34,7 @@ COMMANDS = {
     ),
     "coco-eval": (
         "effdet_plugin.commands.coco_eval",
-        "COCO mAP of a detector on a COCO-format dataset, computed by pycocotools",
+        "COCO mAP of a detect, segment or pose model on a COCO-format dataset, computed by pycocotools",
     ),
     "accuracy": (
         "effdet_plugin.commands.accuracy",

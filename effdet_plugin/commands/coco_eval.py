@@ -6,8 +6,9 @@
 Images go through Ultralytics' own predictor (letterbox, NMS, boxes scaled back to original pixels); the tool writes
 ``OUT/predictions.json`` (COCO results format) and ``OUT/metrics.json`` (the COCOeval statistics) and prints
 pycocotools' summary. A segment model is scored on masks (``segm``, its masks at the original resolution), a pose
-model on keypoints (OKS, with the file's ``kpt_oks_sigmas``), as COCO scores those tasks. Other code calls ``effdet_plugin.commands.coco_eval.evaluate(weights, ann, images, out, ...)``,
-which returns the statistics as a dict; see docs/benchmarking.md.
+model on keypoints (OKS, with the file's ``kpt_oks_sigmas``), as COCO scores those tasks. Other code calls
+``effdet_plugin.commands.coco_eval.evaluate(weights, ann, images, out, ...)``, which returns the statistics as a dict;
+see docs/benchmarking.md.
 """
 
 from __future__ import annotations

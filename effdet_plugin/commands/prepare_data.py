@@ -4,9 +4,9 @@
     effdet-plugin prepare-data drones drone-detection data/drones-v2
 
 Each source's annotations are read as they come (the plates' text rows, the drones' box lists, the car parts' COCO
-polygons, the tiger's YOLO pose rows, MSRA-TD500's turned text boxes), in the order of their files' paths, and written by ``write_yolo_dataset`` as
-labels of the source's task with the protocol's 70/15/15 split and seed 0, so the same clone gives the same files and
-the same ``data_fingerprint`` that protocol records carry.
+polygons, the tiger's YOLO pose rows, MSRA-TD500's turned text boxes), in the order of their files' paths, and
+written by ``write_yolo_dataset`` as labels of the source's task with the protocol's 70/15/15 split and seed 0, so the
+same clone gives the same files and the same ``data_fingerprint`` that protocol records carry.
 """
 
 from __future__ import annotations

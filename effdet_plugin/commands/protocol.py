@@ -69,7 +69,7 @@ def identity(model) -> str:
 
 
 def model_identity(model: str, data: str) -> str:
-    """The identity of ``model`` as it is trained on ``data`` (the dataset's class count, a pose dataset's keypoints)."""
+    """The identity of ``model`` as it is trained on ``data`` (its class count, a pose dataset's keypoints)."""
     return identity(trained_model(model, data))
 
 
