@@ -113,6 +113,81 @@ def test_oks_is_the_host_validators(task_data, tmp_path):
     assert 0.05 < float(ours[0, 0]) < 0.95  # moved enough to test the formula, not so far that both are 0
 
 
+def _made_up(coco, task: str, rng: np.random.Generator) -> list[tuple[int, int, np.ndarray, float]]:
+    """Predictions of a fair model: most objects found (some twice), masks shifted or keypoints jittered by a few
+    pixels, random scores, some on background; (image id, class, mask or keypoints, score)."""
+    preds = []
+    for a in coco.dataset["annotations"]:
+        for _ in range(int(rng.choice([0, 1, 1, 1, 2]))):
+            if task == "segment":
+                shape = np.roll(coco.annToMask(a), tuple(rng.integers(-4, 5, 2)), axis=(0, 1))
+            else:
+                shape = np.array(a["keypoints"], float).reshape(-1, 3)[:, :2] + rng.normal(0, 3, (KPT_SHAPE[0], 2))
+            preds.append((a["image_id"], a["category_id"] - 1, shape, float(rng.uniform(0.05, 1))))
+    for im in coco.dataset["images"]:
+        for _ in range(int(rng.integers(0, 2))):  # on background, any class
+            x, y = rng.integers(5, 70, 2)
+            if task == "segment":
+                shape = np.zeros((im["height"], im["width"]), np.uint8)
+                shape[y : y + 15, x : x + 15] = 1
+            else:
+                shape = np.array([[x, y], [x + 15, y], [x + 15, y + 15], [x, y + 15]], float)
+            preds.append((im["id"], int(rng.integers(2)), shape, float(rng.uniform(0.05, 1))))
+    return preds
+
+
+def _host_map(coco, task: str, preds, sigma: np.ndarray) -> tuple[float, float]:
+    """(mAP50-95, mAP50) of the predictions by the host validator's arithmetic: its mask IoU or OKS (0.53 of the
+    box as area), its matcher, its ``ap_per_class``."""
+    from ultralytics.models.yolo.detect import DetectionValidator
+    from ultralytics.utils.metrics import ap_per_class, kpt_iou, mask_iou
+
+    matcher = DetectionValidator()
+    tp, conf, pred_cls, target_cls = [], [], [], []
+    for im in coco.dataset["images"]:
+        gts = [a for a in coco.dataset["annotations"] if a["image_id"] == im["id"]]
+        mine = sorted((p for p in preds if p[0] == im["id"]), key=lambda p: -p[3])
+        t_cls = torch.tensor([a["category_id"] - 1 for a in gts], dtype=torch.float32)
+        target_cls.append(t_cls.numpy())
+        if not mine:
+            continue
+        p_cls = torch.tensor([p[1] for p in mine], dtype=torch.float32)
+        if task == "segment":
+            gt_masks = torch.tensor(np.stack([coco.annToMask(a) for a in gts]), dtype=torch.float32).flatten(1)
+            iou = mask_iou(gt_masks, torch.tensor(np.stack([p[2] for p in mine]), dtype=torch.float32).flatten(1))
+        else:
+            gt_k = torch.tensor(np.stack([np.array(a["keypoints"], float).reshape(-1, 3) for a in gts]))
+            area = torch.tensor([a["bbox"][2] * a["bbox"][3] * 0.53 for a in gts], dtype=torch.float64)
+            iou = kpt_iou(gt_k, torch.tensor(np.stack([p[2] for p in mine])), area, sigma)
+        tp.append(matcher.match_predictions(p_cls, t_cls, iou).numpy())
+        conf.append(np.array([p[3] for p in mine]))
+        pred_cls.append(p_cls.numpy())
+    ap = ap_per_class(np.concatenate(tp), np.concatenate(conf), np.concatenate(pred_cls), np.concatenate(target_cls))[5]
+    return float(ap.mean()), float(ap[:, 0].mean())
+
+
+@pytest.mark.parametrize("task", ["segment", "pose"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_map_agrees_with_the_host_validator(tmp_path, task, seed):
+    """pycocotools' mask and keypoint mAP of made-up predictions agree with the host validator's arithmetic on the
+    same masks and keypoints, within the two integration rules' difference (tests/test_coco_eval.py: TOLERANCE)."""
+    data = make_task_dataset(tmp_path / "data", task, n_train=2, n_val=24, size=96, seed=seed)
+    ann, _ = coco_ground_truth(data, "val", tmp_path / "gt.json", task)
+    coco = load_annotations(ann)
+    preds = _made_up(coco, task, np.random.default_rng(seed))
+    cat_map = {0: 1, 1: 2}
+    rows = []
+    for image_id, cls, shape, score in preds:
+        to_coco = masks_to_coco if task == "segment" else keypoints_to_coco
+        rows += to_coco(image_id, [shape if task == "segment" else shape.tolist()], [score], [cls], cat_map)
+    (tmp_path / "preds.json").write_text(json.dumps(rows))
+    stats = coco_stats(coco, tmp_path / "preds.json", False, {"segment": "segm", "pose": "keypoints"}[task])
+    sigma = np.array(json.loads(ann.read_text()).get("kpt_oks_sigmas", [1.0]))
+    theirs, theirs50 = _host_map(coco, task, preds, sigma)
+    assert 0.2 < stats["AP"] < 0.95, stats  # a case where matching and integration have something to do
+    assert stats["AP"] == pytest.approx(theirs, abs=0.015) and stats["AP50"] == pytest.approx(theirs50, abs=0.015)
+
+
 def test_curve_and_best_epoch_follow_the_task(tmp_path):
     """A segment run's curve is its mask mAP; its best epoch is where box plus mask mAP50-95 peaks, as the trainer's
     fitness."""
