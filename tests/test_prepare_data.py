@@ -249,3 +249,30 @@ def test_text_lines_are_the_turned_boxes_four_corners(tmp_path):
     # centre (50, 45); 20 wide and 10 high, turned a quarter: 10 wide and 20 high
     corners = np.array(upright[1:]).reshape(4, 2) * (100, 80)
     np.testing.assert_allclose(corners, [[55, 35], [55, 55], [45, 55], [45, 35]], atol=1e-6)
+
+
+def test_classifier_datasets_are_class_folders_per_split(tmp_path):
+    """Sign digits: Dataset/<digit>/ (a README beside them); clothing: {train,validation,test}/<class>/, pooled. Both
+    come out as {train,val,test}/<class>/, what `yolo classify train data=FOLDER` takes, every class split on its own,
+    with a fingerprint."""
+    from effdet_plugin.commands.prepare_data import CLOTHING
+
+    for digit in "0123456789":
+        for k in range(10):
+            _image(tmp_path / "signs" / "Dataset" / digit / f"IMG_{digit}{k}.JPG", 20, 20, 10 * k + int(digit))
+    (tmp_path / "signs" / "Dataset" / "README.md").write_text("digits")
+    folder, images, fingerprint = prepare("sign-digits", tmp_path / "signs", tmp_path / "digits")
+    assert images == {"train": 60, "val": 20, "test": 20} and len(fingerprint) == 16  # each class split 6 / 2 / 2
+    for split in ("train", "val", "test"):
+        assert sorted(d.name for d in (folder / split).iterdir()) == list("0123456789")
+    assert prepare("sign-digits", tmp_path / "signs", tmp_path / "again")[2] == fingerprint
+
+    for part, count in (("train", 3), ("validation", 1), ("test", 1)):
+        for name in CLOTHING:
+            for k in range(count):
+                _image(tmp_path / "clothes" / part / name / f"{part}{k}.jpg", 20, 20, k)
+    folder, images, _ = prepare("clothing", tmp_path / "clothes", tmp_path / "clothing")
+    assert sum(images.values()) == 50 and sorted(d.name for d in (folder / "val").iterdir()) == sorted(CLOTHING)
+    (tmp_path / "clothes" / "train" / "socks").mkdir()
+    with pytest.raises(ValueError, match=r"clothes: class folders \[.*'socks'.*\], expected \['dress'"):
+        prepare("clothing", tmp_path / "clothes", tmp_path / "other")

@@ -348,3 +348,32 @@ def test_a_table_of_another_task_names_the_map_it_shows(store, capsys):
     text = (store / "README.md").read_text()
     assert "on the 'test' split, mask mAP, pycocotools; verdict" in text
     assert table_rows(store)["yolov5nu-seg"][2].startswith("behind (-5.1, p = 0.0037")
+
+
+def test_a_classifier_table_shows_top1_and_compares_it(store, capsys):
+    """Classifier rows hold top-1 and top-5 accuracy, not mAP: the ``top1`` column shows them, the verdict compares
+    top-1, a ``map`` column shows a dash."""
+    import yaml
+
+    rows = json.loads((store / "results" / "protocol_cards.json").read_text())
+    for row in rows["rows"]:
+        row["model"] = row["model"].replace(".yaml", "-cls.yaml")
+        row["metric"] = "top-1 accuracy, Ultralytics' classify validator"
+        row["top1"], row["top5"] = row.pop("map50_95"), row.pop("map50")
+        del row["map75"], row["curve"]
+    (store / "results" / "protocol_cards_cls.json").write_text(json.dumps(rows))
+    defs = store / "results" / "render.yaml"
+    spec = yaml.safe_load(defs.read_text())
+    spec["tables"]["family"].update(
+        models=["yolov5n_effv2-cls", "yolov5nu-cls"], baseline="yolov5n_effv2-cls", datasets=["cards"],
+        columns=["model", "top1", "map", "verdict"],
+    )  # fmt: skip
+    spec["plots"] = {}
+    defs.write_text(yaml.safe_dump(spec))
+    assert render(store) == 0, capsys.readouterr().err
+    text = (store / "README.md").read_text()
+    assert "| model | top-1 cards | mAP50-95 cards | vs yolov5n_effv2-cls cards |" in text
+    assert "score: mean ± sd over seeds (count) on the 'test' split, top-1 accuracy, Ultralytics' classify" in text
+    assert "verdict: the difference of means in top-1 points" in text
+    row = table_rows(store)["yolov5nu-cls"]
+    assert row[1].endswith("(3)") and row[2] == "—" and row[3].startswith("behind (-5.1, p = 0.0037")

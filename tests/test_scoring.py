@@ -21,16 +21,18 @@ from effdet_plugin.commands.coco_eval import (
     load_annotations,
     masks_to_coco,
 )
-from effdet_plugin.commands.heldout import AccuracyError, coco_ground_truth
-from effdet_plugin.commands.results import load_record
+from effdet_plugin.commands.heldout import AccuracyError, coco_ground_truth, data_fingerprint, dataset_name, eval_split
+from effdet_plugin.commands.results import StoreError, load_record, write_record
 from effdet_plugin.commands.runs import read_curve, run_record
-from effdet_plugin.commands.scoring import METRICS, sweep_task
+from effdet_plugin.commands.scoring import METRICS, score_keys, sweep_task
 
 
 @pytest.fixture(scope="module")
 def task_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("scoring")
-    return {t: make_task_dataset(root / t, t, n_train=8, n_val=6, size=96) for t in ("segment", "pose", "obb")}
+    return {
+        t: make_task_dataset(root / t, t, n_train=8, n_val=6, size=96) for t in ("segment", "pose", "obb", "classify")
+    }
 
 
 def ground_truth(task_data, task, tmp_path):
@@ -201,12 +203,48 @@ def test_curve_and_best_epoch_follow_the_task(tmp_path):
     assert run_record(tmp_path) == (3, 14.0, 1)  # 0.50 at epoch 1, 0.45 at 2, 0.35 at 3
 
 
-def test_a_sweep_is_one_mapped_task():
+def test_a_classifiers_curve_and_best_epoch_are_its_accuracy(tmp_path):
+    (tmp_path / "results.csv").write_text(
+        "epoch,time,metrics/accuracy_top1,metrics/accuracy_top5,train/loss\n1,5,0.5,0.9,2.0\n2,9,0.6,0.7,1.5\n"
+    )
+    curve = read_curve(tmp_path)
+    assert curve == {"epoch": [1, 2], "top1": [0.5, 0.6], "top5": [0.9, 0.7], "losses": {"train/loss": [2.0, 1.5]}}
+    assert run_record(tmp_path) == (2, 9.0, 1)  # (top-1 + top-5) / 2: 0.70 at epoch 1, 0.65 at 2, as the trainer
+
+
+def test_a_classifiers_record_reads_back_with_its_accuracy_as_its_score(tmp_path):
+    run = {"seed": 0, "top1": 0.8, "top5": 0.95, "train_s": 10.0, "best_epoch": 2, "weights": "w.pt"}
+    run["curve"] = {"epoch": [1, 2], "top1": [0.6, 0.8], "top5": [0.9, 0.95], "losses": {}}
+    row = {"model": "yolo26n-cls.yaml", "dataset": "signs", "eval_split": "test", "metric": METRICS["classify"]}
+    row.update(epochs=1, imgsz=64, batch=8, pretrained=False, progressive=False, checkpoint="best", runs=[run])
+    write_record(tmp_path / "acc.json", "accuracy", [row])
+    (score,) = load_record(tmp_path / "acc.json").scores
+    assert score.metric == METRICS["classify"] and score.run.map50_95 is None
+    assert (score.run.score, score.run.top5, score.run.curve.score) == (0.8, 0.95, (0.6, 0.8))
+    del run["top5"]
+    write_record(tmp_path / "acc.json", "accuracy", [row])
+    with pytest.raises(StoreError, match=r"acc\.json: rows\[0\]\.runs\[0\]\.top5: missing"):
+        load_record(tmp_path / "acc.json")
+
+
+def test_a_classification_folder_is_a_dataset(tmp_path):
+    folder = make_task_dataset(tmp_path / "signs", "classify", n_train=4, n_val=2, size=32)
+    assert eval_split(folder) == "val" and dataset_name(folder) == "signs"
+    with pytest.raises(
+        AccuracyError, match=r"classification dataset .*signs has no 'test' folder to score on \(it has"
+    ):
+        eval_split(folder, "test")
+    before = data_fingerprint(folder)
+    image = next((folder / "val" / "square").iterdir())
+    image.rename(folder / "train" / "square" / image.name)  # an image moved to another split
+    assert data_fingerprint(folder) != before
+
+
+def test_a_sweep_is_one_task():
     assert sweep_task(["yolo26n_effv2-seg.yaml", "yolo26n-seg.yaml"]) == "segment"
+    assert sweep_task(["yolo26n_effv2-cls.yaml"]) == "classify"
     with pytest.raises(AccuracyError, match=r"--models mixes tasks \(yolo26n-seg.yaml: segment, yolo26n.yaml: detect"):
         sweep_task(["yolo26n-seg.yaml", "yolo26n.yaml"])
-    with pytest.raises(AccuracyError, match=r"yolo26n-cls.yaml is a classify model: .*'yolo classify val split=test'"):
-        sweep_task(["yolo26n-cls.yaml"])
 
 
 @pytest.mark.slow
@@ -214,17 +252,20 @@ def test_a_sweep_is_one_mapped_task():
     ("segment", ["yolo26n_effv2-seg.yaml", "yolo26n-seg.yaml"]),
     ("pose", ["yolo26n_effv2-pose.yaml"]),
     ("obb", ["yolo26n_effv2-obb.yaml"]),
+    ("classify", ["yolo26n_effv2-cls.yaml"]),
 ])  # fmt: skip
 def test_accuracy_sweep_per_task(task_data, task, models, tmp_path):
-    """``effdet-plugin accuracy`` trains each model one epoch with the host's trainer and records the task's mAP:
-    pycocotools on masks or keypoints, the host's validator on rotated boxes."""
+    """``effdet-plugin accuracy`` trains each model one epoch with the host's trainer and records the task's score:
+    pycocotools on masks or keypoints, the host's validator on rotated boxes and classes."""
     argv = ["--models", *models, "--data", str(task_data[task]), "--epochs", "1", "--imgsz", "64", "--batch", "4"]
     argv += ["--seeds", "0", "--device", "cpu", "--workers", "0", "--repeats", "1", "--project", "runs"]
     run_cli([PYTHON, "-m", "effdet_plugin.commands.cli", "accuracy", *argv, "--json", "acc.json"], tmp_path)
     rows = load_record(tmp_path / "acc.json").rows
     assert [r["model"] for r in rows] == models and {r["metric"] for r in rows} == {METRICS[task]}
+    first, second = score_keys(task)[:2]
     for r in rows:
         run = r["runs"][0]
-        assert 0 <= run["map50_95"] <= run["map50"] <= 1 and len(run["curve"]["epoch"]) == 1
+        assert 0 <= run[first] <= run[second] <= 1 and len(run["curve"]["epoch"]) == 1
         scored = tmp_path / "runs" / f"{r['model'].removesuffix('.yaml')}_seed0" / "coco_eval" / "metrics.json"
-        assert json.loads(scored.read_text())["AP"] == pytest.approx(run["map50_95"])
+        key = first if task in ("obb", "classify") else "AP"  # the host validator's scores; pycocotools' stats
+        assert json.loads(scored.read_text())[key] == pytest.approx(run[first])

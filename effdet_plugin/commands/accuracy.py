@@ -8,12 +8,13 @@ Every model is trained by Ultralytics' trainer with the same data, epochs, image
 hyperparameters, from scratch (``--pretrained``: ``.pt`` models start from their weights; ``--pretrained WEIGHTS``:
 every model's EfficientNet backbone starts from those ImageNet weights). The best checkpoint of each
 run is scored on the dataset's ``test`` split (``val`` when there is none): detect, segment and pose models by
-``coco_eval`` (pycocotools, on boxes, masks or keypoints), OBB models by the host's OBB validator (``scoring``);
+``coco_eval`` (pycocotools, on boxes, masks or keypoints), OBB models and classifiers (a folder dataset, top-1 and
+top-5 accuracy) by the host's validator (``scoring``);
 ``--split`` and ``--checkpoint last`` score another split or the last epoch's weights, so a margin can be checked on
 held-out images that chose no checkpoint. Params, GFLOPs and fused CPU latency (relative to the first model) come from
 ``benchmark``, all models timed in one process.
-With two or more seeds per model, each row also carries Welch's two-sided t-test p-value of its mAP50-95 against the
-first model's (the baseline), so a difference and its significance come from the same command. ``--per-scale``
+With two or more seeds per model, each row also carries Welch's two-sided t-test p-value of its mAP50-95 (top-1) against
+the first model's (the baseline), so a difference and its significance come from the same command. ``--per-scale``
 compares each model with the first model of its own scale letter instead (``yolov5su.yaml yolov5s_effv2.yaml
 yolov5mu.yaml yolov5m_effv2.yaml``: s against yolov5su, m against yolov5mu), so one command tabulates every scale.
 Without a GPU the defaults drop to imgsz 320, 10 epochs and one seed, and the output says so. ``--reuse`` scores
@@ -39,7 +40,7 @@ from effdet_plugin.commands.plots import Point, accuracy_latency
 from effdet_plugin.commands.recipe import GPU_RECIPE, Recipe, add_recipe_arguments, recipe_from_args
 from effdet_plugin.commands.results import make_meta, write_record
 from effdet_plugin.commands.runs import Project, plan_runs, train_once
-from effdet_plugin.commands.scoring import METRICS, HeldOut, sweep_task
+from effdet_plugin.commands.scoring import METRICS, HeldOut, score_keys, sweep_task
 from effdet_plugin.commands.table import format_table
 from effdet_plugin.naming import scale_letter, unified_stem
 
@@ -90,27 +91,40 @@ def references(models: list[str], per_scale: bool) -> list[int]:
     return [first[scale_letter(m)] for m in models]
 
 
+def _scored(r: dict) -> tuple[str, ...]:
+    """The score keys a row holds (``scoring.score_keys``): a classifier's accuracy, else mAPs."""
+    return score_keys("classify" if "top1" in r else "detect")
+
+
 def make_rows(
     cost: list[dict],
     runs: dict[str, list[dict]],
     models: list[str],
     recipe: Recipe,
     per_scale: bool = False,
-    metric: str = METRICS["detect"],
+    task: str = "detect",
 ) -> list[dict]:
-    """Combine cost rows and per-seed runs into one row per model (``ROW_KEYS``), in ``models`` order; ``metric``
-    names the mAP the scores are (``scoring.METRICS``).
+    """Combine cost rows and per-seed runs into one row per model, in ``models`` order: ``ROW_KEYS`` for a detector,
+    the same with top-1 and top-5 accuracy (``top1``, ``top1_spread``, ``top1_p``, ...) in place of the mAPs for a
+    classifier; ``metric`` names what the scores are (``scoring.METRICS``).
 
     Latency ratio and p-value are against the row's reference (``references``): the first model, or with
     ``per_scale`` the first model of the same scale letter.
     """
     rows = []
     refs = references(models, per_scale)
+    keys = score_keys(task)
     for i, (model, c) in enumerate(zip(models, cost)):
         r = runs.get(model, [])
-        maps, map50s, map75s = ([x[k] for x in r] for k in ("map50_95", "map50", "map75"))
         ref = refs[i]
-        ref_maps = [x["map50_95"] for x in runs.get(models[ref], [])]
+        values = {k: [x[k] for x in r] for k in keys}
+        ref_first = [x[keys[0]] for x in runs.get(models[ref], [])]
+        scores = {}
+        for k in keys:
+            scores[k] = statistics.fmean(values[k]) if r else None
+            scores[f"{k}_spread"] = spread(values[k])
+            if k == keys[0]:
+                scores[f"{k}_p"] = welch_p(values[k], ref_first) if i != ref else None
         rows.append(
             {
                 "model": model,
@@ -121,14 +135,8 @@ def make_rows(
                 "latency_ms": c["latency_ms"],
                 "latency_ratio": c["latency_ms"] / cost[ref]["latency_ms"],
                 "train_s": statistics.fmean(x["train_s"] for x in r) if r else None,
-                "map50_95": statistics.fmean(maps) if r else None,
-                "map50_95_spread": spread(maps),
-                "map50_95_p": welch_p(maps, ref_maps) if i != ref else None,
-                "map50": statistics.fmean(map50s) if r else None,
-                "map50_spread": spread(map50s),
-                "map75": statistics.fmean(map75s) if r else None,
-                "map75_spread": spread(map75s),
-                "metric": metric,
+                **scores,
+                "metric": METRICS[task],
                 "runs": r,
                 "eval_split": recipe.split,
                 "checkpoint": recipe.checkpoint,
@@ -149,6 +157,9 @@ def make_rows(
     return rows
 
 
+TITLES = {"map50_95": "mAP50-95", "map50": "mAP50", "map75": "mAP75", "top1": "top-1", "top5": "top-5"}
+
+
 def table(rows: list[dict]) -> str:
     """Return ``rows`` as an aligned text table: cost columns, then accuracy as mean ± sample std over seeds."""
 
@@ -157,8 +168,9 @@ def table(rows: list[dict]) -> str:
 
     size = rows[0]["latency_imgsz"] if rows else ""
     ref = "first" if all(r.get("reference", rows[0]["model"]) == rows[0]["model"] for r in rows) else "ref"
-    header = ["model", "params(M)", f"GFLOPs@{size}", f"CPU ms@{size}", f"x {ref}", "train(min)", "mAP50-95"]
-    header += [f"p vs {ref}", "mAP50", "mAP75"]
+    keys = _scored(rows[0]) if rows else score_keys("detect")
+    header = ["model", "params(M)", f"GFLOPs@{size}", f"CPU ms@{size}", f"x {ref}", "train(min)", TITLES[keys[0]]]
+    header += [f"p vs {ref}", *(TITLES[k] for k in keys[1:])]
     cells = [
         [
             r["model"] + (" progressive" if r.get("progressive") else ""),
@@ -167,10 +179,9 @@ def table(rows: list[dict]) -> str:
             f"{r['latency_ms']:.1f}",
             f"{r['latency_ratio']:.2f}",
             "-" if r["train_s"] is None else f"{r['train_s'] / 60:.1f}",
-            pm(r["map50_95"], r["map50_95_spread"]),
-            "-" if r.get("map50_95_p") is None else f"{r['map50_95_p']:.3f}",
-            pm(r["map50"], r["map50_spread"]),
-            pm(r["map75"], r["map75_spread"]),
+            pm(r[keys[0]], r[f"{keys[0]}_spread"]),
+            "-" if r.get(f"{keys[0]}_p") is None else f"{r[f'{keys[0]}_p']:.3f}",
+            *(pm(r[k], r[f"{k}_spread"]) for k in keys[1:]),
         ]
         for r in rows
     ]
@@ -178,30 +189,32 @@ def table(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: str | Path, title: str = "") -> Path:
-    """Save mAP50-95 (mean, error bar = sample std) against fused CPU latency for every scored row as a PNG.
+    """Save the first score (mAP50-95, a classifier's top-1; mean, error bar = sample std) against fused CPU latency
+    for every scored row as a PNG.
 
     Models of one family at several scales (``yolov5nu.yaml``, ``yolov5su.yaml``) are joined by a line, each point
     marked with its letter: the family's accuracy-latency curve.
     """
+    first = _scored(rows[0])[0]
     points = [
         Point(
             Path(r["model"]).stem,
             family(r["model"]) + (" progressive" if r.get("progressive") else ""),
             scale_letter(r["model"]),
             r["latency_ms"],
-            r["map50_95"],
-            r["map50_95_spread"],
+            r[first],
+            r[f"{first}_spread"],
             len(r["runs"]),
         )
         for r in rows
-        if r["map50_95"] is not None
+        if r[first] is not None
     ]
     r0 = rows[0]
     return accuracy_latency(
         points,
         path,
         f"fused CPU latency (ms, batch 1, imgsz {r0['latency_imgsz']})",
-        f"mAP50-95 on '{r0['eval_split']}' ({r0.get('metric', METRICS['detect'])})",
+        f"{TITLES[first]} on '{r0['eval_split']}' ({r0.get('metric', METRICS['detect'])})",
         title or f"{r0['epochs']} epochs at {r0['imgsz']}, seeds {r0['seeds']}, {r0['device']}",
     )
 
@@ -279,14 +292,14 @@ def sweep(args: argparse.Namespace) -> tuple[Recipe, list[dict]]:
     for seed in recipe.seeds:  # seed-major: an interrupted run still compares every model on the first seed
         for model in models:
             done = finished.get((model, seed)) or train_once(project, model, seed, recipe)
-            m, m50, m75 = held_out.score(done.weights, recipe.imgsz, recipe.batch, recipe.device, done.run / scored)
-            runs.setdefault(model, []).append(done.scored(seed, (m, m50, m75)))
+            scores = held_out.score(done.weights, recipe.imgsz, recipe.batch, recipe.device, done.run / scored)
+            runs.setdefault(model, []).append(done.scored(seed, scores))
             if done.best_epoch == 1 < recipe.epochs and recipe.checkpoint == "best":
                 print(
                     f"accuracy: WARNING {model} seed {seed}: val fitness never beat epoch 1 of {recipe.epochs}, so the "
                     "scored checkpoint is barely trained and its mAP says little about the model; train longer"
                 )
-            rows = make_rows(cost, runs, models, recipe, args.per_scale, held_out.metric)
+            rows = make_rows(cost, runs, models, recipe, args.per_scale, task)
             if args.json:
                 write_record(args.json, "accuracy", rows, meta=meta)
     return recipe, rows
@@ -297,8 +310,8 @@ def run(args: argparse.Namespace) -> int:
     recipe, rows = sweep(args)
     print(
         f"\n{recipe.checkpoint}.pt scored on the '{recipe.split}' split; "
-        f"mAP as mean ± sample std over seeds {list(recipe.seeds)}; "
-        "p: Welch's two-sided t-test of mAP50-95 against "
+        f"scores as mean ± sample std over seeds {list(recipe.seeds)}; "
+        f"p: Welch's two-sided t-test of {TITLES[_scored(rows[0])[0]]} against "
         + ("the first model of each scale letter" if args.per_scale else rows[0]["model"])
     )
     print(table(rows))

@@ -1,7 +1,9 @@
-"""A dataset YAML's held-out split, as Ultralytics lists it and pycocotools scores it.
+"""A dataset's held-out split, as Ultralytics lists it and pycocotools scores it.
 
-``accuracy`` and ``protocol`` score a trained model on one split of a YOLO dataset: this module picks the split,
-lists its images exactly as Ultralytics' loaders do and writes its labels as a COCO annotation file for ``coco_eval``.
+``accuracy`` and ``protocol`` score a trained model on one split of a YOLO dataset (a data YAML) or of a
+classification dataset (a folder of ``train/``, ``val/`` and ``test/`` class folders, as ``yolo classify`` takes it):
+this module picks the split, lists its images exactly as Ultralytics' loaders do and writes its labels as a COCO
+annotation file for ``coco_eval``.
 """
 
 from __future__ import annotations
@@ -32,11 +34,18 @@ def dataset_name(data_yaml: str | Path) -> str:
 
 
 def eval_split(data_yaml: str | Path, want: str | None = None) -> str:
-    """Return the split to score on: ``want`` if given, else ``test`` if the data YAML has one, else ``val``; raise if
-    the data YAML lacks it (``want``) or has neither."""
+    """Return the split to score on: ``want`` if given, else ``test`` if the data YAML (or classification folder) has
+    one, else ``val``; raise if the data lacks it (``want``) or has neither."""
     path = Path(data_yaml)
+    if path.is_dir():  # a classification dataset: its splits are folders
+        have = [s for s in ("train", "val", "test") if (path / s).is_dir()]
+        for split in [want] if want else ["test", "val"]:
+            if split in have:
+                return split
+        need = f"'{want}'" if want else "'test' or 'val'"
+        raise AccuracyError(f"classification dataset {path} has no {need} folder to score on (it has {have or 'none'})")
     if not path.is_file():
-        raise AccuracyError(f"data YAML {path} not found")
+        raise AccuracyError(f"data YAML or classification folder {path} not found")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
@@ -54,13 +63,18 @@ def eval_split(data_yaml: str | Path, want: str | None = None) -> str:
 
 
 def dataset(data_yaml: str | Path) -> dict:
-    """Return Ultralytics' checked dataset dict (resolved paths, names, nc), its failure as one ``AccuracyError``."""
-    from ultralytics.data.utils import check_det_dataset
+    """Return Ultralytics' checked dataset dict (resolved paths, names, nc) of a data YAML or a classification folder,
+    its failure as one ``AccuracyError``."""
+    from ultralytics.data.utils import check_cls_dataset, check_det_dataset
 
+    folder = Path(data_yaml).is_dir()
     try:
+        if folder:
+            with quieted("ultralytics"):  # the classification check logs every split's file count
+                return check_cls_dataset(str(data_yaml))
         return check_det_dataset(str(data_yaml))
     except Exception as e:  # noqa: BLE001  SyntaxError/FileNotFoundError/TypeError..., multi-line, emoji-laden
-        raise AccuracyError(f"data YAML {data_yaml}: {first_line(e)}") from None
+        raise AccuracyError(f"{'dataset' if folder else 'data YAML'} {data_yaml}: {first_line(e)}") from None
 
 
 def split_images(data_yaml: str | Path, split: str) -> list[Path]:
@@ -185,6 +199,15 @@ def data_fingerprint(data_yaml: str | Path) -> str:
     splits of one source never pool under one dataset name."""
     data = dataset(data_yaml)
     parts: dict = {"names": [data["names"][i] for i in sorted(data["names"])]}
+    if Path(data_yaml).is_dir():  # a classification dataset: each image's bytes under its split and class folder
+        for split in ("train", "val", "test"):
+            if (Path(data_yaml) / split).is_dir():
+                root = Path(data_yaml) / split
+                files = sorted(f for f in root.rglob("*") if f.is_file())
+                parts[split] = [
+                    [f.relative_to(root).as_posix(), hashlib.sha256(f.read_bytes()).hexdigest()] for f in files
+                ]
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
     for split in ("train", "val", "test"):
         if not data.get(split):
             continue

@@ -4,9 +4,10 @@
     effdet-plugin prepare-data drones drone-detection data/drones-v2
 
 Each source's annotations are read as they come (the plates' text rows, the drones' box lists, the car parts' COCO
-polygons, the tiger's YOLO pose rows, MSRA-TD500's turned text boxes), in the order of their files' paths, and
-written by ``write_yolo_dataset`` as labels of the source's task with the protocol's 70/15/15 split and seed 0, so the
-same clone gives the same files and the same ``data_fingerprint`` that protocol records carry.
+polygons, the tiger's YOLO pose rows, MSRA-TD500's turned text boxes, class folders), in the order of their files'
+paths, and written by ``write_yolo_dataset`` as labels of the source's task (a classifier's as class folders, by
+``write_class_folders``) with the protocol's 70/15/15 split and seed 0, so the same clone gives the same files and the
+same ``data_fingerprint`` that protocol records carry.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from effdet_plugin.commands.heldout import data_fingerprint
-from effdet_plugin.commands.yolo_dataset import Record, check_empty, write_yolo_dataset
+from effdet_plugin.commands.yolo_dataset import Record, check_empty, write_class_folders, write_yolo_dataset
 
 SPLIT = (0.7, 0.15, 0.15)
 SEED = 0
@@ -188,6 +189,43 @@ def read_text_lines(folder: Path) -> list[Record]:
     return records
 
 
+def _class_folders(folders: list[Path], names: tuple[str, ...], where: Path) -> list[tuple[Path, str]]:
+    """Every image in ``CLASS/`` folders under ``folders`` as (image, class), in order of path; the class folders must
+    be ``names``."""
+    from ultralytics.data.utils import IMG_FORMATS
+
+    found = sorted({d.name for f in folders for d in f.iterdir() if d.is_dir()})
+    if found != sorted(names):
+        raise ValueError(f"{where}: class folders {found}, expected {sorted(names)}")
+    return [
+        (image, d.name)
+        for f in folders
+        for d in sorted(x for x in f.iterdir() if x.is_dir())
+        for image in sorted(d.iterdir())
+        if image.suffix[1:].lower() in IMG_FORMATS
+    ]
+
+
+def read_sign_digits(folder: Path) -> list[tuple[Path, str]]:
+    """ardamavi/Sign-Language-Digits-Dataset ``Dataset/<digit>/*.JPG``: photos of a hand showing 0 to 9. Each of the
+    students behind it took ten photos, and no file name says whose a photo is, so one student's photos can sit on
+    both sides of the split."""
+    return _class_folders([folder], SIGN_DIGITS, folder)
+
+
+def read_clothing(folder: Path) -> list[tuple[Path, str]]:
+    """alexeygrigorev/clothing-dataset-small ``{train,validation,test}/<class>/*.jpg``, pooled (the protocol splits
+    them its own way)."""
+    parts = [folder / p for p in ("train", "validation", "test")]
+    if missing := [p for p in parts if not p.is_dir()]:
+        raise FileNotFoundError(f"{missing[0]} not found")
+    return _class_folders(parts, CLOTHING, folder)
+
+
+SIGN_DIGITS = tuple("0123456789")
+CLOTHING = ("dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes", "shorts", "skirt", "t-shirt")
+
+
 @dataclass(frozen=True)
 class Source:
     """Where a confirm dataset comes from, how its annotations are read and what task they serve."""
@@ -195,7 +233,7 @@ class Source:
     repo: str
     folder: str  # inside a clone of repo
     names: tuple[str, ...]
-    read: Callable[[Path], list[Record]]
+    read: Callable[[Path], list]  # Records; (image, class) pairs for classify
     task: str = "detect"
     keys: dict | None = None  # data.yaml keys of the task (a pose dataset's kpt_shape and flip_idx)
 
@@ -209,6 +247,12 @@ SOURCES = {
     "text-lines": Source(
         "https://github.com/rudolflam/comp_vision_project", "MSRA-TD500", ("text",), read_text_lines, "obb"
     ),
+    "sign-digits": Source(
+        "https://github.com/ardamavi/Sign-Language-Digits-Dataset", "Dataset", SIGN_DIGITS, read_sign_digits, "classify"
+    ),
+    "clothing": Source(
+        "https://github.com/alexeygrigorev/clothing-dataset-small", ".", CLOTHING, read_clothing, "classify"
+    ),
     "tiger-pose": Source(
         "https://github.com/yaty30/YOLO-model-trainer", "datasets/tiger-pose", ("tiger",), read_tiger_pose, "pose",
         {"kpt_shape": [12, 2], "flip_idx": list(range(12))},
@@ -217,8 +261,8 @@ SOURCES = {
 
 
 def prepare(name: str, clone: str | Path, dst: str | Path) -> tuple[Path, dict[str, int], str]:
-    """Write dataset ``name`` from a clone of its source repository; return (data YAML, images per split,
-    fingerprint)."""
+    """Write dataset ``name`` from a clone of its source repository; return (data YAML, or a classifier's folder;
+    images per split; fingerprint)."""
     source = SOURCES[name]
     folder = Path(clone) / source.folder
     if not folder.is_dir():
@@ -229,6 +273,9 @@ def prepare(name: str, clone: str | Path, dst: str | Path) -> tuple[Path, dict[s
     records = source.read(folder)
     if not records:
         raise FileNotFoundError(f"no annotations under {folder}: is {clone} a clone of {source.repo}?")
+    if source.task == "classify":  # a folder of class folders per split, as `yolo classify train data=` takes
+        images = write_class_folders(records, dst, SPLIT, SEED)
+        return Path(dst).resolve(), images, data_fingerprint(Path(dst).resolve())
     done = write_yolo_dataset(records, dst, list(source.names), SPLIT, SEED, source.task, source.keys)
     return done.data_yaml, done.images, data_fingerprint(done.data_yaml)
 
@@ -237,7 +284,7 @@ def prepare(name: str, clone: str | Path, dst: str | Path) -> tuple[Path, dict[s
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", choices=sorted(SOURCES), help="the confirm dataset to write")
     p.add_argument("src", help="a clone of the dataset's source repository")
-    p.add_argument("dst", help="output folder for the YOLO dataset (created; must be empty)")
+    p.add_argument("dst", help="output folder for the dataset (created; must be empty)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -37,12 +37,12 @@ import json
 import re
 from pathlib import Path
 
-from effdet_plugin.commands.accuracy import check_models, trained_model
+from effdet_plugin.commands.accuracy import TITLES, check_models, trained_model
 from effdet_plugin.commands.heldout import AccuracyError, data_fingerprint, dataset_name, eval_split
 from effdet_plugin.commands.recipe import Recipe, add_recipe_arguments, recipe_from_args
 from effdet_plugin.commands.results import load, make_meta, write_record
 from effdet_plugin.commands.runs import Finished, Project, plan_runs, train_once
-from effdet_plugin.commands.scoring import HeldOut, sweep_task
+from effdet_plugin.commands.scoring import HeldOut, score_keys, sweep_task
 
 ROLES = {"choice": "val", "confirm": "test"}  # the one split each role ever scores
 MIN_SEEDS = 3
@@ -209,13 +209,11 @@ def run(args: argparse.Namespace) -> int:
         for model in models:
             done: Finished = finished.get((model, seed)) or train_once(project, model, seed, recipe)
             scored = done.run / f"protocol_{split}_{recipe.checkpoint}"
-            m, m50, m75 = held_out.score(done.weights, *at, scored)
+            scores = held_out.score(done.weights, *at, scored)
             int8 = {}
             if args.int8:  # the deployed model: the same weights quantized, scored on the same split
-                q, q50, _ = held_out.score(
-                    quantized(done.weights, recipe), *at, scored.with_name(scored.name + "_int8")
-                )
-                int8 = {"int8": {"map50_95": q, "map50": q50}}
+                q = held_out.score(quantized(done.weights, recipe), *at, scored.with_name(scored.name + "_int8"))
+                int8 = {"int8": {k: q[k] for k in score_keys(task)[:2]}}
             rows.append(
                 {
                     "model": model,
@@ -227,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
                     "identity": idents[model],
                     "recipe_id": rid,
                     "recipe": recipe.fields(),
-                    **done.scored(seed, (m, m50, m75)),
+                    **done.scored(seed, scores),
                     "metric": held_out.metric,
                     **int8,
                     "adopted": (model, seed) in finished,
@@ -236,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
                 }
             )
             write_record(out, "protocol", rows, meta=meta)
-            print(f"protocol: {Path(model).stem} seed {seed}: mAP50-95 {m:.3f} on {name} '{split}'")
+            first = score_keys(task)[0]
+            print(f"protocol: {Path(model).stem} seed {seed}: {TITLES[first]} {scores[first]:.3f} on {name} '{split}'")
     print(f"wrote {out}")
     return 0

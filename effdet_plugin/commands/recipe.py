@@ -80,7 +80,11 @@ def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
     """Add the recipe options (shared by ``accuracy`` and ``protocol``) to ``p``."""
     gpu, cpu = GPU_RECIPE, CPU_RECIPE
     default = "default {} on GPU, {} on CPU".format
-    p.add_argument("--data", required=True, help="dataset YAML with train, val and (preferably) test splits")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="dataset YAML, or a classifier's folder, with train, val and (preferably) test splits",
+    )
     p.add_argument("--epochs", type=int, help=f"training epochs ({default(gpu['epochs'], cpu['epochs'])})")
     p.add_argument("--imgsz", type=int, help=f"train/eval image size ({default(gpu['imgsz'], cpu['imgsz'])})")
     p.add_argument("--latency-imgsz", type=int, help="measure params/GFLOPs/latency at this size instead of --imgsz")

@@ -120,9 +120,16 @@ class Curve:
     """A run's per-epoch validation curve and losses, from Ultralytics' ``results.csv``."""
 
     epoch: tuple[int, ...]
-    map50: tuple[float, ...]
+    map50: tuple[float, ...]  # empty for a classifier, whose curve is its top-1 and top-5 accuracy
     map50_95: tuple[float, ...]
     losses: Mapping[str, tuple[float, ...]]  # e.g. "train/box_loss", "val/cls_loss"
+    top1: tuple[float, ...] = ()
+    top5: tuple[float, ...] = ()
+
+    @property
+    def score(self) -> tuple[float, ...]:
+        """The curve of the run's first score: mAP50-95, or a classifier's top-1 accuracy."""
+        return self.top1 if self.top1 else self.map50_95
 
 
 @dataclass(frozen=True)
@@ -130,14 +137,21 @@ class Run:
     """One training seed of one model, scored."""
 
     seed: int
-    map50_95: float
-    map50: float
-    map75: float
+    map50_95: float | None  # None for a classifier, scored by top1 and top5 instead
+    map50: float | None
+    map75: float | None
     train_s: float | None
     best_epoch: int | None
     weights: str
     curve: Curve | None
-    int8: tuple[float, float] | None = None  # (mAP50-95, mAP50) of the run's OpenVINO INT8 export on the same split
+    int8: tuple[float, float] | None = None  # (mAP50-95, mAP50) or (top-1, top-5) of its OpenVINO INT8 export
+    top1: float | None = None  # a classifier's top-1 and top-5 accuracy
+    top5: float | None = None
+
+    @property
+    def score(self) -> float:
+        """The run's first score, which verdicts compare: mAP50-95, or a classifier's top-1 accuracy."""
+        return self.top1 if self.map50_95 is None else self.map50_95
 
 
 @dataclass(frozen=True)
@@ -227,36 +241,42 @@ class _Reader:
         at = f"{where}.curve"
         epoch = self.numbers(c, "epoch", at, int)
         losses = self.get(c, "losses", at, dict)
+        scores = ("top1", "top5") if "top1" in c else ("map50", "map50_95")  # a classifier's curve, or mAPs
+        values = {k: self.numbers(c, k, at) for k in scores}
         curve = Curve(
             epoch,
-            self.numbers(c, "map50", at),
-            self.numbers(c, "map50_95", at),
+            values.get("map50", ()),
+            values.get("map50_95", ()),
             {k: self.numbers(losses, k, f"{at}.losses") for k in losses},
+            values.get("top1", ()),
+            values.get("top5", ()),
         )
-        for name, values in (("map50", curve.map50), ("map50_95", curve.map50_95), *curve.losses.items()):
-            if len(values) != len(epoch):
-                raise self.fail(f"{at}.{name}", f"{len(values)} values for {len(epoch)} epochs")
+        for name, series in (*values.items(), *curve.losses.items()):
+            if len(series) != len(epoch):
+                raise self.fail(f"{at}.{name}", f"{len(series)} values for {len(epoch)} epochs")
         return curve
 
     def run(self, obj: Mapping, where: str) -> Run:
         g = self.get
+        classifier = "top1" in obj  # scored by top-1 and top-5 accuracy, not mAP
+        maps = [None if classifier else g(obj, k, where, float) for k in ("map50_95", "map50", "map75")]
         return Run(
             g(obj, "seed", where, int),
-            g(obj, "map50_95", where, float),
-            g(obj, "map50", where, float),
-            g(obj, "map75", where, float),
+            *maps,
             g(obj, "train_s", where, float, optional=True),
             g(obj, "best_epoch", where, int, optional=True),
             g(obj, "weights", where, str),
             self.curve(obj, where),
             self.int8(obj, where),
+            *((g(obj, "top1", where, float), g(obj, "top5", where, float)) if classifier else ()),
         )
 
     def int8(self, obj: Mapping, where: str) -> tuple[float, float] | None:
         q = self.get(obj, "int8", where, dict, optional=True)
         if q is None:
             return None
-        return self.get(q, "map50_95", f"{where}.int8", float), self.get(q, "map50", f"{where}.int8", float)
+        first, second = ("top1", "top5") if "top1" in q else ("map50_95", "map50")  # a classifier's, or mAPs
+        return self.get(q, first, f"{where}.int8", float), self.get(q, second, f"{where}.int8", float)
 
     def recipe(self, obj: Mapping, where: str) -> dict:
         kinds = {

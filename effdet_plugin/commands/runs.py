@@ -18,8 +18,10 @@ import yaml
 from effdet_plugin.commands.heldout import AccuracyError
 from effdet_plugin.commands.recipe import Recipe
 
-# Ultralytics' results.csv columns: boxes (B), and a segment model's masks (M) or a pose model's keypoints (P) beside
+# Ultralytics' results.csv columns: boxes (B), and a segment model's masks (M) or a pose model's keypoints (P) beside;
+# a classifier's accuracy instead
 MAP50, MAP50_95 = "metrics/mAP50({})", "metrics/mAP50-95({})"
+TOP1, TOP5 = "metrics/accuracy_top1", "metrics/accuracy_top5"
 
 
 class Finished(NamedTuple):
@@ -30,15 +32,12 @@ class Finished(NamedTuple):
     best_epoch: int
     run: Path
 
-    def scored(self, seed: int, maps: tuple[float, float, float]) -> dict:
-        """The run as records keep it, with the (mAP50-95, mAP50, mAP75) it scored: seed, mAPs, training seconds, best
-        epoch, checkpoint and validation curve."""
-        m, m50, m75 = maps
+    def scored(self, seed: int, scores: dict[str, float]) -> dict:
+        """The run as records keep it, with the scores it got (``scoring.score_keys``: mAPs, or a classifier's top-1
+        and top-5): seed, scores, training seconds, best epoch, checkpoint and validation curve."""
         return {
             "seed": seed,
-            "map50_95": m,
-            "map50": m50,
-            "map75": m75,
+            **scores,
             "train_s": self.seconds,
             "best_epoch": self.best_epoch,
             "weights": str(self.weights),
@@ -73,11 +72,19 @@ def read_curve(run: Path) -> dict:
     curve is of the mAP the run's task is scored on (masks for a segment model, keypoints for a pose model)."""
     rows = _rows(run)
     kind = _kinds(rows)[-1]
-    losses = [k for k in (rows[0] if rows else {}) if k.startswith(("train/", "val/")) and k.endswith("_loss")]
+    losses = [
+        k for k in (rows[0] if rows else {}) if k.startswith(("train/", "val/")) and k.endswith("loss")
+    ]  # a classifier's: train/loss
+    if rows and TOP1 in rows[0]:  # a classifier
+        scores = {"top1": [float(r[TOP1]) for r in rows], "top5": [float(r[TOP5]) for r in rows]}
+    else:
+        scores = {
+            "map50": [float(r[MAP50.format(kind)]) for r in rows],
+            "map50_95": [float(r[MAP50_95.format(kind)]) for r in rows],
+        }
     return {
         "epoch": [int(float(r["epoch"])) for r in rows],
-        "map50": [float(r[MAP50.format(kind)]) for r in rows],
-        "map50_95": [float(r[MAP50_95.format(kind)]) for r in rows],
+        **scores,
         "losses": {k: [float(r[k]) for r in rows] for k in losses},
     }
 
@@ -87,13 +94,16 @@ def run_record(run: Path) -> tuple[int, float, int]:
 
     Seconds are Ultralytics' own training clock (the last ``time`` entry; summed over the stretches of a resumed run)
     and the best epoch is the last one with the highest fitness, as the trainer reckons it: val mAP50-95, the box's
-    plus the mask's or keypoints' for a segment or pose model (on ties the later epoch overwrites ``best.pt``), so a
-    fresh run and a reused one are reported the same way.
+    plus the mask's or keypoints' for a segment or pose model, the mean of top-1 and top-5 accuracy for a classifier
+    (on ties the later epoch overwrites ``best.pt``), so a fresh run and a reused one are reported the same way.
     """
     rows = _rows(run)
     if not rows:
         return 0, 0.0, 0
-    fitness = [sum(float(r[MAP50_95.format(k)]) for k in _kinds(rows)) for r in rows]
+    if TOP1 in rows[0]:
+        fitness = [(float(r[TOP1]) + float(r[TOP5])) / 2 for r in rows]
+    else:
+        fitness = [sum(float(r[MAP50_95.format(k)]) for k in _kinds(rows)) for r in rows]
     best = len(fitness) - fitness[::-1].index(max(fitness))  # last epoch at the maximum, 1-based
     # the clock restarts at zero when a run is resumed: add up each stretch's last reading
     clock = [float(r["time"]) for r in rows]

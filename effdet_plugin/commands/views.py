@@ -22,8 +22,9 @@ Columns: ``model``; ``params`` (millions); ``gflops``; ``latency`` (the row's me
 baseline's, from records holding both at the same setting: one ratio per record, their median); ``latency:KEY`` for
 another runtime (``onnx_ms``, ``openvino_ms``, ``openvino_int8_ms``, ``graph_ms``); ``latency_ms``; ``map`` and
 ``map50`` (mean ± sample sd over seeds, seed count in brackets); ``map_int8`` (mAP50-95 of the runs' OpenVINO INT8
-exports, ``protocol --int8``); ``verdict`` (ahead / level / behind against the baseline, with the difference of
-means in points and p: level whenever p > 0.05 or either side has fewer than 3 seeds). ``records`` is a glob in
+exports, ``protocol --int8``); ``top1`` and ``top5`` (a classifier's accuracy, as ``map``); ``verdict`` (ahead /
+level / behind against the baseline, with the difference of means of the first score, mAP50-95 or a classifier's
+top-1, in points and p: level whenever p > 0.05 or either side has fewer than 3 seeds). ``records`` is a glob in
 ``results/`` (default: every record of the right kind); ``where`` keeps runs whose recipe has those values. A row
 given as a mapping keeps only runs whose recipe also has its own ``where`` values (the same file trained from scratch
 and from ImageNet weights makes two rows), shows its ``label`` and may name its own ``baseline``; a baseline that names
@@ -49,8 +50,9 @@ from effdet_plugin.errors import first_line
 from effdet_plugin.naming import scale_letter, unified_stem
 
 DEFINITIONS = "render.yaml"
-COLUMNS = ("model", "params", "gflops", "latency", "latency_ms", "map", "map50", "map_int8", "verdict")
-PER_DATASET = ("map", "map50", "map_int8", "verdict")
+COLUMNS = ("model", "params", "gflops", "latency", "latency_ms", "map", "map50", "map_int8", "top1", "top5", "verdict")
+PER_DATASET = ("map", "map50", "map_int8", "top1", "top5", "verdict")
+SCORES = {"map": "map50_95", "map50": "map50", "map_int8": "int8", "top1": "top1", "top5": "top5"}  # column: Run field
 COST_COLUMNS = ("params", "gflops", "latency", "latency_ms")
 KINDS = ("accuracy-latency", "map-epoch")
 DASH = "—"
@@ -272,6 +274,7 @@ def baseline_of(view: View, row: Row) -> Row | None:
 
 def _map(runs: list[Run], metric: str) -> str:
     values = [r.int8[0] for r in runs if r.int8] if metric == "int8" else [getattr(r, metric) for r in runs]
+    values = [v for v in values if v is not None]  # a classifier has no mAP, a detector no top-1
     if not values:
         return DASH
     sd = spread(values)
@@ -287,7 +290,7 @@ def _verdict(runs: list[Run], ref: list[Run], is_baseline: bool) -> str:
         return "baseline"
     if not runs or not ref:
         return DASH
-    v = verdict([r.map50_95 for r in runs], [r.map50_95 for r in ref])
+    v = verdict([r.score for r in runs], [r.score for r in ref])
     why = [f"{100 * v.difference:+.1f}"] + ([_p(v.p)] if v.p is not None else [])
     if v.seeds < 3:
         why.append(f"{v.seeds} seed{'s' if v.seeds != 1 else ''}")
@@ -302,7 +305,8 @@ def _header(column: str, view: View, imgsz: int | None) -> list[str]:
     )
     ref = one or "baseline"
     if base in PER_DATASET:
-        title = {"map": "mAP50-95", "map50": "mAP50", "map_int8": "mAP50-95 INT8", "verdict": f"vs {ref}"}[base]
+        title = {"map": "mAP50-95", "map50": "mAP50", "map_int8": "mAP50-95 INT8", "top1": "top-1", "top5": "top-5"}
+        title = title.get(base, f"vs {ref}")
         return [f"{title} {d}" for d in view.datasets]
     runtime = next(r.title for r in RUNTIMES.values() if r.key == (key or "latency_ms"))
     return [
@@ -345,7 +349,7 @@ def table(view: View, store: Store) -> str:
                     if base == "verdict":
                         cells.append(_verdict(runs, store.runs(view.scores, ref, d), ref == row))
                     else:
-                        cells.append(_map(runs, {"map": "map50_95", "map50": "map50", "map_int8": "int8"}[base]))
+                        cells.append(_map(runs, SCORES[base]))
         lines.append(cells)
     header = [h for c in view.columns for h in _header(c, view, imgsz)]
     align = ["---" if h == "model" else "---:" for h in header]
@@ -354,11 +358,16 @@ def table(view: View, store: Store) -> str:
     split = f" on the '{view.scores.split}' split" if view.scores.split else ""
     # detection tables name pycocotools; a table of other tasks names each mAP its rows measure
     what = "pycocotools" if store.metrics <= {"box mAP, pycocotools"} else "; ".join(sorted(store.metrics))
-    note = f"mAP: mean ± sd over seeds (count){split}, {what}" if any(c in PER_DATASET for c in view.columns) else ""
+    label = "mAP" if all("mAP" in m for m in store.metrics) else "score"
+    note = (
+        f"{label}: mean ± sd over seeds (count){split}, {what}" if any(c in PER_DATASET for c in view.columns) else ""
+    )
     if "verdict" in view.columns:
+        kinds = {"top-1" if m.startswith("top-1") else "mAP50-95" for m in store.metrics} or {"mAP50-95"}
+        points = " or ".join(sorted(kinds, reverse=True))  # what verdicts compare: a classifier's top-1, else mAP
         note += (
-            "; verdict: the difference of means in mAP50-95 points and Welch's t-test against the baseline, level when "
-            "p > 0.05 or below 3 seeds"
+            f"; verdict: the difference of means in {points} points and Welch's t-test against the baseline, level "
+            "when p > 0.05 or below 3 seeds"
         )
     return "\n".join(out) + f"\n\n<sub>{note + '. ' if note else ''}From {sources}.</sub>"
 
@@ -369,13 +378,15 @@ def plot_items(view: View, store: Store) -> tuple[list, str, tuple[str, ...]]:
     dataset = view.datasets[0]
     items: list = []
     devices = set()
+    classifiers = []  # per scored row: whether its score is a classifier's top-1 accuracy
     for row in view.models:
         runs = store.runs(view.scores, row, dataset)
+        classifiers += [r.top1 is not None for r in runs[:1]]
         if view.what == "accuracy-latency":
             cost = store.cost(view.cost, row.model, None)
             if runs and cost.get("value") is not None:
                 devices.add(cost["device"])
-                maps = [r.map50_95 for r in runs]
+                maps = [r.score for r in runs]
                 letter = scale_letter(row.model + ".yaml") if row.label == row.model else ""
                 items.append(
                     plots.Point(
@@ -392,14 +403,15 @@ def plot_items(view: View, store: Store) -> tuple[list, str, tuple[str, ...]]:
             curves = [r.curve for r in runs if r.curve is not None and r.curve.epoch]
             if curves:
                 n = min(len(c.epoch) for c in curves)  # epochs every seed reached
-                mean = tuple(statistics.fmean(c.map50_95[i] for c in curves) for i in range(n))
+                mean = tuple(statistics.fmean(c.score[i] for c in curves) for i in range(n))
                 items.append(plots.Curve(row.label, curves[0].epoch[:n], mean, len(curves)))
     split = f" '{view.scores.split}'" if view.scores.split else ""
+    score = "top-1 accuracy" if classifiers and all(classifiers) else "mAP50-95"
     if view.what == "accuracy-latency":
         where = "/".join(sorted(devices)) or "?"
-        labels = (f"latency on {where} (ms, median)", f"mAP50-95 on {dataset}{split} (mean ± sd over seeds)")
+        labels = (f"latency on {where} (ms, median)", f"{score} on {dataset}{split} (mean ± sd over seeds)")
     else:
-        labels = ("epoch", f"val mAP50-95 on {dataset} (mean over seeds)")
+        labels = ("epoch", f"val {score} on {dataset} (mean over seeds)")
     return items, view.title or f"{dataset}", labels
 
 

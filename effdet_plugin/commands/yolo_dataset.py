@@ -94,17 +94,47 @@ def label_rows(r: Record, names: list[str], task: str = "detect") -> str:
     return "".join(rows)
 
 
-def _split(records: list[Record], fractions: tuple[float, float, float], seed: int) -> dict[str, list[int]]:
-    """Record indices per split: a seeded permutation of the records, or of their groups when they have any."""
-    groups = list(dict.fromkeys(r.group if r.group is not None else f"#{i}" for i, r in enumerate(records)))
-    counts = split_counts(len(groups), fractions)
-    order = np.random.default_rng(seed).permutation(len(groups))
+def split_groups(groups: list[str | None], fractions: tuple[float, float, float], seed: int) -> dict[str, list[int]]:
+    """Item indices per split: a seeded permutation of the items, or of their groups where they have one (``None``:
+    an item of its own)."""
+    keys = [g if g is not None else f"#{i}" for i, g in enumerate(groups)]
+    unique = list(dict.fromkeys(keys))
+    counts = split_counts(len(unique), fractions)
+    order = np.random.default_rng(seed).permutation(len(unique))
     bounds = np.cumsum((0, *counts))
-    where = {groups[g]: s for i, s in enumerate(SPLITS) for g in order[bounds[i] : bounds[i + 1]]}
+    where = {unique[g]: s for i, s in enumerate(SPLITS) for g in order[bounds[i] : bounds[i + 1]]}
     out: dict[str, list[int]] = {s: [] for s, c in zip(SPLITS, counts) if c}
-    for i, r in enumerate(records):
-        out[where[r.group if r.group is not None else f"#{i}"]].append(i)
+    for i, key in enumerate(keys):
+        out[where[key]].append(i)
     return out
+
+
+def write_class_folders(
+    images: list[tuple[Path, str]],
+    dst: str | Path,
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+) -> dict[str, int]:
+    """Write (image, class name) pairs, in a fixed order, as a classification dataset, ``DST/{train,val,test}/CLASS/``
+    (hard links, else copies), each class split by ``seed`` on its own, so every split holds every class in the same
+    proportions (the host numbers classes by the train split's folders); return images per split. Every class must keep
+    its own file names apart."""
+    dst = Path(dst).resolve()
+    check_empty(dst)
+    seen: dict[tuple[str, str], Path] = {}
+    for image, name in images:
+        if (name, image.name) in seen:
+            raise ValueError(f"{image} and {seen[name, image.name]} are both {name}/{image.name}")
+        seen[name, image.name] = image
+    counts: dict[str, int] = {}
+    for name in sorted({n for _, n in images}):
+        members = [image for image, n in images if n == name]
+        for s, idx in split_groups([None] * len(members), split, seed).items():
+            (dst / s / name).mkdir(parents=True, exist_ok=True)
+            for i in idx:
+                _place(members[i], dst / s / name / members[i].name)
+            counts[s] = counts.get(s, 0) + len(idx)
+    return counts
 
 
 def write_yolo_dataset(
@@ -142,7 +172,7 @@ def write_yolo_dataset(
         bad := next((r for r in records if r.shapes is None or len(r.shapes) != len(r.names)), None)
     ):
         raise ValueError(f"{bad.source or bad.image}: a {task} dataset needs one shape per object")
-    splits = _split(records, split, seed)
+    splits = split_groups([r.group for r in records], split, seed)
     for s, idx in splits.items():
         (dst / "images" / s).mkdir(parents=True, exist_ok=True)
         (dst / "labels" / s).mkdir(parents=True, exist_ok=True)
