@@ -72,9 +72,8 @@ def read_curve(run: Path) -> dict:
     curve is of the mAP the run's task is scored on (masks for a segment model, keypoints for a pose model)."""
     rows = _rows(run)
     kind = _kinds(rows)[-1]
-    losses = [
-        k for k in (rows[0] if rows else {}) if k.startswith(("train/", "val/")) and k.endswith("loss")
-    ]  # a classifier's: train/loss
+    # box_loss, seg_loss, ...; a classifier's is plain train/loss
+    losses = [k for k in (rows[0] if rows else {}) if k.startswith(("train/", "val/")) and k.endswith("loss")]
     if rows and TOP1 in rows[0]:  # a classifier
         scores = {"top1": [float(r[TOP1]) for r in rows], "top5": [float(r[TOP5]) for r in rows]}
     else:

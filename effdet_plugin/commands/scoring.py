@@ -17,7 +17,7 @@ from pathlib import Path
 from effdet_plugin.atomic import write_json
 from effdet_plugin.commands.heldout import AccuracyError, coco_ground_truth
 
-# what a record's map50_95 / map50 / map75 measure for a model of each task
+# what a record's scores (``score_keys``) measure for a model of each task
 METRICS = {
     "detect": "box mAP, pycocotools",
     "segment": "mask mAP, pycocotools",
