@@ -327,25 +327,32 @@ def test_rows_of_one_file_split_by_recipe_and_a_baseline_named_by_label(store, c
     assert "two rows share a label" in capsys.readouterr().err
 
 
-def test_a_table_of_another_task_names_the_map_it_shows(store, capsys):
-    """Rows scored on masks carry ``metric``; their table's note names it, where a detection table says pycocotools."""
+def render_task_table(store: Path, capsys, suffix: str, metric: str, columns: list[str], classifier: bool) -> str:
+    """The fixture's cards rows as a task's (models ``*{suffix}``, ``metric``; a classifier's accuracy in place of the
+    mAPs), rendered in one table of ``columns``; the README's text."""
     import yaml
 
     rows = json.loads((store / "results" / "protocol_cards.json").read_text())
     for row in rows["rows"]:
-        row["model"] = row["model"].replace(".yaml", "-seg.yaml")
-        row["metric"] = "mask mAP, pycocotools"
-    (store / "results" / "protocol_cards_seg.json").write_text(json.dumps(rows))
+        row["model"] = row["model"].replace(".yaml", f"{suffix}.yaml")
+        row["metric"] = metric
+        if classifier:
+            row["top1"], row["top5"] = row.pop("map50_95"), row.pop("map50")
+            del row["map75"], row["curve"]
+    (store / "results" / f"protocol_cards{suffix}.json").write_text(json.dumps(rows))
     defs = store / "results" / "render.yaml"
     spec = yaml.safe_load(defs.read_text())
-    spec["tables"]["family"].update(
-        models=["yolov5n_effv2-seg", "yolov5nu-seg"], baseline="yolov5n_effv2-seg", datasets=["cards"],
-        columns=["model", "map", "verdict"],
-    )  # fmt: skip
+    models = [f"yolov5n_effv2{suffix}", f"yolov5nu{suffix}"]
+    spec["tables"]["family"].update(models=models, baseline=models[0], datasets=["cards"], columns=columns)
     spec["plots"] = {}
     defs.write_text(yaml.safe_dump(spec))
     assert render(store) == 0, capsys.readouterr().err
-    text = (store / "README.md").read_text()
+    return (store / "README.md").read_text()
+
+
+def test_a_table_of_another_task_names_the_map_it_shows(store, capsys):
+    """Rows scored on masks carry ``metric``; their table's note names it, where a detection table says pycocotools."""
+    text = render_task_table(store, capsys, "-seg", "mask mAP, pycocotools", ["model", "map", "verdict"], False)
     assert "on the 'test' split, mask mAP, pycocotools; verdict" in text
     assert table_rows(store)["yolov5nu-seg"][2].startswith("behind (-5.1, p = 0.0037")
 
@@ -353,25 +360,8 @@ def test_a_table_of_another_task_names_the_map_it_shows(store, capsys):
 def test_a_classifier_table_shows_top1_and_compares_it(store, capsys):
     """Classifier rows hold top-1 and top-5 accuracy, not mAP: the ``top1`` column shows them, the verdict compares
     top-1, a ``map`` column shows a dash."""
-    import yaml
-
-    rows = json.loads((store / "results" / "protocol_cards.json").read_text())
-    for row in rows["rows"]:
-        row["model"] = row["model"].replace(".yaml", "-cls.yaml")
-        row["metric"] = "top-1 accuracy, Ultralytics' classify validator"
-        row["top1"], row["top5"] = row.pop("map50_95"), row.pop("map50")
-        del row["map75"], row["curve"]
-    (store / "results" / "protocol_cards_cls.json").write_text(json.dumps(rows))
-    defs = store / "results" / "render.yaml"
-    spec = yaml.safe_load(defs.read_text())
-    spec["tables"]["family"].update(
-        models=["yolov5n_effv2-cls", "yolov5nu-cls"], baseline="yolov5n_effv2-cls", datasets=["cards"],
-        columns=["model", "top1", "map", "verdict"],
-    )  # fmt: skip
-    spec["plots"] = {}
-    defs.write_text(yaml.safe_dump(spec))
-    assert render(store) == 0, capsys.readouterr().err
-    text = (store / "README.md").read_text()
+    metric = "top-1 accuracy, Ultralytics' classify validator"
+    text = render_task_table(store, capsys, "-cls", metric, ["model", "top1", "map", "verdict"], True)
     assert "| model | top-1 cards | mAP50-95 cards | vs yolov5n_effv2-cls cards |" in text
     assert "score: mean ± sd over seeds (count) on the 'test' split, top-1 accuracy, Ultralytics' classify" in text
     assert "verdict: the difference of means in top-1 points" in text
