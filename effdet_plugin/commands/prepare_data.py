@@ -45,9 +45,10 @@ def _numbers(values: list[str], source: Path, line: int, want: int) -> list[floa
     return numbers
 
 
-def _rows(path: Path) -> list[tuple[int, list[str]]]:
-    """The non-blank rows of a tab-separated file, each with its line number (for messages)."""
-    return [(i, line.split("\t")) for i, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+def _rows(path: Path, sep: str | None = "\t") -> list[tuple[int, list[str]]]:
+    """The non-blank rows of a tab-separated file (``sep=None``: blank-separated), each with its line number (for
+    messages)."""
+    return [(i, line.split(sep)) for i, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
 
 
 def read_plates(folder: Path) -> list[Record]:
@@ -129,12 +130,12 @@ def read_car_parts(folder: Path) -> list[Record]:
             w, h = _size(image, ann)
             classes, shapes = [], []
             for a in objects.get(im["id"], []):
-                parts = [np.array(s, np.float64) for s in a["segmentation"] if len(s) >= 6]  # a polygon: 3+ points
+                parts = [s for s in a["segmentation"] if len(s) >= 6]  # a polygon: 3+ points
                 if not parts:
                     continue
-                merged = merge_multi_segment([s.tolist() for s in parts]) if len(parts) > 1 else parts
+                merged = merge_multi_segment(parts) if len(parts) > 1 else parts
                 classes.append(names[a["category_id"]])
-                shapes.append(np.concatenate(merged).reshape(-1, 2))
+                shapes.append(np.concatenate(merged, dtype=np.float64).reshape(-1, 2))
             boxes = np.array([[*s.min(0), *s.max(0)] for s in shapes], np.float64).reshape(-1, 4)
             records.append(Record(image, w, h, classes, boxes, source=ann, shapes=shapes))
     return records
@@ -145,22 +146,27 @@ def read_tiger_pose(folder: Path) -> list[Record]:
     a YOLO pose row of 12 keypoints (x, y, normalized). Frames are pooled and grouped ten by ten, so the split keeps
     neighbouring, near-identical frames together."""
     records = []
-    for label in sorted(folder.glob("*/labels/*.txt"), key=lambda p: p.name):
+    for label in sorted(folder.glob("*/labels/*.txt"), key=_frame):
         image = label.parent.parent / "images" / f"{label.stem}.jpg"
         w, h = _size(image, label)
         classes, boxes, shapes = [], [], []
-        for i, row in ((i, line.split()) for i, line in enumerate(label.read_text().splitlines(), 1) if line.strip()):
+        for i, row in _rows(label, None):
             values = _numbers(row, label, i, 5 + 12 * 2)
             xc, yc, bw, bh = values[1:5]
             classes.append("tiger")
             boxes.append(((xc - bw / 2) * w, (yc - bh / 2) * h, (xc + bw / 2) * w, (yc + bh / 2) * h))
             shapes.append(np.array(values[5:], np.float64).reshape(12, 2) * (w, h))
-        frame = int(label.stem.rsplit("_", 1)[-1])
-        group = f"frames {frame // 10 * 10}-{frame // 10 * 10 + 9}"
+        start = _frame(label) // 10 * 10
+        group = f"frames {start}-{start + 9}"
         records.append(
             Record(image, w, h, classes, np.array(boxes).reshape(-1, 4), source=label, shapes=shapes, group=group)
         )
-    return sorted(records, key=lambda r: int(r.image.stem.rsplit("_", 1)[-1]))
+    return records
+
+
+def _frame(label: Path) -> int:
+    """The frame number of a tiger-pose label, ``Frame_N.txt``."""
+    return int(label.stem.rsplit("_", 1)[-1])
 
 
 def read_text_lines(folder: Path) -> list[Record]:
@@ -169,8 +175,6 @@ def read_text_lines(folder: Path) -> list[Record]:
     centre (image y pointing down), written as the four corners an OBB label holds; lines marked difficult are kept,
     as Ultralytics' DOTA converter keeps them. A photo whose EXIF orientation turns it is left out: its rows were drawn
     on the stored pixels, while Ultralytics' loader shows it turned."""
-    from PIL import Image
-
     records = []
     for gt in sorted(folder.glob("*/*.gt"), key=lambda p: p.name):
         image = gt.with_suffix(".JPG")
@@ -179,7 +183,7 @@ def read_text_lines(folder: Path) -> list[Record]:
             if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation
                 continue
         shapes = []
-        for i, row in ((i, line.split()) for i, line in enumerate(gt.read_text().splitlines(), 1) if line.strip()):
+        for i, row in _rows(gt, None):
             _, _, x, y, bw, bh, angle = _numbers(row, gt, i, 7)
             cx, cy, c, s = x + bw / 2, y + bh / 2, np.cos(angle), np.sin(angle)
             d = np.array([[-bw, -bh], [bw, -bh], [bw, bh], [-bw, bh]]) / 2
